@@ -1,0 +1,50 @@
+# ContextCLIP reproduction kit. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+PROFILE ?= embedded
+export PYTHONHASHSEED := 0
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export MPLBACKEND := Agg
+
+.PHONY: help setup test test-fast reproduce lint lab data clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: PROFILE=smoke|embedded|paper (default embedded)"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q -r requirements.txt
+	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the pinned requirements (idempotent)
+
+test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax)
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax -p no:randomly notebooks
+
+test-fast: $(STAMP)  ## unit tests only, without the slow ones
+	$(PY) -m pytest -q -m "not slow" tests
+
+reproduce: $(STAMP)  ## run the whole pipeline for PROFILE (default embedded)
+	$(PY) -m contextclip reproduce --profile $(PROFILE)
+
+data: $(STAMP)  ## prepare the datasets of PROFILE (prints what to download where needed)
+	$(PY) -m contextclip data prepare-profile --profile $(PROFILE)
+
+lint: $(STAMP)  ## ruff on the package, tests and benchmarks
+	$(VENV)/bin/ruff check contextclip tests benchmarks
+
+lab: $(STAMP)  ## JupyterLab on notebooks/ with the kit's kernel (localhost, token on)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+
+clean:  ## remove generated runs (keeps data/ caches and .venv)
+	rm -rf runs

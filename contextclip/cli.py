@@ -1,0 +1,85 @@
+"""Command line: ``python -m contextclip <command>`` (also the ``contextclip`` console script).
+
+Only argument parsing lives here; each command calls one library function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from contextclip.config import METHODS, ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="contextclip", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("reproduce", help="run the numbered notebooks with papermill for a profile")
+    r.add_argument("--profile", default="embedded")
+    r.add_argument("--force", action="store_true", help="rerun steps whose inputs have not changed")
+
+    t = sub.add_parser("train", help="train one model (resumes from --out's checkpoint)")
+    t.add_argument("--profile", default="smoke")
+    t.add_argument("--method", choices=METHODS, required=True)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--no-progress", action="store_true")
+
+    e = sub.add_parser("evaluate", help="one evaluation of one trained run")
+    e.add_argument("--run", type=Path, required=True)
+    e.add_argument("--task", choices=("zero_shot", "fine_tune", "linear_probe", "retrieval"), required=True)
+    e.add_argument("--dataset", required=True)
+    e.add_argument("--results", type=Path, default=None, help="results folder (default results/<profile>)")
+
+    d = sub.add_parser("data", help="prepare or check datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    dp = dsub.add_parser("prepare", help="fetch or check one dataset")
+    dp.add_argument("name")
+    dp.add_argument("--root", type=Path, default=Path("data"))
+    dpp = dsub.add_parser("prepare-profile", help="prepare every dataset a profile uses")
+    dpp.add_argument("--profile", default="embedded")
+    dc = dsub.add_parser("check", help="validate an image,caption manifest")
+    dc.add_argument("manifest", type=Path)
+    dc.add_argument("--skip-bad", action="store_true", help="write a cleaned copy beside it")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "reproduce":
+            from contextclip.pipeline import reproduce
+
+            return reproduce(args.profile, force=args.force)
+        if args.command == "train":
+            from contextclip.config import load_config
+            from contextclip.train import fit
+
+            cfg = load_config(args.profile, args.overrides)
+            summary = fit(cfg, args.method, args.seed, args.out, fresh=args.fresh, progress=not args.no_progress)
+            if summary is not None:
+                print(f"run folder: {args.out}  final_val_loss={summary['final_val_loss']:.4f}")
+            return 0
+        if args.command == "evaluate":
+            from contextclip.evaluate import evaluate_run
+
+            rows = evaluate_run(args.run, args.task, args.dataset, results_dir=args.results)
+            for row in rows:
+                print(f"{row['task']:>12} {row['dataset']:>16} {row['metric']:>22} {row['value']:8.2f}  n={row['n']}")
+            return 0
+        if args.command == "data":
+            from contextclip.data import cli as data_cli
+
+            return data_cli.run(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

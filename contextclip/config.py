@@ -1,0 +1,400 @@
+"""Configuration: dataclasses for data, model, loss, training and evaluation, and YAML profiles.
+
+One name per knob everywhere: a notebook parameter, a YAML key, a dataclass field and a saved
+config key are the same flat name (``batch_size``, ``alpha``, ...). Names are unique across
+sections, so ``--set batch_size=64`` and ``--set train.batch_size=64`` mean the same thing.
+
+Profiles live in ``configs/<name>.yaml`` as sections ``data``, ``model``, ``loss``, ``train``,
+``eval``. Unknown keys, wrong types and out-of-range values are errors that name the key, the
+value and what is valid. YAML is read with ``yaml.safe_load`` only.
+
+This module does not build models or datasets; it only describes and checks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_ROOT / "configs"
+PROFILES = ("smoke", "embedded", "paper")
+METHODS = ("clip", "contextclip")
+
+
+class ConfigError(ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+@dataclass
+class DataConfig:
+    train_data: str = "synthetic"  # caption set to pretrain on: synthetic | manifest | cc3m | flickr8k
+    n_pairs: int = 400  # pairs in the pretraining set (synthetic corpus size, or CC3M subset size)
+    image_size: int = 32  # square side in pixels that every image is resized to
+    val_fraction: float = 0.1  # share of pairs held out for the validation loss
+    manifest: str = ""  # path to an image,caption CSV when train_data is "manifest"
+    data_root: str = "data"  # where datasets are cached or expected on disk
+    skip_bad: bool = False  # skip (and count) bad manifest rows instead of stopping
+    augment: bool = True  # random augmentation of training images
+    missing_datasets: str = "error"  # error | skip: what to do when an evaluation set is absent
+    zero_shot_datasets: list = field(default_factory=lambda: ["mnist_real", "digits", "shapes10"])
+    fine_tune_datasets: list = field(default_factory=lambda: ["digits"])
+    retrieval_dataset: str = "synthetic_captions"  # caption set for recall@K and the grids
+    tsne_dataset: str = "mnist_real"  # classification set whose embeddings are drawn (Fig. 6/7)
+    eval_max_images: int = 0  # cap per evaluation set (0 = all)
+
+
+@dataclass
+class ModelConfig:
+    image_tower: str = "tiny_cnn"  # tiny_cnn | resnet18 | resnet50 | efficientnet_lite0
+    image_weights: str = "none"  # none | imagenet | package | path/to/weights.pt
+    text_tower: str = "tiny_bert"  # tiny_bert | minilm | a Hugging Face name or local folder
+    pooling: str = "mean"  # cls | mean
+    head: str = "linear"  # linear (paper) | mlp (residual MLP of the code the paper used)
+    embed_dim: int = 256  # joint embedding size
+    max_length: int = 32  # token limit per caption (captions are padded per batch)
+    freeze_image: bool = False  # keep the image tower frozen (eval mode, no gradients)
+    freeze_text: bool = False  # keep the text tower frozen (eval mode, no gradients)
+
+
+@dataclass
+class LossConfig:
+    alpha: float = 0.5  # weight of the contextual loss (ContextCLIP); the clip method uses 0
+    bandwidth: float = 0.5  # h of Eq. 7
+    cx_eps: float = 1e-5  # eps of Eq. 6
+    cx_variant: str = "batch"  # batch | per_sample_features | feature_columns
+    temperature: float = 1.0  # initial tau of Eq. 2 (logits = I @ T.T / tau)
+    learn_temperature: bool = True  # learn log(1/tau), clamped to max_logit_scale
+    max_logit_scale: float = 100.0  # clamp of 1/tau, as in CLIP
+    image_to_text_weight: float = 0.75  # lambda of Eq. 4
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 2  # passes over the training pairs
+    batch_size: int = 32  # pairs per step (global batch under torchrun)
+    lr_image: float = 1e-3  # learning rate of the image tower
+    lr_text: float = 1e-3  # learning rate of the text tower
+    lr_head: float = 1e-3  # learning rate of the projection heads and temperature
+    weight_decay: float = 1e-3  # Adam(W) weight decay
+    optimizer: str = "adam"  # adam (paper) | adamw
+    scheduler: str = "none"  # none | cosine
+    grad_clip: float = 0.0  # max gradient norm (0 = off)
+    num_workers: int = 0  # DataLoader workers
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
+    log_every: int = 10  # steps between progress/loss updates
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0 = end of epoch only)
+    seeds: list = field(default_factory=lambda: [0])  # seeds trained per method by the pipeline
+    methods: list = field(default_factory=lambda: ["clip", "contextclip"])  # methods compared
+
+
+@dataclass
+class EvalConfig:
+    eval_batch_size: int = 256  # images per forward pass in evaluation
+    ft_epochs: int = 3  # max fine-tuning epochs (Table 2)
+    ft_lr: float = 1e-4  # fine-tuning learning rate
+    ft_patience: int = 2  # early-stopping patience in epochs
+    ft_init: str = "zeroshot"  # zeroshot | random: initialisation of the fine-tuning head
+    tsne_perplexity: float = 30.0  # t-SNE perplexity (Fig. 6/7)
+    tsne_max_points: int = 1000  # points per t-SNE plot
+    retrieval_ks: list = field(default_factory=lambda: [1, 5, 10])  # K of recall@K
+    grid_queries: int = 4  # query captions per retrieval grid (Fig. 1/5)
+    grid_k: int = 5  # images per query in the grids
+    bootstrap_samples: int = 1000  # resamples for single-seed intervals
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+}
+
+CHOICES: dict[str, tuple] = {
+    "train_data": ("synthetic", "manifest", "cc3m", "flickr8k"),
+    "missing_datasets": ("error", "skip"),
+    "image_tower": ("tiny_cnn", "resnet18", "resnet50", "efficientnet_lite0"),
+    "pooling": ("cls", "mean"),
+    "head": ("linear", "mlp"),
+    "cx_variant": ("batch", "per_sample_features", "feature_columns"),
+    "optimizer": ("adam", "adamw"),
+    "scheduler": ("none", "cosine"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16"),
+    "ft_init": ("zeroshot", "random"),
+}
+
+# (low, high, low_inclusive): the valid range of each numeric knob.
+RANGES: dict[str, tuple] = {
+    "n_pairs": (2, None, True),
+    "image_size": (8, 1024, True),
+    "val_fraction": (0.0, 0.9, True),
+    "eval_max_images": (0, None, True),
+    "embed_dim": (2, 8192, True),
+    "max_length": (4, 4096, True),
+    "alpha": (0.0, None, True),
+    "bandwidth": (0.0, None, False),
+    "cx_eps": (0.0, None, False),
+    "temperature": (0.0, None, False),
+    "max_logit_scale": (1.0, None, True),
+    "image_to_text_weight": (0.0, 1.0, True),
+    "epochs": (1, None, True),
+    "batch_size": (2, None, True),
+    "lr_image": (0.0, None, True),
+    "lr_text": (0.0, None, True),
+    "lr_head": (0.0, None, True),
+    "weight_decay": (0.0, None, True),
+    "grad_clip": (0.0, None, True),
+    "num_workers": (0, 64, True),
+    "log_every": (1, None, True),
+    "checkpoint_every": (0, None, True),
+    "eval_batch_size": (1, None, True),
+    "ft_epochs": (0, None, True),
+    "ft_lr": (0.0, None, True),
+    "ft_patience": (1, None, True),
+    "tsne_perplexity": (1.0, None, True),
+    "tsne_max_points": (10, None, True),
+    "grid_queries": (1, 64, True),
+    "grid_k": (1, 64, True),
+    "bootstrap_samples": (10, None, True),
+}
+
+
+def _field_types(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+#: flat knob name -> section name
+KNOB_SECTION: dict[str, str] = {
+    name: section for section, cls in SECTIONS.items() for name in _field_types(cls)
+}
+
+
+def _check_value(key: str, value: Any, expected: type) -> Any:
+    """Return ``value`` coerced to ``expected`` or raise a ConfigError naming the key."""
+    tname = getattr(expected, "__name__", str(expected))
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    elif expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        value = float(value)
+    elif expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    elif expected is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        value = list(value)
+        if key == "seeds" and not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+            raise ConfigError(f"config key 'seeds': expected a list of integers, got {value!r}")
+        if key == "methods" and not set(value) <= set(METHODS):
+            raise ConfigError(f"config key 'methods': {value!r}; valid methods are {list(METHODS)}")
+        if key == "retrieval_ks" and not all(isinstance(k, int) and k >= 1 for k in value):
+            raise ConfigError(f"config key 'retrieval_ks': expected positive integers, got {value!r}")
+    else:  # pragma: no cover - only the types above are used
+        raise ConfigError(f"config key '{key}': unsupported type {tname}")
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(
+            f"config key '{key}': {value!r} is not one of {list(CHOICES[key])}"
+        )
+    if key in RANGES:
+        lo, hi, lo_incl = RANGES[key]
+        bad_lo = lo is not None and (value < lo if lo_incl else value <= lo)
+        bad_hi = hi is not None and value > hi
+        if value != value or bad_lo or bad_hi:  # value != value catches NaN
+            lo_s = "" if lo is None else (f">= {lo}" if lo_incl else f"> {lo}")
+            hi_s = "" if hi is None else f"<= {hi}"
+            rng = " and ".join(s for s in (lo_s, hi_s) if s)
+            raise ConfigError(f"config key '{key}': {value!r} is out of range; it must be {rng}")
+    return value
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of one run or one pipeline profile."""
+
+    profile: str = "smoke"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    # ----------------------------------------------------------------- views
+    def to_dict(self) -> dict[str, Any]:
+        """Sectioned plain dict (what is saved as ``config.json``)."""
+        return {"profile": self.profile, **{s: dataclasses.asdict(getattr(self, s)) for s in SECTIONS}}
+
+    def to_flat(self) -> dict[str, Any]:
+        """Flat ``knob -> value`` dict (what notebooks and ``--set`` use)."""
+        flat: dict[str, Any] = {}
+        for s in SECTIONS:
+            flat.update(dataclasses.asdict(getattr(self, s)))
+        return flat
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def get(self, key: str) -> Any:
+        return getattr(getattr(self, KNOB_SECTION[key]), key)
+
+    # ----------------------------------------------------------- constructors
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> Config:
+        """Build from a sectioned or flat dict; every key is checked."""
+        cfg = cls()
+        return cfg.updated(d, source=source)
+
+    def updated(self, d: dict[str, Any], *, source: str = "override") -> Config:
+        """A copy with the keys of ``d`` (sectioned or flat) applied and checked."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(d).__name__}")
+        new = Config.from_sections(self.to_dict())
+        for key, value in d.items():
+            if key == "profile":
+                if not isinstance(value, str):
+                    raise ConfigError(f"{source}: key 'profile' must be a string, got {value!r}")
+                new.profile = value
+            elif key in SECTIONS:
+                if value is None:
+                    continue
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{source}: section '{key}' must be a mapping, got {value!r}")
+                for sub, v in value.items():
+                    if KNOB_SECTION.get(sub) != key:
+                        valid = sorted(_field_types(SECTIONS[key]))
+                        raise ConfigError(
+                            f"{source}: unknown key '{key}.{sub}'. Valid keys in '{key}': {valid}"
+                        )
+                    new._set(sub, v)
+            else:
+                name = key.split(".", 1)[1] if "." in key else key
+                sec = key.split(".", 1)[0] if "." in key else None
+                if name not in KNOB_SECTION or (sec is not None and KNOB_SECTION[name] != sec):
+                    raise ConfigError(
+                        f"{source}: unknown key '{key}'. Valid keys: {sorted(KNOB_SECTION)}"
+                    )
+                new._set(name, value)
+        new.validate()
+        return new
+
+    @classmethod
+    def from_sections(cls, d: dict[str, Any]) -> Config:
+        cfg = cls(profile=d.get("profile", "smoke"))
+        for s, sc in SECTIONS.items():
+            setattr(cfg, s, sc(**{k: v for k, v in d.get(s, {}).items()}))
+        return cfg
+
+    def _set(self, key: str, value: Any) -> None:
+        section = KNOB_SECTION[key]
+        expected = _field_types(SECTIONS[section])[key]
+        setattr(getattr(self, section), key, _check_value(key, value, expected))
+
+    def validate(self) -> None:
+        """Cross-field checks (single values are checked when set)."""
+        for key in KNOB_SECTION:
+            expected = _field_types(SECTIONS[KNOB_SECTION[key]])[key]
+            _check_value(key, self.get(key), expected)
+        if self.data.train_data == "manifest" and not self.data.manifest:
+            raise ConfigError(
+                "config key 'manifest': train_data is 'manifest' but no manifest path is set; "
+                "set manifest=path/to/pairs.csv"
+            )
+        if not self.train.seeds:
+            raise ConfigError("config key 'seeds': at least one seed is needed")
+
+    # ------------------------------------------------------- per-method view
+    def for_method(self, method: str) -> Config:
+        """The config a run of ``method`` trains with: CLIP is ContextCLIP with alpha = 0."""
+        if method not in METHODS:
+            raise ConfigError(f"method {method!r} is not one of {list(METHODS)}")
+        if method == "clip":
+            return self.updated({"alpha": 0.0})
+        return self
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` from the command line; the value is read as YAML (safe)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, for example batch_size=64")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+    return key.strip(), value
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping with safe loading only (Python object tags are refused)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            d = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid (safe) YAML: {exc}") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(d).__name__}")
+    return d
+
+
+def profile_path(profile: str | Path) -> Path:
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise ConfigError(f"config file {p} does not exist")
+        return p
+    candidate = CONFIG_DIR / f"{profile}.yaml"
+    if not candidate.exists():
+        known = sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(f"unknown profile {str(profile)!r}; known profiles: {known} (in {CONFIG_DIR})")
+    return candidate
+
+
+def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Load ``configs/<profile>.yaml`` (or a YAML path) and apply overrides.
+
+    ``overrides`` is a dict of flat or dotted keys, or a list of ``key=value`` strings.
+    A YAML file may name a ``base`` profile that it overlays.
+    """
+    path = profile_path(profile)
+    d = read_yaml(path)
+    base = d.pop("base", None)
+    cfg = load_config(base) if base else Config()
+    name = d.pop("profile", None) or (Path(profile).stem if base is None or Path(profile).suffix else str(profile))
+    cfg = cfg.updated(d, source=str(path))
+    cfg.profile = name
+    if overrides:
+        if isinstance(overrides, (list, tuple)):
+            overrides = dict(parse_override(o) for o in overrides)
+        cfg = cfg.updated(dict(overrides), source="override")
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config as JSON, atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(cfg.to_json() + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def config_from_json(path: Path) -> Config:
+    with open(path, encoding="utf-8") as fh:
+        return Config.from_dict(json.load(fh), source=str(path))
