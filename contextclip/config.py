@@ -91,6 +91,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     log_every: int = 10  # steps between progress/loss updates
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0 = end of epoch only)
+    cache_frozen_features: bool = True  # compute a frozen tower's features once (text; images only without augmentation)
     seeds: list = field(default_factory=lambda: [0])  # seeds trained per method by the pipeline
     methods: list = field(default_factory=lambda: ["clip", "contextclip"])  # methods compared
 

@@ -1,0 +1,60 @@
+"""``python -m contextclip data ...``: prepare one dataset, every dataset of a profile, or check a
+manifest. Argument parsing is in ``contextclip/cli.py``; this module only runs the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from contextclip.data import prepare as prep
+from contextclip.data import registry
+from contextclip.data.checks import ManifestError, check_manifest, write_clean
+
+
+def run_check(manifest: Path, skip_bad: bool = False) -> int:
+    try:
+        report = check_manifest(manifest)
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report.format())
+    if not report.problems:
+        print("all rows are good")
+        return 0
+    if skip_bad:
+        out = write_clean(report)
+        print(f"wrote {len(report.good)} good rows to {out} (the original is unchanged)")
+        return 0
+    print(f"{len(report.problems)} bad row(s); fix them or rerun with --skip-bad to write a cleaned copy")
+    return 1
+
+
+def run_prepare_profile(profile: str) -> int:
+    from contextclip.config import load_config
+
+    cfg = load_config(profile)
+    root = registry.resolve_root(cfg.data.data_root)
+    rc = 0
+    if cfg.data.train_data == "synthetic":
+        rc |= prep.prepare_synthetic(root, cfg.data.n_pairs, cfg.data.image_size)
+    for name in registry.required_datasets(cfg):
+        print(f"--- {name}")
+        rc |= prep.prepare(name, root)
+    missing = registry.check_datasets(cfg)
+    if missing:
+        print(registry.missing_message(cfg, missing))
+    return 1 if (rc or missing) else 0
+
+
+def run(args) -> int:
+    cmd = args.data_command
+    if cmd == "prepare":
+        root = args.root if args.root.is_absolute() else registry.resolve_root(args.root)
+        return prep.prepare(args.name, root)
+    if cmd == "prepare-profile":
+        return run_prepare_profile(args.profile)
+    if cmd == "check":
+        return run_check(args.manifest, args.skip_bad)
+    print(f"unknown data command {cmd!r}", file=sys.stderr)
+    return 2

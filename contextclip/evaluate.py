@@ -1,0 +1,316 @@
+"""Evaluation of one trained run: cached embeddings, then one task, then rows in metrics.csv.
+
+What it is:
+- ``embed_dataset(run_dir, name)``: encodes an evaluation set once per (run, dataset) and caches
+  it in ``run_dir/embeddings/<name>.pt``, keyed by a fingerprint of the checkpoint (its SHA-256),
+  the dataset name, ``eval_max_images`` and ``image_size``: a retrained run invalidates it.
+  Classification sets: joint-space image embeddings, tower features (for the probe), labels,
+  class-prompt embeddings (Table 1) and per-prompt embeddings (Fig. 7), official splits.
+  Caption sets: each image embedded once, every caption embedded, and each caption's image index.
+- ``evaluate_run(run_dir, task, dataset)``: runs ``zero_shot`` / ``fine_tune`` / ``linear_probe`` /
+  ``retrieval`` and appends (method, seed, task, dataset, metric, value, n) rows to
+  ``results/<profile>/metrics.csv`` (replacing the same run's earlier rows), plus per-item
+  correctness for the single-seed bootstrap. A missing dataset raises ``DatasetMissing`` unless
+  ``missing_datasets: skip``, which records a ``"not run: missing"`` row instead.
+
+What it is not: no metric arithmetic (``zeroshot``, ``retrieval``, ``finetune``) and no tables
+(``results``). Figures read the caches written here and never call the encoders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from contextclip.config import REPO_ROOT, Config, config_from_json
+from contextclip.encoding import encode_images, encode_texts, image_features, take_images
+from contextclip.finetune import fine_tune, linear_probe, make_splits
+from contextclip.results import NOT_RUN, append_metrics, save_per_item
+from contextclip.retrieval import caption_positives, recall_at_k
+from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
+
+__all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
+           "results_dir_for", "load_embeddings", "cache_path"]
+
+CACHE_VERSION = 1
+TASKS = ("zero_shot", "fine_tune", "linear_probe", "retrieval")
+
+
+# --------------------------------------------------------------------------- run folder
+def run_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a training run folder "
+                                "(train one with `python -m contextclip train ... --out DIR`)")
+    return config_from_json(path)
+
+
+def run_identity(run_dir: Path) -> tuple[str, int]:
+    """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
+    run_dir = Path(run_dir)
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text(encoding="utf-8"))
+        if "method" in s and "seed" in s:
+            return str(s["method"]), int(s["seed"])
+    m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
+    if not m:
+        raise ValueError(f"{run_dir}: no summary.json with method/seed and the folder name is not "
+                         "'<method>-seed<k>'; finish training or rename the folder")
+    return m.group(1), int(m.group(2))
+
+
+def checkpoint_fingerprint(run_dir: Path) -> str:
+    """SHA-256 of ``checkpoint.pt`` (memoised by size and mtime in ``embeddings/fingerprint.json``)."""
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt} does not exist; train the run before evaluating it")
+    st = ckpt.stat()
+    stamp = f"{st.st_size}:{st.st_mtime_ns}"
+    memo = run_dir / "embeddings" / "fingerprint.json"
+    if memo.exists():
+        d = json.loads(memo.read_text())
+        if d.get("stamp") == stamp:
+            return d["sha256"]
+    h = hashlib.sha256()
+    with open(ckpt, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write_text(memo, json.dumps({"stamp": stamp, "sha256": h.hexdigest()}))
+    return h.hexdigest()
+
+
+def results_dir_for(cfg: Config) -> Path:
+    return REPO_ROOT / "results" / cfg.profile
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _device(cfg: Config) -> torch.device:
+    if cfg.train.device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------- datasets
+def _get_dataset(name: str, cfg: Config):
+    from contextclip.data.registry import get_dataset
+
+    return get_dataset(name, cfg, split="all")
+
+
+def _dataset_missing_type():
+    try:
+        from contextclip.data import DatasetMissing
+    except ImportError:  # the data package is not importable (yet): nothing can be "missing"
+        return ()
+    return DatasetMissing
+
+
+class _Indexed:
+    """A view of an image collection through an index array (for the eval_max_images cap)."""
+
+    def __init__(self, images, index: np.ndarray):
+        self.images, self.index = images, np.asarray(index, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i):
+        return take_images(self.images, [int(self.index[i])])[0]
+
+
+def _cap_index(n: int, cap: int) -> np.ndarray:
+    """Indices kept under ``eval_max_images`` (a seeded random subset, sorted; all when cap is 0)."""
+    if not cap or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).permutation(n)[:cap])
+
+
+def _classification_view(ds, cap: int):
+    """The capped dataset with official splits remapped to the kept indices."""
+    labels = torch.as_tensor(ds.labels, dtype=torch.long)
+    index = _cap_index(len(labels), cap)
+    splits = None
+    if getattr(ds, "splits", None):
+        pos = {int(i): j for j, i in enumerate(index)}
+        splits = {k: torch.as_tensor([pos[int(i)] for i in torch.as_tensor(v).tolist() if int(i) in pos],
+                                     dtype=torch.long) for k, v in ds.splits.items() if v is not None}
+    images = ds.images[torch.as_tensor(index)] if isinstance(ds.images, torch.Tensor) else _Indexed(ds.images, index)
+    return SimpleNamespace(name=ds.name, images=images, labels=labels[torch.as_tensor(index)],
+                           classnames=list(ds.classnames), templates=list(ds.templates), splits=splits,
+                           index=index)
+
+
+def _is_caption_set(ds) -> bool:
+    return hasattr(ds, "captions") and not hasattr(ds, "labels")
+
+
+# --------------------------------------------------------------------------- embeddings cache
+def cache_path(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "embeddings" / f"{name}.pt"
+
+
+def load_embeddings(run_dir: Path, name: str) -> dict:
+    """The cached embeddings of one dataset, without checking the fingerprint (for plots)."""
+    path = cache_path(run_dir, name)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
+                                f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=None, dataset=None,
+                  force: bool = False) -> dict:
+    """Cached embeddings of dataset ``name`` for the run in ``run_dir`` (computed on a cache miss only).
+
+    ``model`` / ``dataset`` may be given to skip loading them (tests, notebooks that hold them).
+    """
+    run_dir = Path(run_dir)
+    cfg = cfg or run_config(run_dir)
+    key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(run_dir), "dataset": name,
+           "eval_max_images": cfg.data.eval_max_images, "image_size": cfg.data.image_size}
+    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    path = cache_path(run_dir, name)
+    if path.exists() and not force:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("fingerprint") == fingerprint:
+            return cached
+    if dataset is None:
+        dataset = _get_dataset(name, cfg)
+    if model is None:
+        from contextclip.train import load_trained
+
+        model, _ = load_trained(run_dir, device=_device(cfg))
+    bs = cfg.eval.eval_batch_size
+    out: dict = {"fingerprint": fingerprint, "dataset": name, "checkpoint": key["checkpoint"]}
+    if _is_caption_set(dataset):
+        index = _cap_index(len(dataset.captions), cfg.data.eval_max_images)
+        captions = [list(dataset.captions[i]) for i in index]
+        if any(len(c) == 0 for c in captions):
+            raise ValueError(f"dataset {name}: some images have no caption; every image needs at least one")
+        flat = [c for caps in captions for c in caps]
+        out.update(kind="captions", index=torch.as_tensor(index),
+                   image=encode_images(model, dataset.images, bs, indices=index),  # each image once
+                   text=encode_texts(model, flat, bs), captions=flat,
+                   text_image=torch.as_tensor([i for i, caps in enumerate(captions) for _ in caps]))
+    else:
+        view = _classification_view(dataset, cfg.data.eval_max_images)
+        class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
+        # Fig. 7 points: every class name in the dataset's templates and in a fixed generic list
+        tsne_templates = list(dict.fromkeys(list(view.templates) + list(GENERIC_TEMPLATES)))
+        _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
+        out.update(kind="classification", index=torch.as_tensor(view.index),
+                   image=encode_images(model, view.images, bs),
+                   features=image_features(model, view.images, bs),
+                   labels=view.labels, classnames=view.classnames, templates=view.templates,
+                   class_emb=class_emb, prompt_emb=prompt_emb,
+                   tsne_text_emb=tsne_emb.reshape(-1, tsne_emb.shape[-1]),
+                   tsne_text_labels=torch.arange(len(view.classnames)).repeat_interleave(len(tsne_templates)),
+                   splits=view.splits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(out, tmp)
+    os.replace(tmp, path)
+    return out
+
+
+# --------------------------------------------------------------------------- tasks
+def _zero_shot_index(cache: dict) -> torch.Tensor:
+    splits = cache.get("splits")
+    if splits and splits.get("test") is not None and len(splits["test"]):
+        return torch.as_tensor(splits["test"])  # the official test split
+    return torch.arange(len(cache["labels"]))
+
+
+def _rows(method: str, seed: int, task: str, dataset: str, metrics: dict, n: int | dict) -> list[dict]:
+    rows = []
+    for metric, value in metrics.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            nn = n[metric] if isinstance(n, dict) else n
+            rows.append(dict(method=method, seed=seed, task=task, dataset=dataset, metric=metric,
+                             value=float(value), n=int(nn)))
+    return rows
+
+
+def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | None = None,
+                 cfg: Config | None = None, *, model=None, data=None) -> list[dict]:
+    """Evaluate one run on one task and dataset; append the rows to ``<results_dir>/metrics.csv``."""
+    if task not in TASKS:
+        raise ValueError(f"task {task!r} is not one of {list(TASKS)}")
+    run_dir = Path(run_dir)
+    cfg = cfg or run_config(run_dir)
+    method, seed = run_identity(run_dir)
+    results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
+    metrics_csv = results_dir / "metrics.csv"
+    missing = _dataset_missing_type()
+    try:
+        if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):
+            data = _get_dataset(dataset, cfg)
+        cache = embed_dataset(run_dir, dataset, cfg, model=model, dataset=data)
+    except missing:
+        if cfg.data.missing_datasets != "skip":
+            raise
+        rows = [dict(method=method, seed=seed, task=task, dataset=dataset, metric=NOT_RUN, value=math.nan, n=0)]
+        append_metrics(metrics_csv, rows)
+        return rows
+    kind = cache["kind"]
+    if (task == "retrieval") != (kind == "captions"):
+        need = "a caption set" if task == "retrieval" else "a classification set"
+        raise ValueError(f"task {task!r} needs {need}; dataset {dataset!r} is a {kind} set")
+    per_item: dict = {}
+    if task == "zero_shot":
+        idx = _zero_shot_index(cache)
+        res = zero_shot_from_embeddings(cache["image"][idx], cache["labels"][idx], cache["class_emb"], per_item=True)
+        per_item = res.pop("per_item")
+        rows = _rows(method, seed, task, dataset, {k: v for k, v in res.items() if k not in ("n", "n_classes")},
+                     res["n"])
+    elif task == "linear_probe":
+        splits = make_splits(cache["labels"], cache.get("splits"), seed)
+        res = linear_probe(cache["features"], cache["labels"], splits, seed=seed,
+                           n_classes=len(cache["classnames"]), per_item=True)
+        per_item = res.pop("per_item")
+        metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),
+                   **chance_levels(res["n_classes"]), "C": res["C"]}
+        rows = _rows(method, seed, task, dataset, metrics, res["n"])
+    elif task == "fine_tune":
+        if model is None:
+            from contextclip.train import load_trained
+
+            model, _ = load_trained(run_dir, device=_device(cfg))
+        view = _classification_view(data, cfg.data.eval_max_images)
+        splits = make_splits(view.labels, view.splits, seed)
+        res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])
+        per_item = res.pop("per_item")
+        metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),
+                   **chance_levels(res["n_classes"]), "best_epoch": res["best_epoch"],
+                   "epochs_run": res["epochs_run"]}
+        rows = _rows(method, seed, task, dataset, metrics, res["n"])
+    else:  # retrieval
+        image, text, text_image = cache["image"], cache["text"], cache["text_image"]
+        positives = caption_positives(text_image, image.shape[0])
+        ks = tuple(cfg.eval.retrieval_ks)
+        res = recall_at_k(text @ image.T, positives, ks, per_item=True)
+        per_item = res.pop("per_item")
+        chance = recall_at_k(torch.zeros(positives.shape), positives, ks)  # a constant scorer
+        metrics = {**res, **{f"chance_{k}": v for k, v in chance.items()}}
+        n = {m: (len(text_image) if "text_to_image" in m else image.shape[0]) for m in metrics}
+        rows = _rows(method, seed, task, dataset, metrics, n)
+    save_per_item(results_dir, method, seed, task, dataset, {k: np.asarray(v) for k, v in per_item.items()})
+    append_metrics(metrics_csv, rows)
+    return rows
+

@@ -1,0 +1,271 @@
+"""Glue for the numbered notebooks: validate their parameters, find the profile's folders, show tables.
+
+Every notebook's second code cell is ``cfg = setup_notebook(profile, knob=value, ...)``: the
+``parameters`` cell's values go through ``contextclip.config.load_config`` so an unknown knob or a bad
+value fails there, with the config's own message. ``None`` means "take the profile's value".
+
+This module holds no method logic (losses, training, evaluation live in their own modules) and
+never computes a number that a table reports; it only sets up, locates and displays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contextclip.config import KNOB_SECTION, METHODS, REPO_ROOT, Config, ConfigError, load_config
+
+_T0 = time.time()
+
+
+@dataclass(frozen=True)
+class ProfilePaths:
+    """Where a profile's artefacts live (DESIGN.md "Results and outputs"), all absolute."""
+
+    runs: Path  # runs/<profile>/: one folder per <method>-seed<k>, executed notebooks
+    results: Path  # results/<profile>/: metrics.csv, table1/table2 .md/.csv
+    figures: Path  # figures/<profile>/: PNGs named after the paper's figures
+
+    def run_dir(self, method: str, seed: int) -> Path:
+        """``runs/<profile>/<method>-seed<k>/`` (the layout of docs/architecture.md)."""
+        if method not in METHODS:
+            raise ConfigError(f"method {method!r} is not one of {list(METHODS)}")
+        return self.runs / f"{method}-seed{int(seed)}"
+
+
+def profile_paths(cfg: Config, root: Path | None = None) -> ProfilePaths:
+    """The run, results and figures folders of ``cfg.profile`` under the repository root."""
+    root = Path(root) if root is not None else REPO_ROOT
+    name = cfg.profile
+    return ProfilePaths(runs=root / "runs" / name, results=root / "results" / name, figures=root / "figures" / name)
+
+
+def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = False, **knobs: Any) -> Config:
+    """Validate a notebook's parameters through the config and return the resolved ``Config``.
+
+    ``knobs`` are flat config names (``epochs=3``, ``seeds=[0, 1]``); a value of ``None`` keeps the
+    profile's. An unknown name or a bad value raises ``ConfigError`` naming the key. With ``chdir``
+    the working directory becomes the repository root, so that relative paths in the configs
+    (``data/``, ``runs/``) mean the same in JupyterLab, under nbval and under papermill.
+    Also limits torch's threads to the machine's cores and seeds nothing (seeding belongs to ``fit``).
+    """
+    unknown = sorted(k for k in knobs if k not in KNOB_SECTION)
+    if unknown:
+        raise ConfigError(
+            f"notebook parameter(s) {unknown} are not config knobs; valid names: {sorted(KNOB_SECTION)}"
+        )
+    overrides = {k: v for k, v in knobs.items() if v is not None}
+    cfg = load_config(profile, overrides)
+    if chdir:
+        os.chdir(REPO_ROOT)
+    try:
+        import matplotlib
+
+        matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.max_open_warning": 0})
+    except ImportError:  # pragma: no cover - matplotlib is a pinned requirement
+        pass
+    if not quiet:
+        shown = {k: cfg.get(k) for k in knobs}
+        print(f"profile {cfg.profile!r} ({profile}); notebook knobs: {json.dumps(shown)}")
+        if overrides:
+            print(f"  changed from the profile: {sorted(overrides)}")
+    return cfg
+
+
+def knob_table(cfg: Config, names: list[str] | None = None):
+    """A two-column DataFrame (knob, value) of ``names`` (default: every knob), for display."""
+    import pandas as pd
+
+    flat = cfg.to_flat()
+    names = list(flat) if names is None else names
+    return pd.DataFrame({"knob": names, "section": [KNOB_SECTION[n] for n in names],
+                         "value": [flat[n] for n in names]}).set_index("knob")
+
+
+def show_table(data: Any, caption: str | None = None, floatfmt: str = "{:.2f}") -> None:
+    """Display rows (a DataFrame, a list of dicts, a dict of columns or a CSV/MD path) as a table.
+
+    Returns nothing (so a notebook cell does not show the table twice). Outside IPython it prints.
+    """
+    import pandas as pd
+
+    if isinstance(data, (str, Path)):
+        path = Path(data)
+        if not path.exists():
+            raise FileNotFoundError(f"{path} does not exist; run the notebook that writes it first")
+        df = pd.read_csv(path) if path.suffix == ".csv" else None
+        if df is None:
+            text = path.read_text(encoding="utf-8")
+            _display_markdown(text if caption is None else f"**{caption}**\n\n{text}")
+            return None
+    elif isinstance(data, pd.DataFrame):
+        df = data
+    else:
+        df = pd.DataFrame(data)
+    styled_caption = caption or ""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is None:
+            raise ImportError
+        fmt = {c: floatfmt.format for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+        sty = df.style.format(fmt)
+        if styled_caption:
+            sty = sty.set_caption(styled_caption)
+        display(sty)
+    except ImportError:
+        if styled_caption:
+            print(styled_caption)
+        print(df.to_string())
+    return None
+
+
+def show_markdown(text: str) -> None:
+    """Display markdown (a rendered table or a sentence computed from results)."""
+    _display_markdown(text)
+
+
+def _display_markdown(text: str) -> None:
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+
+        if get_ipython() is None:
+            raise ImportError
+        display(Markdown(text))
+    except ImportError:
+        print(text)
+
+
+def show_figure(fig: Any, path: Path | None = None) -> None:
+    """Save ``fig`` to ``path`` (folders created) when given, display it, and close it."""
+    import matplotlib.pyplot as plt
+
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight")
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+
+        if get_ipython() is not None:
+            display(fig)
+    except ImportError:  # pragma: no cover
+        pass
+    plt.close(fig)
+    if path is not None:
+        print(f"saved {_short(path)}")
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the repository root when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def git_commit(root: Path | None = None) -> str:
+    """The repository's commit (with ``-dirty`` when there are local changes), or ``unknown``."""
+    root = Path(root) if root is not None else REPO_ROOT
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_summary() -> dict[str, Any]:
+    """Python, platform, CPU/GPU and the versions of the packages that produce the numbers."""
+    from importlib import metadata
+
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "git_commit": git_commit(),
+    }
+    for pkg in ("contextclip", "torch", "torchvision", "transformers", "numpy", "scikit-learn",
+                "matplotlib", "pandas", "papermill"):
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = "not installed"
+    try:
+        import torch
+
+        env["torch_threads"] = torch.get_num_threads()
+        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    except ImportError:  # pragma: no cover
+        env["cuda"] = "unknown"
+    return env
+
+
+def elapsed() -> str:
+    """Time since this module was imported (i.e. since the notebook's first cell), as ``1m 23s``."""
+    s = int(time.time() - _T0)
+    return f"{s // 60}m {s % 60:02d}s"
+
+
+def pipeline_timings(cfg: Config, root: Path | None = None) -> Any:
+    """Per-notebook wall times of the last ``reproduce`` run of this profile, as a DataFrame.
+
+    Reads ``runs/<profile>/pipeline_state.json`` (written by ``contextclip.pipeline``); an empty
+    frame when the notebooks were run by hand.
+    """
+    import pandas as pd
+
+    state_path = profile_paths(cfg, root).runs / "pipeline_state.json"
+    if not state_path.exists():
+        return pd.DataFrame(columns=["notebook", "seconds", "finished"])
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    rows = [{"notebook": name, "seconds": round(entry.get("seconds", float("nan")), 1),
+             "finished": entry.get("finished", "")} for name, entry in state.get("notebooks", {}).items()]
+    return pd.DataFrame(rows)
+
+
+def image_grid(images: Any, titles: list[str] | None = None, ncols: int = 6, title: str | None = None,
+               width: float = 2.2, wrap: int = 28) -> Any:
+    """A Figure showing ``uint8 [N, 3, H, W]`` images (a tensor, an array or a list), captions below.
+
+    Display glue for notebook 01 (training pairs, one example per class); the paper's figures
+    live in ``contextclip.plots``.
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    arrs = [np.asarray(im) for im in images]
+    if not arrs:
+        raise ValueError("image_grid: no images to show")
+    n = len(arrs)
+    ncols = max(1, min(ncols, n))
+    nrows = (n + ncols - 1) // ncols
+    extra = 0.45 if titles else 0.0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, (width + extra * 1.6) * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (ax, im) in enumerate(zip(axes.ravel(), arrs)):
+        if im.ndim == 3 and im.shape[0] in (1, 3):
+            im = im.transpose(1, 2, 0)
+        ax.imshow(im.squeeze(), cmap="gray" if im.ndim == 2 or im.shape[-1] == 1 else None,
+                  interpolation="nearest")
+        if titles:
+            ax.set_title("\n".join(textwrap.wrap(str(titles[i]), wrap)[:3]), fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

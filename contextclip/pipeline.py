@@ -1,0 +1,386 @@
+"""Batch run of the numbered notebooks with papermill: ``python -m contextclip reproduce --profile P``.
+
+What it does, per notebook ``notebooks/0*.ipynb`` in order:
+
+1. reads the names the notebook's ``parameters`` cell declares (parsed from the tagged cell);
+2. builds the parameters to inject: ``profile`` plus, for every declared config knob, its value
+   in ``configs/P.yaml`` (with any ``overrides``), plus explicit per-notebook ``notebook_params``.
+   A key the notebook does not declare is an error naming the notebook and the key
+   (papermill itself only warns);
+3. skips the notebook when its fingerprint is unchanged (notebook source, injected parameters,
+   resolved config, the package's source, and the outputs of the notebooks before it) and its
+   recorded outputs still exist, unless ``force``;
+4. executes it with the venv's ``python3`` kernel, cwd = repository root, a per-cell timeout,
+   into ``runs/P/notebooks/<name>.ipynb`` (a failing run is kept as ``<name>.failed.ipynb``);
+5. after success only, records the fingerprint and the files it wrote in
+   ``runs/P/pipeline_state.json`` (written atomically).
+
+A failing notebook stops the run with exit code 1 and a message naming the notebook, the cell
+and the error; earlier notebooks' outputs and state are left as they were.
+
+This module runs notebooks; it computes no results itself (the notebooks call the library).
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PACKAGE_DIR = Path(__file__).resolve().parent
+KERNEL_NAME = "python3"  # the venv's kernel; the Makefile installs it with `ipykernel install --sys-prefix`
+STATE_FILE = "pipeline_state.json"
+STATE_VERSION = 1
+
+#: per-cell timeout in seconds, per profile (a hung cell otherwise runs until the job limit);
+#: profiles not listed use DEFAULT_CELL_TIMEOUT_S. Override with reproduce(cell_timeout=...).
+CELL_TIMEOUT_S: dict[str, int] = {"smoke": 600, "embedded": 1800, "paper": 12 * 3600}
+DEFAULT_CELL_TIMEOUT_S = 4 * 3600
+
+
+class PipelineError(ConfigError):
+    """The pipeline cannot start: an undeclared parameter, a missing notebook or parameters cell.
+
+    A subclass of ``ConfigError`` so that the CLI reports it as a usage error (exit code 2).
+    A notebook that fails while running is not an exception: ``reproduce`` returns 1.
+    """
+
+
+# ----------------------------------------------------------------------------- parameters
+def parameters_cell(nb: Any, name: str = "notebook") -> tuple[int, str]:
+    """Index and source of the single code cell tagged ``parameters`` (error if none or several)."""
+    found = [(i, c) for i, c in enumerate(nb.cells)
+             if c.cell_type == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not found:
+        raise PipelineError(f"{name}: no code cell is tagged 'parameters'; tag the cell of defaults")
+    if len(found) > 1:
+        raise PipelineError(f"{name}: {len(found)} cells are tagged 'parameters'; papermill needs exactly one")
+    i, cell = found[0]
+    return i, cell.source
+
+
+def declared_parameters(notebook: Path | Any, name: str | None = None) -> dict[str, Any]:
+    """``name -> default`` of the top-level assignments in the ``parameters`` cell.
+
+    Defaults must be literals (numbers, strings, booleans, None, lists/dicts of them), as papermill
+    expects; anything else is an error naming the line.
+    """
+    nb = _read(notebook) if isinstance(notebook, (str, Path)) else notebook
+    label = name or (Path(notebook).stem if isinstance(notebook, (str, Path)) else "notebook")
+    _, src = parameters_cell(nb, label)
+    try:
+        tree = ast.parse(src)
+    except SyntaxError as exc:
+        raise PipelineError(f"{label}: the parameters cell is not valid Python: {exc}") from None
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            target, value = node.target.id, node.value
+        else:
+            raise PipelineError(
+                f"{label}: parameters cell line {node.lineno}: only `name = literal` assignments are allowed"
+            )
+        try:
+            out[target] = ast.literal_eval(value)
+        except ValueError:
+            raise PipelineError(
+                f"{label}: parameter '{target}' (line {node.lineno}) must be a literal value"
+            ) from None
+    return out
+
+
+def notebook_parameters(
+    notebook: Path, cfg: Config, profile: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parameters injected into ``notebook``: profile + declared knobs from ``cfg`` + ``extra``.
+
+    Raises ``PipelineError`` naming the notebook and the key when ``extra`` holds a name the
+    notebook does not declare, or when the notebook does not declare ``profile``.
+    """
+    name = Path(notebook).stem
+    declared = declared_parameters(notebook, name)
+    if "profile" not in declared:
+        raise PipelineError(f"notebook {name}: its parameters cell does not declare 'profile'")
+    params: dict[str, Any] = {"profile": profile}
+    for key in declared:
+        if key in KNOB_SECTION:
+            params[key] = cfg.get(key)
+    for key, value in (extra or {}).items():
+        if key not in declared:
+            raise PipelineError(
+                f"notebook {name}: parameter '{key}' is not declared in its parameters cell; "
+                f"it declares {sorted(declared)}"
+            )
+        params[key] = value
+    return params
+
+
+# ---------------------------------------------------------------------------- fingerprints
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def package_hash(package_dir: Path = PACKAGE_DIR) -> str:
+    """Hash of the package's source (``*.py`` and assets), so a library change reruns the notebooks."""
+    h = hashlib.sha256()
+    for p in sorted(package_dir.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".json", ".txt", ".yaml", ".csv") and "__pycache__" not in p.parts:
+            h.update(str(p.relative_to(package_dir)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def notebook_source_hash(nb: Any) -> str:
+    """Hash of the cells' types, sources and tags (not outputs or execution counts)."""
+    cells = [[c.cell_type, c.source, sorted(c.get("metadata", {}).get("tags", []))] for c in nb.cells]
+    return _sha(json.dumps(cells, sort_keys=True).encode())
+
+
+def fingerprint(nb_hash: str, params: dict[str, Any], cfg: Config, pkg_hash: str, upstream: str) -> str:
+    """The inputs of one notebook step; equal fingerprints mean the step need not run again."""
+    blob = json.dumps({"notebook": nb_hash, "parameters": params, "config": cfg.to_dict(),
+                       "package": pkg_hash, "upstream": upstream}, sort_keys=True, default=str)
+    return _sha(blob.encode())
+
+
+def _snapshot(dirs: Sequence[Path], exclude: Sequence[Path]) -> dict[str, tuple[int, int]]:
+    """``path -> (size, mtime_ns)`` of every file under ``dirs``, minus ``exclude``."""
+    snap: dict[str, tuple[int, int]] = {}
+    excl = [e.resolve() for e in exclude]
+    for d in dirs:
+        if not d.exists():
+            continue
+        for p in d.rglob("*"):
+            rp = p.resolve()
+            if not p.is_file() or any(rp == e or e in rp.parents for e in excl) or p.suffix == ".tmp":
+                continue
+            st = p.stat()
+            snap[str(rp)] = (st.st_size, st.st_mtime_ns)
+    return snap
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------- state
+def read_state(path: Path) -> dict[str, Any]:
+    """The pipeline state of a profile (empty when absent, unreadable or of another version)."""
+    try:
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {"version": STATE_VERSION, "notebooks": {}}
+    if state.get("version") != STATE_VERSION or not isinstance(state.get("notebooks"), dict):
+        return {"version": STATE_VERSION, "notebooks": {}}
+    return state
+
+
+def write_state(path: Path, state: dict[str, Any]) -> None:
+    """Write the state atomically (a temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------ running
+@dataclass
+class StepResult:
+    name: str
+    status: str  # "ran" | "skipped" | "failed"
+    seconds: float
+    message: str = ""
+
+
+def _failure_message(name: str, exc: BaseException, out_path: Path) -> str:
+    from papermill.exceptions import PapermillExecutionError
+
+    if isinstance(exc, PapermillExecutionError):
+        where = f"cell {exc.cell_index} (execution count {exc.exec_count})"
+        first = (exc.source or "").strip().splitlines()
+        snippet = f" starting `{first[0][:80]}`" if first else ""
+        return (f"notebook {name} failed at {where}{snippet}: {exc.ename}: {exc.evalue}. "
+                f"Executed copy with the traceback: {out_path}")
+    cell = _failed_cell_index(out_path)
+    where = f" at cell {cell}" if cell is not None else ""
+    return f"notebook {name} failed{where}: {type(exc).__name__}: {exc}. Executed copy: {out_path}"
+
+
+def _failed_cell_index(out_path: Path) -> int | None:
+    """The index of the cell papermill marked as running or failed in a partial output notebook."""
+    try:
+        nb = _read(out_path)
+    except Exception:  # noqa: BLE001 - a partial file may be unreadable; the message then has no cell
+        return None
+    for i, c in enumerate(nb.cells):
+        if c.get("metadata", {}).get("papermill", {}).get("status") in ("failed", "running"):
+            return i
+    return None
+
+
+def _read(path: Path) -> Any:
+    import nbformat
+
+    p = Path(path)
+    if not p.exists():
+        raise PipelineError(f"notebook {p} does not exist")
+    return nbformat.read(p, as_version=4)
+
+
+def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The numbered notebooks ``0*.ipynb`` of ``notebook_dir``, in order."""
+    nbs = sorted(p for p in Path(notebook_dir).glob("[0-9][0-9]_*.ipynb"))
+    if not nbs:
+        raise PipelineError(f"no numbered notebooks (NN_name.ipynb) in {notebook_dir}")
+    return nbs
+
+
+def _log(msg: str) -> None:
+    print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def reproduce(
+    profile: str,
+    force: bool = False,
+    *,
+    overrides: dict[str, Any] | None = None,
+    notebook_params: dict[str, dict[str, Any]] | None = None,
+    notebooks: Sequence[Path] | None = None,
+    root: Path | None = None,
+    cell_timeout: int | None = None,
+    kernel_name: str = KERNEL_NAME,
+    progress_bar: bool = True,
+    log: Callable[[str], None] = _log,
+) -> int:
+    """Run the numbered notebooks for ``profile``; return 0 on success, 1 on a failing notebook.
+
+    ``overrides``: config knobs changed for the whole run (each must be declared by at least one
+    notebook, otherwise it would have no effect and is rejected; to change other knobs, write a
+    profile YAML with ``base: P``). ``notebook_params``: ``{notebook stem: {name: value}}``, names the
+    notebook must declare. ``notebooks``/``root``: other notebooks and output root (tests).
+    Bad parameters raise ``ConfigError``/``PipelineError`` before any notebook runs.
+    """
+    import papermill as pm
+
+    root = Path(root) if root is not None else REPO_ROOT
+    cfg = load_config(profile, overrides or {})
+    name_of_profile = cfg.profile
+    nb_paths = [Path(p) for p in notebooks] if notebooks is not None else list_notebooks()
+    stems = [p.stem for p in nb_paths]
+    for key in notebook_params or {}:
+        if key not in stems:
+            raise PipelineError(f"notebook_params names notebook {key!r}, which is not in the run {stems}")
+
+    # Resolve every notebook's parameters first: a bad key fails before anything runs.
+    plan: list[tuple[Path, Any, dict[str, Any]]] = []
+    declared_anywhere: set[str] = set()
+    for p in nb_paths:
+        nb = _read(p)
+        params = notebook_parameters(p, cfg, str(profile), (notebook_params or {}).get(p.stem))
+        declared_anywhere |= set(declared_parameters(nb, p.stem))
+        plan.append((p, nb, params))
+    unused = sorted(set(overrides or {}) - declared_anywhere)
+    if unused:
+        raise PipelineError(
+            f"override(s) {unused} are not parameters of any notebook in the run, so they would have no "
+            f"effect; put them in a profile YAML (`base: {name_of_profile}`) and pass its path as the profile"
+        )
+
+    runs_dir = root / "runs" / name_of_profile
+    out_dir = runs_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = runs_dir / STATE_FILE
+    state = read_state(state_path)
+    watched = [runs_dir, root / "results" / name_of_profile, root / "figures" / name_of_profile]
+    exclude = [out_dir, state_path]
+    timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(name_of_profile, DEFAULT_CELL_TIMEOUT_S)
+    pkg = package_hash()
+    upstream = "start"
+    t_start = time.time()
+    results: list[StepResult] = []
+    log(f"profile {name_of_profile}: {len(plan)} notebooks, executed copies in {out_dir}, "
+        f"cell timeout {timeout} s{', forced' if force else ''}")
+
+    for k, (p, nb, params) in enumerate(plan, 1):
+        name = p.stem
+        fp = fingerprint(notebook_source_hash(nb), params, cfg, pkg, upstream)
+        entry = state["notebooks"].get(name, {})
+        out_path = out_dir / f"{name}.ipynb"
+        outputs_present = all(Path(f).exists() for f in entry.get("outputs", {}))
+        if not force and entry.get("fingerprint") == fp and out_path.exists() and outputs_present:
+            log(f"[{k}/{len(plan)}] {name}: inputs unchanged, skipped (use --force to rerun)")
+            results.append(StepResult(name, "skipped", 0.0))
+            upstream = entry.get("output_digest", fp)
+            continue
+
+        log(f"[{k}/{len(plan)}] {name}: running with {json.dumps(params, default=str)}")
+        before = _snapshot(watched, exclude)
+        running_path = out_dir / f"{name}.running.ipynb"
+        t0 = time.time()
+        try:
+            pm.execute_notebook(
+                str(p), str(running_path), parameters=params, kernel_name=kernel_name,
+                cwd=str(root), progress_bar=progress_bar, execution_timeout=timeout,
+                request_save_on_cell_execute=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure stops the run with a named cell
+            failed_path = out_dir / f"{name}.failed.ipynb"
+            if running_path.exists():
+                os.replace(running_path, failed_path)
+            msg = _failure_message(name, exc, failed_path)
+            secs = time.time() - t0
+            log(f"[{k}/{len(plan)}] {name}: FAILED after {secs:.1f} s")
+            print(f"error: {msg}", file=sys.stderr, flush=True)
+            results.append(StepResult(name, "failed", secs, msg))
+            log(f"stopped; earlier notebooks' outputs and {state_path.name} are unchanged "
+                f"(total {time.time() - t_start:.1f} s)")
+            return 1
+        secs = time.time() - t0
+        os.replace(running_path, out_path)
+        stale_failed = out_dir / f"{name}.failed.ipynb"
+        if stale_failed.exists():
+            stale_failed.unlink()
+        after = _snapshot(watched, exclude)
+        written = {f: v for f, v in after.items() if before.get(f) != v}
+        digests = {f: _file_digest(Path(f)) for f in sorted(written)}
+        output_digest = _sha(json.dumps([fp, digests], sort_keys=True).encode())
+        state["notebooks"][name] = {
+            "fingerprint": fp, "output_digest": output_digest, "outputs": digests,
+            "parameters": params, "seconds": round(secs, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "executed": str(out_path),
+        }
+        write_state(state_path, state)
+        upstream = output_digest
+        results.append(StepResult(name, "ran", secs))
+        log(f"[{k}/{len(plan)}] {name}: done in {secs:.1f} s ({len(written)} files written; "
+            f"elapsed {time.time() - t_start:.1f} s)")
+
+    ran = sum(r.status == "ran" for r in results)
+    log(f"finished profile {name_of_profile}: {ran} ran, {len(results) - ran} skipped, "
+        f"total {time.time() - t_start:.1f} s; results in {root / 'results' / name_of_profile}, "
+        f"figures in {root / 'figures' / name_of_profile}")
+    return 0
+
+
+__all__ = [
+    "CELL_TIMEOUT_S", "KERNEL_NAME", "PipelineError", "declared_parameters", "fingerprint",
+    "list_notebooks", "notebook_parameters", "package_hash", "read_state", "reproduce", "write_state",
+    "ConfigError",
+]

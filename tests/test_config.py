@@ -1,0 +1,141 @@
+"""Config: profiles load, bad keys/types/values are errors naming the key, safe YAML only."""
+
+import json
+
+import pytest
+import yaml
+
+from contextclip.config import (
+    CONFIG_DIR,
+    KNOB_SECTION,
+    Config,
+    ConfigError,
+    config_from_json,
+    load_config,
+    parse_override,
+    save_config,
+)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "embedded", "paper"])
+def test_profiles_load_and_roundtrip(profile, tmp_path):
+    cfg = load_config(profile)
+    assert cfg.profile == profile
+    save_config(cfg, tmp_path / "config.json")
+    again = config_from_json(tmp_path / "config.json")
+    assert again.to_dict() == cfg.to_dict()
+
+
+def test_profile_headers_state_command_and_time():
+    for path in CONFIG_DIR.glob("*.yaml"):
+        head = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+        assert "Command" in head and "time" in head.lower(), path
+
+
+def test_paper_profile_carries_the_papers_settings():
+    c = load_config("paper")
+    assert (c.model.image_tower, c.model.text_tower, c.model.head, c.model.embed_dim) == (
+        "resnet50", "bert-base-uncased", "linear", 256)
+    assert c.loss.image_to_text_weight == 0.75 and c.loss.temperature == 1.0 and c.loss.learn_temperature
+    assert c.loss.alpha == 0.5 and c.loss.bandwidth == 0.5
+    assert c.train.optimizer == "adam" and c.train.weight_decay == 1e-3
+    assert (c.train.lr_image, c.train.lr_text) == (1e-4, 1e-6)
+    assert (c.train.batch_size, c.train.epochs, c.data.image_size) == (32, 30, 224)
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ({"batch_size": 1}, ["batch_size", "1", ">= 2"]),
+        ({"lr_image": -1e-3}, ["lr_image", "-0.001"]),
+        ({"bandwidth": 0.0}, ["bandwidth", "> 0"]),
+        ({"alpha": -0.5}, ["alpha", "-0.5"]),
+        ({"cx_variant": "pixels"}, ["cx_variant", "pixels", "batch"]),
+        ({"epochs": "3"}, ["epochs", "integer"]),
+        ({"augment": "yes"}, ["augment", "true or false"]),
+        ({"bogus_knob": 1}, ["bogus_knob", "Valid keys"]),
+        ({"train.alpha": 1.0}, ["train.alpha", "unknown"]),
+        ({"methods": ["clip", "simclr"]}, ["methods", "simclr"]),
+        ({"bandwidth": float("nan")}, ["bandwidth"]),
+    ],
+)
+def test_bad_values_name_the_key(override, words):
+    with pytest.raises(ConfigError) as info:
+        load_config("smoke", override)
+    for w in words:
+        assert w in str(info.value)
+
+
+def test_overrides_flat_dotted_and_cli_strings_agree():
+    a = load_config("smoke", {"batch_size": 8})
+    b = load_config("smoke", {"train.batch_size": 8})
+    c = load_config("smoke", ["batch_size=8"])
+    assert a.train.batch_size == b.train.batch_size == c.train.batch_size == 8
+    assert parse_override("seeds=[0, 1]") == ("seeds", [0, 1])
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override("batch_size")
+
+
+def test_for_method_clip_sets_alpha_zero_only():
+    cfg = load_config("smoke")
+    clip = cfg.for_method("clip")
+    assert clip.loss.alpha == 0.0 and cfg.loss.alpha == 0.5
+    assert {k: v for k, v in clip.to_flat().items() if k != "alpha"} == {
+        k: v for k, v in cfg.to_flat().items() if k != "alpha"}
+    with pytest.raises(ConfigError):
+        cfg.for_method("simclr")
+
+
+def test_unknown_section_key_in_yaml_is_refused(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("base: smoke\nloss:\n  alpah: 0.3\n")
+    with pytest.raises(ConfigError, match="loss.alpah"):
+        load_config(p)
+
+
+def test_yaml_overlay_on_a_base_profile(tmp_path):
+    p = tmp_path / "mine.yaml"
+    p.write_text("base: smoke\nloss:\n  alpha: 0.25\n")
+    cfg = load_config(p)
+    assert cfg.loss.alpha == 0.25 and cfg.model.image_tower == "tiny_cnn" and cfg.profile == "mine"
+
+
+def test_yaml_with_python_object_tags_is_refused(tmp_path):
+    p = tmp_path / "evil.yaml"
+    p.write_text("train:\n  epochs: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="safe"):
+        load_config(p)
+
+
+def test_manifest_training_needs_a_manifest_path():
+    with pytest.raises(ConfigError, match="manifest"):
+        load_config("smoke", {"train_data": "manifest"})
+
+
+def test_every_knob_name_is_unique_across_sections():
+    from dataclasses import fields
+
+    from contextclip.config import SECTIONS
+
+    names = [f.name for cls in SECTIONS.values() for f in fields(cls)]
+    assert len(names) == len(set(names)) == len(KNOB_SECTION)
+
+
+def test_saved_config_is_json_with_sections(tmp_path):
+    save_config(Config(), tmp_path / "c.json")
+    d = json.loads((tmp_path / "c.json").read_text())
+    assert set(d) == {"profile", "data", "model", "loss", "train", "eval"}
+
+
+def test_environment_yml_parses_and_points_at_requirements():
+    from contextclip.config import REPO_ROOT
+
+    env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
+    deps = env["dependencies"]
+    assert "python=3.11" in deps and "pip" in deps
+    pip_section = next(d["pip"] for d in deps if isinstance(d, dict))
+    assert "-r requirements.txt" in pip_section
+    reqs = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    pins = [r for r in reqs if r.strip() and not r.startswith("#")]
+    assert all("==" in r for r in pins), [r for r in pins if "==" not in r]
+    assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins

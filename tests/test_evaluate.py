@@ -1,0 +1,99 @@
+"""evaluate_run / embed_dataset with fake encoders and in-test datasets: caching, rows, replacement."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from eval_fakes import CapSet, ClassSet, ConstantEncoder, PerfectEncoder, TinyModel
+
+from contextclip.config import Config, save_config
+from contextclip.evaluate import embed_dataset, evaluate_run
+from contextclip.results import build_tables, read_metrics
+
+
+def make_run(root: Path, method="clip", seed=0, **overrides) -> tuple[Path, Config]:
+    run = root / f"{method}-seed{seed}"
+    run.mkdir(parents=True)
+    cfg = Config().updated({"ft_epochs": 1, "batch_size": 16, **overrides})
+    save_config(cfg, run / "config.json")
+    (run / "checkpoint.pt").write_bytes(f"weights of {method} {seed}".encode())
+    return run, cfg
+
+
+def test_second_embed_call_does_not_encode_and_retraining_invalidates(tmp_path):
+    run, cfg = make_run(tmp_path)
+    ds = ClassSet.make(n_per_class=5, n_classes=4)
+    enc = PerfectEncoder(ds.classnames)
+    first = embed_dataset(run, "fake", cfg, model=enc, dataset=ds)
+    calls = (enc.image_calls, enc.text_calls)
+    assert calls[0] > 0 and calls[1] > 0
+    again = embed_dataset(run, "fake", cfg, model=enc, dataset=ds)
+    assert (enc.image_calls, enc.text_calls) == calls
+    assert torch.equal(first["image"], again["image"])
+    assert (run / "embeddings" / "fake.pt").exists()
+    assert first["tsne_text_emb"].shape[0] == first["tsne_text_labels"].shape[0] > 4 * len(ds.templates)
+    (run / "checkpoint.pt").write_bytes(b"retrained weights")
+    embed_dataset(run, "fake", cfg, model=enc, dataset=ds)
+    assert enc.image_calls > calls[0]
+
+
+def test_each_image_embedded_once_for_caption_sets(tmp_path):
+    run, cfg = make_run(tmp_path)
+    caps, names = CapSet.make(n_images=9, per_image=3)
+    enc = PerfectEncoder(names)
+    cache = embed_dataset(run, "fakecaps", cfg, model=enc, dataset=caps)
+    assert cache["image"].shape[0] == 9 and cache["text"].shape[0] == 27
+    assert cache["text_image"].tolist() == [i for i in range(9) for _ in range(3)]
+
+
+def test_evaluate_every_task_writes_rows_and_replaces(tmp_path):
+    torch.set_num_threads(2)
+    results = tmp_path / "results"
+    ds = ClassSet.make(n_per_class=20, n_classes=5)
+    caps, names = CapSet.make(n_images=12, per_image=2)
+    for method, enc in (("clip", ConstantEncoder()), ("contextclip", PerfectEncoder(ds.classnames))):
+        run, cfg = make_run(tmp_path, method)
+        rows = evaluate_run(run, "zero_shot", "fake", results, cfg, model=enc, data=ds)
+        got = {r["metric"]: r["value"] for r in rows}
+        if method == "clip":
+            assert got["top1"] == pytest.approx(20.0) and got["chance_top1"] == 20.0
+        else:
+            assert got["top1"] == 100.0 and got["top5"] == 100.0
+        assert all(r["n"] == 100 and r["method"] == method and r["seed"] == 0 for r in rows)
+        lp = evaluate_run(run, "linear_probe", "fake", results, cfg, model=enc, data=ds)
+        assert {r["metric"] for r in lp} >= {"top1", "top5", "C"}
+    tiny_run, cfg = make_run(tmp_path / "t", "clip", 1)
+    ft = evaluate_run(tiny_run, "fine_tune", "fake", results, cfg, model=TinyModel(ds.classnames), data=ds)
+    assert {r["metric"] for r in ft} >= {"top1", "top5", "best_epoch"} and ft[0]["n"] == 10
+    ret_run, cfg = make_run(tmp_path / "r", "contextclip", 2)
+    ret = evaluate_run(ret_run, "retrieval", "fakecaps", results, cfg, model=PerfectEncoder(names), data=caps)
+    got = {r["metric"]: (r["value"], r["n"]) for r in ret}
+    assert got["text_to_image_R@1"] == (100.0, 24) and got["image_to_text_R@1"] == (100.0, 12)
+    assert got["chance_text_to_image_R@1"][0] == pytest.approx(100 / 12)
+    before = len(read_metrics(results / "metrics.csv"))
+    evaluate_run(ret_run, "retrieval", "fakecaps", results, cfg, model=PerfectEncoder(names), data=caps)
+    assert len(read_metrics(results / "metrics.csv")) == before
+    with pytest.raises(ValueError, match="needs a caption set"):
+        evaluate_run(ret_run, "retrieval", "fake", results, cfg, model=PerfectEncoder(names), data=ds)
+    tables = build_tables(results)
+    t1 = tables["table1_zero_shot"]
+    r = t1[t1.metric == "top1"].iloc[0]
+    assert r["diff"] == pytest.approx(80.0) and "bootstrap" in r["ci_method"] and r.ci_low > 60
+    assert (results / "per_item" / "clip-seed0" / "zero_shot__fake.npz").exists()
+
+
+def test_eval_max_images_caps_and_remaps_official_splits(tmp_path):
+    run, cfg = make_run(tmp_path, eval_max_images=30)
+    ds = ClassSet.make(n_per_class=20, n_classes=4, splits={"train": torch.arange(60), "test": torch.arange(60, 80)})
+    cache = embed_dataset(run, "fake", cfg, model=PerfectEncoder(ds.classnames), dataset=ds)
+    assert cache["image"].shape[0] == 30 and len(cache["labels"]) == 30
+    kept = cache["index"]
+    assert torch.equal(kept[cache["splits"]["test"]], kept[kept >= 60])
+    assert torch.equal(cache["labels"], ds.labels[kept])
+
+
+def test_bad_task_and_run_folder(tmp_path):
+    with pytest.raises(ValueError, match="not one of"):
+        evaluate_run(tmp_path, "nope", "fake")
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate_run(tmp_path, "zero_shot", "fake")

@@ -1,0 +1,90 @@
+"""The numbered notebooks as files: stripped, a markdown cell first, a tagged and commented
+parameters cell of literals followed by the config check, no def/class outside 00, and the
+parameter names are config knobs (so the pipeline can inject them). Reads JSON only; runs nothing.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from contextclip.config import KNOB_SECTION, load_config
+from contextclip.pipeline import declared_parameters, list_notebooks
+
+NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+EXPECTED = [
+    "00_contextual_loss_explained", "01_data", "02_train", "03_zero_shot",
+    "04_fine_tune", "05_tsne", "06_retrieval", "07_report",
+]
+
+
+def _load(name):
+    path = NB_DIR / f"{name}.ipynb"
+    if not path.exists():
+        pytest.fail(f"{path} is missing")
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_eight_notebooks_are_there_in_order():
+    assert [p.stem for p in list_notebooks(NB_DIR)] == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_notebook_is_stripped_and_well_formed(name):
+    nb = _load(name)
+    nbformat.validate(nb)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "kernel must be the venv's python3"
+    assert "papermill" not in nb.metadata, "papermill metadata left in the committed notebook"
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code":
+            assert c.outputs == [], f"{name} cell {i} has outputs; strip them (tools/build_notebooks.py --strip)"
+            assert c.execution_count is None, f"{name} cell {i} has an execution count"
+
+    first = nb.cells[0]
+    assert first.cell_type == "markdown", f"{name}: the first cell must be markdown"
+    for word in ("Purpose", "Inputs", "Outputs", "Runtime"):
+        assert word in first.source, f"{name}: the first cell must say its {word}"
+
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name}: exactly one cell must be tagged 'parameters', found {tagged}"
+    i = tagged[0]
+    assert nb.cells[i].cell_type == "code"
+    assert all(c.cell_type == "markdown" for c in nb.cells[:i]), f"{name}: only markdown before the parameters"
+    src = nb.cells[i].source
+
+    # every assignment line carries a comment
+    comments = {tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(src).readline)
+                if tok.type == tokenize.COMMENT}
+    for node in ast.parse(src).body:
+        assert node.lineno in comments, f"{name}: parameter on line {node.lineno} has no comment"
+
+    declared = declared_parameters(nb, name)  # literals only, else PipelineError
+    assert declared.get("profile") == "smoke", f"{name}: the default profile must be smoke"
+    others = sorted(set(declared) - {"profile"})
+    assert set(others) <= set(KNOB_SECTION), f"{name}: parameters {set(others) - set(KNOB_SECTION)} are not config knobs"
+    # the defaults are valid for the config (None = take the profile's value)
+    load_config("smoke", {k: v for k, v in declared.items() if k != "profile" and v is not None})
+
+    # the next code cell validates the parameters through the config
+    nxt = next(c for c in nb.cells[i + 1:] if c.cell_type == "code")
+    assert "setup_notebook(profile" in nxt.source, f"{name}: the cell after the parameters must call setup_notebook"
+    for k in others:
+        assert f"{k}={k}" in nxt.source, f"{name}: parameter {k!r} is not passed to setup_notebook"
+
+
+@pytest.mark.parametrize("name", EXPECTED[1:])
+def test_no_function_or_class_definitions_outside_00(name):
+    nb = _load(name)
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(c.source)):
+            assert not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)), (
+                f"{name} cell {i} defines {node.name!r}: move it into contextclip/"
+            )
+
