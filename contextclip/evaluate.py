@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from contextclip.config import REPO_ROOT, Config, config_from_json
-from contextclip.encoding import encode_images, encode_texts, image_features, take_images
+from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
@@ -108,9 +108,14 @@ def _device(cfg: Config) -> torch.device:
 
 # --------------------------------------------------------------------------- datasets
 def _get_dataset(name: str, cfg: Config):
-    from contextclip.data.registry import get_dataset
+    """Classification sets: every image ('all', official splits in ``splits``); caption sets: the test split.
 
-    return get_dataset(name, cfg, split="all")
+    The registry applies ``eval_max_images`` (a deterministic subset per split).
+    """
+    from contextclip.data.registry import DATASETS, get_dataset
+
+    kind = DATASETS[name].kind if name in DATASETS else None
+    return get_dataset(name, cfg, split="test" if kind == "captions" else "all")
 
 
 def _dataset_missing_type():
@@ -121,39 +126,14 @@ def _dataset_missing_type():
     return DatasetMissing
 
 
-class _Indexed:
-    """A view of an image collection through an index array (for the eval_max_images cap)."""
-
-    def __init__(self, images, index: np.ndarray):
-        self.images, self.index = images, np.asarray(index, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, i):
-        return take_images(self.images, [int(self.index[i])])[0]
-
-
-def _cap_index(n: int, cap: int) -> np.ndarray:
-    """Indices kept under ``eval_max_images`` (a seeded random subset, sorted; all when cap is 0)."""
-    if not cap or n <= cap:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).permutation(n)[:cap])
-
-
-def _classification_view(ds, cap: int):
-    """The capped dataset with official splits remapped to the kept indices."""
+def _classification_view(ds):
+    """The fields evaluation needs, with official splits (if any) as index tensors."""
     labels = torch.as_tensor(ds.labels, dtype=torch.long)
-    index = _cap_index(len(labels), cap)
     splits = None
     if getattr(ds, "splits", None):
-        pos = {int(i): j for j, i in enumerate(index)}
-        splits = {k: torch.as_tensor([pos[int(i)] for i in torch.as_tensor(v).tolist() if int(i) in pos],
-                                     dtype=torch.long) for k, v in ds.splits.items() if v is not None}
-    images = ds.images[torch.as_tensor(index)] if isinstance(ds.images, torch.Tensor) else _Indexed(ds.images, index)
-    return SimpleNamespace(name=ds.name, images=images, labels=labels[torch.as_tensor(index)],
-                           classnames=list(ds.classnames), templates=list(ds.templates), splits=splits,
-                           index=index)
+        splits = {k: torch.as_tensor(v, dtype=torch.long) for k, v in ds.splits.items() if v is not None}
+    return SimpleNamespace(name=ds.name, images=ds.images, labels=labels, classnames=list(ds.classnames),
+                           templates=list(ds.templates), splits=splits)
 
 
 def _is_caption_set(ds) -> bool:
@@ -199,22 +179,21 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     bs = cfg.eval.eval_batch_size
     out: dict = {"fingerprint": fingerprint, "dataset": name, "checkpoint": key["checkpoint"]}
     if _is_caption_set(dataset):
-        index = _cap_index(len(dataset.captions), cfg.data.eval_max_images)
-        captions = [list(dataset.captions[i]) for i in index]
+        captions = [list(c) for c in dataset.captions]
         if any(len(c) == 0 for c in captions):
             raise ValueError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
-        out.update(kind="captions", index=torch.as_tensor(index),
-                   image=encode_images(model, dataset.images, bs, indices=index),  # each image once
+        out.update(kind="captions", index=torch.arange(len(captions)),
+                   image=encode_images(model, dataset.images, bs),  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,
                    text_image=torch.as_tensor([i for i, caps in enumerate(captions) for _ in caps]))
     else:
-        view = _classification_view(dataset, cfg.data.eval_max_images)
+        view = _classification_view(dataset)
         class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
         # Fig. 7 points: every class name in the dataset's templates and in a fixed generic list
         tsne_templates = list(dict.fromkeys(list(view.templates) + list(GENERIC_TEMPLATES)))
         _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
-        out.update(kind="classification", index=torch.as_tensor(view.index),
+        out.update(kind="classification",
                    image=encode_images(model, view.images, bs),
                    features=image_features(model, view.images, bs),
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
@@ -292,7 +271,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
             from contextclip.train import load_trained
 
             model, _ = load_trained(run_dir, device=_device(cfg))
-        view = _classification_view(data, cfg.data.eval_max_images)
+        view = _classification_view(data)
         splits = make_splits(view.labels, view.splits, seed)
         res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])
         per_item = res.pop("per_item")

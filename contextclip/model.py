@@ -221,6 +221,11 @@ def _tiny_bert(cfg: ModelConfig, pretrained: bool):
 def _hf_tower(source: str | Path, pretrained: bool):
     from transformers import AutoConfig, AutoModel
 
+    text = str(source)
+    looks_like_path = text.startswith(("/", ".", "~")) or text.count("/") > 1  # HF names: "name" or "org/name"
+    if looks_like_path and not Path(text).expanduser().exists():
+        raise WeightsUnavailable(f"text_tower folder {text!r} does not exist; give a Hugging Face model name "
+                                 "(e.g. bert-base-uncased), an existing local folder, minilm or tiny_bert")
     try:
         tok = _auto_tokenizer(source)
         if pretrained:

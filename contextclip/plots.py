@@ -89,7 +89,7 @@ def _silhouettes(emb: np.ndarray, xy: np.ndarray, labels: np.ndarray) -> tuple[f
 
 
 def tsne_figure(embeddings: dict, labels, classnames: list[str], title: str = "", perplexity: float = 30.0,
-                seed: int = 0, max_points: int = 1000, point_size: float = 10.0) -> Figure:
+                seed: int = 0, max_points: int = 1000, point_size: float | None = None) -> Figure:
     """Side-by-side t-SNE panels, one per method (``{"clip": [N, D], "contextclip": [N, D]}``).
 
     The same points (a seeded subset of at most ``max_points``), the same settings and seed in
@@ -97,6 +97,7 @@ def tsne_figure(embeddings: dict, labels, classnames: list[str], title: str = ""
     """
     labels = np.asarray(torch.as_tensor(labels))
     keep = _subsample(labels, max_points, seed)
+    point_size = point_size or (8.0 if len(keep) > 1500 else 14.0 if len(keep) > 400 else 28.0)
     colours = _class_colours(len(classnames))
     fig, axes = plt.subplots(1, len(embeddings), figsize=(5.2 * len(embeddings) + 2.2, 5.2), squeeze=False)
     for ax, (method, emb) in zip(axes[0], embeddings.items()):
@@ -258,7 +259,8 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
             ys = [h[term] for h in steps if term in h]
             name_l = _label(label) if label in METHOD_LABELS else label
             if ys:
-                ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.85, label=f"{name_l} train")
+                ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.85, label=f"{name_l} train",
+                        marker="." if len(ys) < 30 else None)
             vx = [h["global_step"] for h in epochs if f"val_{term}" in h]
             vy = [h[f"val_{term}"] for h in epochs if f"val_{term}" in h]
             if vy:

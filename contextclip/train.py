@@ -203,8 +203,20 @@ class FrozenFeatureCache:
             keys = [self.index[k] for k in keys]
         return self.feats[torch.as_tensor(list(keys), device=self.feats.device)]
 
+    def lookup_captions(self, model: ContextCLIPModel, captions: Sequence[str], autocast) -> torch.Tensor:
+        """Features of ``captions``; any caption not seen when the cache was built is added first."""
+        new = sorted({c for c in captions if c not in self.index}, key=lambda c: (len(c), c))
+        if new:
+            extra = FrozenFeatureCache.for_captions(model, new, autocast)
+            self.index.update({c: j + len(self.feats) for c, j in extra.index.items()})
+            self.feats = torch.cat([self.feats, extra.feats])
+        return self.lookup(captions)
+
 
 def _dataset_captions(ds) -> list[str]:
+    """Every caption a pair dataset can return (all captions of each image when it has several)."""
+    if hasattr(ds, "captions_of"):
+        return [c for k in range(len(ds)) for c in ds.captions_of(k)]
     caps = getattr(ds, "captions", None)
     if caps is not None and len(caps) == len(ds) and all(isinstance(c, str) for c in caps):
         return list(caps)
@@ -259,9 +271,13 @@ def _atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _plain(o: Any) -> Any:
+    return o.item() if hasattr(o, "item") else str(o)
+
+
 def _atomic_json(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -345,7 +361,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
     if train_ds is None and val_ds is None:
         from contextclip.data import build_pair_datasets
 
-        train_ds, val_ds = build_pair_datasets(cfg)
+        train_ds, val_ds = build_pair_datasets(cfg, seed=seed)
     n_train, n_val = len(train_ds), (len(val_ds) if val_ds is not None else 0)
     steps_per_epoch = n_train // global_batch
     if steps_per_epoch == 0:
@@ -380,6 +396,8 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.json")
         _atomic_json(environment_info(device, world), out_dir / "environment.json")
+        if getattr(train_ds, "report", None):
+            _atomic_json(train_ds.report, out_dir / "data_report.json")
     D.barrier()
 
     # ---- frozen-tower feature caches (valid only for a truly frozen tower, see FrozenFeatureCache)
@@ -444,7 +462,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
             t0 = time.perf_counter()
             with autocast():
                 img_f = img_cache_train.lookup(idx) if img_cache_train is not None else None
-                txt_f = text_cache.lookup(batch["captions"]) if text_cache is not None else None
+                txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
                 img_emb, txt_emb, scale = ddp(batch["images"] if img_f is None else None,
                                               batch["input_ids"], batch["attention_mask"],
                                               image_feats=img_f, text_feats=txt_f)
@@ -558,7 +576,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     for idx, batch in zip(mine, _loader(ds, mine, collate, cfg, model.device, 0)):
         with autocast():
             img_f = img_cache.lookup(idx) if img_cache is not None else None
-            txt_f = text_cache.lookup(batch["captions"]) if text_cache is not None else None
+            txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
             img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
                                     batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
         terms = loss_fn(img.float(), txt.float(), scale.float())

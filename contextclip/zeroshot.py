@@ -144,8 +144,14 @@ def zero_shot_from_embeddings(image_emb: torch.Tensor, labels: torch.Tensor, cla
     n_classes = class_emb.shape[0]
     out = {**topk_accuracy(logits, labels), "mean_per_class_recall": mean_per_class_recall(logits, labels),
            "n": len(labels), "n_classes": n_classes, **chance_levels(n_classes)}
+    out["chance_mean_per_class_recall"] = out["chance_top1"]
     if per_item:
         out["per_item"] = {f"top{k}": per_sample_topk(logits, labels, k) for k in (1, 5) if k <= n_classes}
+        # weighted so that the mean over items is the class-balanced recall (for the bootstrap)
+        y = labels.numpy()
+        counts = np.bincount(y, minlength=n_classes)
+        weight = len(y) / (len(np.unique(y)) * counts[y])
+        out["per_item"]["mean_per_class_recall"] = out["per_item"]["top1"] * weight
     return out
 
 

@@ -82,14 +82,13 @@ def test_evaluate_every_task_writes_rows_and_replaces(tmp_path):
     assert (results / "per_item" / "clip-seed0" / "zero_shot__fake.npz").exists()
 
 
-def test_eval_max_images_caps_and_remaps_official_splits(tmp_path):
-    run, cfg = make_run(tmp_path, eval_max_images=30)
+def test_official_test_split_is_used_for_zero_shot(tmp_path):
+    run, cfg = make_run(tmp_path)
     ds = ClassSet.make(n_per_class=20, n_classes=4, splits={"train": torch.arange(60), "test": torch.arange(60, 80)})
-    cache = embed_dataset(run, "fake", cfg, model=PerfectEncoder(ds.classnames), dataset=ds)
-    assert cache["image"].shape[0] == 30 and len(cache["labels"]) == 30
-    kept = cache["index"]
-    assert torch.equal(kept[cache["splits"]["test"]], kept[kept >= 60])
-    assert torch.equal(cache["labels"], ds.labels[kept])
+    rows = evaluate_run(run, "zero_shot", "fake", tmp_path / "res", cfg, model=PerfectEncoder(ds.classnames), data=ds)
+    assert {r["n"] for r in rows} == {20}
+    cache = embed_dataset(run, "fake", cfg)  # from the cache: no model or data needed
+    assert torch.equal(cache["splits"]["test"], torch.arange(60, 80)) and cache["image"].shape[0] == 80
 
 
 def test_bad_task_and_run_folder(tmp_path):
@@ -97,3 +96,51 @@ def test_bad_task_and_run_folder(tmp_path):
         evaluate_run(tmp_path, "nope", "fake")
     with pytest.raises(FileNotFoundError, match="config.json"):
         evaluate_run(tmp_path, "zero_shot", "fake")
+
+
+@pytest.mark.slow
+def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
+    """Train CLIP and ContextCLIP smoke runs, evaluate every task through the CLI, build tables and figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from contextclip.cli import main
+    from contextclip.config import load_config
+    from contextclip.data import DatasetMissing, get_dataset
+    from contextclip.plots import retrieval_grid_from_runs, training_curves, tsne_from_runs
+    from contextclip.train import fit
+
+    torch.set_num_threads(2)
+    cfg = load_config("smoke", {"n_pairs": 64, "epochs": 1, "batch_size": 16, "eval_max_images": 60,
+                                "ft_epochs": 1})
+    runs = {}
+    for method in ("clip", "contextclip"):
+        runs[method] = tmp_path / "runs" / f"{method}-seed0"
+        fit(cfg.for_method(method), method, 0, runs[method], progress=False)
+    results = tmp_path / "results"
+    jobs = [("zero_shot", "digits"), ("linear_probe", "digits"), ("fine_tune", "digits"),
+            ("retrieval", "synthetic_captions")]
+    for run in runs.values():
+        for task, dataset in jobs:
+            assert main(["evaluate", "--run", str(run), "--task", task, "--dataset", dataset,
+                         "--results", str(results)]) == 0
+    df = read_metrics(results / "metrics.csv")
+    for task, dataset in jobs:
+        got = df[(df.task == task) & (df.dataset == dataset)]
+        assert set(got.method) == {"clip", "contextclip"}, (task, dataset)
+        assert got["value"].between(0, 100).all()
+    tables = build_tables(results, "smoke", bootstrap_samples=50)
+    assert len(tables["table1_zero_shot"]) == 3 and len(tables["table3_retrieval"]) == 6
+    # missing paper datasets: an error naming the prepare step, or a "not run" row when skipping
+    empty_root = {"data_root": str(tmp_path / "nodata")}
+    with pytest.raises(DatasetMissing):
+        evaluate_run(runs["clip"], "zero_shot", "cifar10", results, cfg.updated(empty_root))
+    rows = evaluate_run(runs["clip"], "zero_shot", "cifar10", results,
+                        cfg.updated({**empty_root, "missing_datasets": "skip"}))
+    assert rows[0]["metric"] == "not run: missing"
+    # figures from the caches and histories alone
+    tsne_from_runs(runs, "digits", "image", out_dir=tmp_path / "figs")
+    caps = get_dataset("synthetic_captions", cfg, "test")
+    retrieval_grid_from_runs(runs, "synthetic_captions", caps.images, out_dir=tmp_path / "figs")
+    training_curves(runs, out_dir=tmp_path / "figs")
+    assert len(list((tmp_path / "figs").glob("*.png"))) == 3

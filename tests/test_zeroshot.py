@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from eval_fakes import ClassSet, ConstantEncoder, PerfectEncoder
 
 from contextclip.zeroshot import (
     chance_levels,
@@ -12,8 +13,8 @@ from contextclip.zeroshot import (
     format_prompt,
     mean_per_class_recall,
     topk_accuracy,
+    zero_shot_from_embeddings,
 )
-from eval_fakes import ClassSet, ConstantEncoder, PerfectEncoder
 
 
 def naive_topk(logits, targets, k):
@@ -56,6 +57,12 @@ def test_mean_per_class_recall_matches_naive():
     pred = logits.argmax(1)
     want = np.mean([float((pred[targets == c] == c).float().mean()) for c in (0, 1, 2)]) * 100
     assert mean_per_class_recall(logits, targets) == pytest.approx(want)
+    # the per-item weights used by the bootstrap average back to the same number
+    W = F.normalize(torch.randn(4, 5, generator=g), dim=-1)
+    emb = torch.randn(90, 5, generator=g)
+    res = zero_shot_from_embeddings(emb, targets, W, per_item=True)
+    assert 100 * res["per_item"]["mean_per_class_recall"].mean() == pytest.approx(res["mean_per_class_recall"])
+    assert 100 * res["per_item"]["top1"].mean() == pytest.approx(res["top1"])
 
 
 def test_class_embeddings_average_of_normalised_templates():

@@ -1,8 +1,9 @@
-"""A tiny in-test pair dataset for the model and training tests: coloured squares on a grid.
+"""A tiny in-test pair dataset for the model and training tests: coloured squares.
 
 Item = (uint8 image [3, S, S], caption str), as contextclip.data's pair datasets give. Each of
-the ``n`` pairs is a distinct (colour, row, column) combination, so image -> caption retrieval
-on the training set has one right answer per image. Optional ``set_epoch`` records the calls.
+the pairs is a distinct (square colour, background colour, size) combination that a small CNN
+with global pooling can tell apart, so image <-> caption retrieval on the set has one right
+answer per image. ``set_epoch`` records the calls (the training loop must make them).
 """
 
 from __future__ import annotations
@@ -11,19 +12,19 @@ import torch
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 230), "yellow": (230, 220, 40),
            "white": (250, 250, 250), "purple": (150, 40, 200), "orange": (250, 140, 20), "cyan": (30, 220, 220)}
-ROWS = ("top", "upper", "lower", "bottom")
-COLS = ("far left", "left", "right", "far right")
+BACKGROUNDS = {"black": (10, 10, 10), "grey": (128, 128, 128), "brown": (110, 70, 30), "pink": (250, 170, 200)}
+SIZES = {"small": 0.3, "large": 0.7}
 
 
 class SquaresPairs(torch.utils.data.Dataset):
     def __init__(self, n: int = 64, size: int = 32, offset: int = 0):
-        combos = [(c, r, k) for c in COLOURS for r in range(4) for k in range(4)]
+        combos = [(c, b, z) for z in SIZES for b in BACKGROUNDS for c in COLOURS]
         if n + offset > len(combos):
             raise ValueError(f"at most {len(combos)} distinct squares")
         self.items = combos[offset:offset + n]
         self.size = size
         self.epochs_seen: list[int] = []
-        self.captions = [f"a {c} square in the {ROWS[r]} row, {COLS[k]}" for c, r, k in self.items]
+        self.captions = [f"a {z} {c} square on a {b} background" for c, b, z in self.items]
 
     def __len__(self) -> int:
         return len(self.items)
@@ -32,9 +33,10 @@ class SquaresPairs(torch.utils.data.Dataset):
         self.epochs_seen.append(epoch)
 
     def __getitem__(self, i: int):
-        colour, r, k = self.items[i]
+        colour, bg, z = self.items[i]
         s = self.size
-        cell = s // 4
-        img = torch.full((3, s, s), 20, dtype=torch.uint8)
-        img[:, r * cell:(r + 1) * cell, k * cell:(k + 1) * cell] = torch.tensor(COLOURS[colour], dtype=torch.uint8).view(3, 1, 1)
+        img = torch.tensor(BACKGROUNDS[bg], dtype=torch.uint8).view(3, 1, 1).repeat(1, s, s)
+        side = max(2, round(SIZES[z] * s))
+        a = (s - side) // 2
+        img[:, a:a + side, a:a + side] = torch.tensor(COLOURS[colour], dtype=torch.uint8).view(3, 1, 1)
         return img, self.captions[i]

@@ -382,6 +382,10 @@ show_table(knob_table(cfg, ["train_data", "n_pairs", "image_size", "val_fraction
 train_ds, val_ds = build_pair_datasets(cfg)
 show_table({"split": ["train", "validation"], "pairs": [len(train_ds), len(val_ds)]},
            caption="Pretraining pairs (the validation pairs only give the validation loss)")
+stats = train_ds.report.get("stats", {})
+if stats:  # the generated corpus describes itself: variety and balance
+    show_table([{"what": k, "value": v if not isinstance(v, dict) else ", ".join(f"{a}: {b}" for a, b in v.items())}
+                for k, v in stats.items()], caption="The generated corpus")
 """),
     md("""
 Twelve validation pairs as the model sees them (images already resized to the profile's
@@ -394,13 +398,18 @@ fig = image_grid([img for img, _ in samples], [cap for _, cap in samples], ncols
 show_figure(fig, figures / "01_pairs_val.png")
 """),
     md("""
-The same first training pairs drawn twice: with `augment: true` each draw is a new random
-augmentation (the validation pairs above never are).
+The first six training pairs as epoch 0 and epoch 1 see them: with `augment: true` each epoch
+draws a new, seeded augmentation and one of the image's captions (the validation pairs above are
+never augmented).
 """),
     code("""
-samples = [train_ds[i] for i in range(6)] + [train_ds[i] for i in range(6)]
+samples = []
+for epoch in (0, 1):
+    train_ds.set_epoch(epoch)
+    samples += [train_ds[i] for i in range(6)]
+train_ds.set_epoch(0)
 fig = image_grid([img for img, _ in samples], [cap for _, cap in samples], ncols=6,
-                 title=f"training pairs, drawn twice (augment = {cfg.data.augment})")
+                 title=f"training pairs: epoch 0 (top), epoch 1 (bottom); augment = {cfg.data.augment}")
 show_figure(fig, figures / "01_pairs_train.png")
 """),
     md("""
@@ -424,12 +433,13 @@ for name, used_for in uses.items():
     ds = get_dataset(name, cfg)
     eval_sets[name] = ds
     if hasattr(ds, "classnames"):
-        rows.append({"dataset": name, "used for": ", ".join(used_for), "images": len(ds.labels),
-                     "classes": len(ds.classnames), "templates": len(ds.templates),
-                     "example prompt": ds.templates[0].format(ds.classnames[0])})
+        rows.append({"dataset": name, "kind": "classes", "used for": ", ".join(used_for), "images": len(ds.labels),
+                     "classes / captions": len(ds.classnames), "templates": str(len(ds.templates)),
+                     "example text": ds.templates[0].format(ds.classnames[0])})
     else:
-        rows.append({"dataset": name, "used for": ", ".join(used_for), "images": len(ds.captions),
-                     "captions": sum(len(c) for c in ds.captions), "example prompt": ds.captions[0][0]})
+        rows.append({"dataset": name, "kind": "captions", "used for": ", ".join(used_for), "images": len(ds.captions),
+                     "classes / captions": sum(len(c) for c in ds.captions), "templates": "-",
+                     "example text": ds.captions[0][0]})
 show_table(rows, caption=f"Evaluation sets of the {cfg.profile} profile (registry: {len(DATASETS)} sets)")
 """),
     md("""

@@ -72,7 +72,7 @@ def augment(img: np.ndarray, rng: np.random.Generator, mild: bool = False) -> np
         x = np.stack([ndimage.gaussian_filter(x[..., c], sigma) for c in range(3)], axis=-1)
     if rng.random() < 0.5:  # brightness / contrast (same factor on every channel: hue is kept)
         mean = x.mean()
-        x = (x - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-20, 20)
+        x = (x - mean) * rng.uniform(0.9, 1.1) + mean + rng.uniform(-10, 10)
     if rng.random() < 0.3:
         x = x + rng.normal(0.0, rng.uniform(1, 6), size=x.shape)
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)

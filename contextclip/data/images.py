@@ -115,7 +115,7 @@ def to_square_uint8(img: Image.Image, size: int) -> np.ndarray:
         img = img.resize((nw, nh), Image.Resampling.BICUBIC, reducing_gap=None if s > 0.5 else 2.0)
         left, top = (nw - size) // 2, (nh - size) // 2
         img = img.crop((left, top, left + size, top + size))
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.array(img.convert("RGB"), dtype=np.uint8)  # writable copy
 
 
 def load_square(source, size: int, **kw) -> np.ndarray:

@@ -97,7 +97,7 @@ class PairDataset(Dataset):
                 img = augment(img, rng, mild=self.source.mild[i])
         else:
             cap = caps[0]
-        return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).contiguous(), cap
+        return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous(), cap
 
 
 def split_indices(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

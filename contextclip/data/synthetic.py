@@ -253,6 +253,11 @@ def render(spec: dict, size: int) -> tuple[np.ndarray, list[list[float]]]:
             mask = mask.resize((max(1, int(w * f)), max(1, int(h * f))), Image.Resampling.LANCZOS)
             w, h = mask.size
         cx, cy = obj["centre"][0] * canvas_px, obj["centre"][1] * canvas_px
+        if obj.get("centre_of_mass"):  # as MNIST: the ink's centre of mass goes to the centre point
+            m = np.asarray(mask, dtype=np.float64)
+            ys, xs = np.indices(m.shape)
+            cx += w / 2 - (xs * m).sum() / m.sum()
+            cy += h / 2 - (ys * m).sum() / m.sum()
         x0 = int(round(min(max(cx - w / 2, 0), canvas_px - w)))
         y0 = int(round(min(max(cy - h / 2, 0), canvas_px - h)))
         canvas.paste(Image.new("RGB", (w, h), tuple(obj["rgb"])), (x0, y0), mask)
@@ -329,6 +334,7 @@ def _single_spec(rng, kind: str, label: str, colour_pool=None, mnist_style=False
         obj = _glyph_obj(rng, kind, label, "white", "large" if frac >= 0.7 else "medium", frac,
                          centre, angle_max=12, stroke_max=0.06)
         obj["stroke"] = float(rng.uniform(0.02, 0.06))  # thick, like a pen stroke
+        obj["centre_of_mass"] = True
         spec["objects"].append(obj)
         return spec
     bgs = [b for b, (rgb, _) in BACKGROUNDS.items() if contrasting_colours(rgb, pool=colour_pool)]
@@ -495,6 +501,9 @@ def describe(spec: dict, rng: np.random.Generator, k: int = 5) -> list[str]:
             return t.format(**c)
 
     order = rng.permutation(len(templates))
+    if spec["relation"] is None and spec["position"] is not None:  # the first caption names the position
+        first = len(templates) - 1 - int(rng.integers(len(POSITION_TEMPLATES)))
+        order = np.concatenate([[first], order[order != first]])
     out: list[str] = []
     for j in range(max(k * 3, len(templates))):
         cap = _finish(make(templates[order[j % len(order)]]))
