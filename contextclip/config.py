@@ -59,6 +59,7 @@ class ModelConfig:
     head: str = "linear"  # linear (paper) | mlp (residual MLP of the code the paper used)
     embed_dim: int = 256  # joint embedding size
     max_length: int = 32  # token limit per caption (captions are padded per batch)
+    small_image_stem: bool = False  # ResNet: 3x3 stride-1 conv1 and no max-pool (CIFAR style; ~7x compute at 32 px)
     freeze_image: bool = False  # keep the image tower frozen (eval mode, no gradients)
     freeze_text: bool = False  # keep the text tower frozen (eval mode, no gradients)
 

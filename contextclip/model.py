@@ -33,10 +33,6 @@ from contextclip.config import Config, ConfigError, LossConfig, ModelConfig
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Below this side length the ResNet stem (7x7 stride-2 conv + max-pool, 4x downsampling) would
-# leave a 1x1 map after layer4; we use the CIFAR-style stem instead (docs/decisions.md).
-SMALL_IMAGE_STEM_BELOW = 64
-
 
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights or a Hugging Face model could not be found or downloaded."""
@@ -155,9 +151,9 @@ def _resnet(depth: int) -> Callable:
             sd = _load_state_file(weights)
         tower = ctor(weights=None)
         # The small-image stem: decided by the weights when there are any (a 3x3 conv1 was trained
-        # with it), else by the image size.
+        # with it), else by the small_image_stem knob (docs/decisions.md).
         small = (sd["conv1.weight"].shape[-1] == 3) if sd is not None and "conv1.weight" in sd \
-            else image_size < SMALL_IMAGE_STEM_BELOW
+            else cfg.small_image_stem
         if small:
             tower.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             tower.maxpool = nn.Identity()

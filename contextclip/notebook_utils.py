@@ -10,6 +10,7 @@ never computes a number that a table reports; it only sets up, locates and displ
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -74,8 +75,10 @@ def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = 
     if not quiet:
         shown = {k: cfg.get(k) for k in knobs}
         print(f"profile {cfg.profile!r} ({profile}); notebook knobs: {json.dumps(shown)}")
-        if overrides:
-            print(f"  changed from the profile: {sorted(overrides)}")
+        base = load_config(profile)
+        changed = sorted(k for k in overrides if base.get(k) != cfg.get(k))
+        if changed:
+            print(f"  changed from the profile: {', '.join(f'{k}={cfg.get(k)!r}' for k in changed)}")
     return cfg
 
 
@@ -155,10 +158,14 @@ def show_figure(fig: Any, path: Path | None = None) -> None:
         fig.savefig(path, bbox_inches="tight")
     try:
         from IPython import get_ipython
-        from IPython.display import display
+        from IPython.display import Image, display
 
         if get_ipython() is not None:
-            display(fig)
+            # PNG bytes, not display(fig): under MPLBACKEND=Agg (Makefile, CI) the kernel has no
+            # inline backend and a Figure would show as "<Figure ...>" text in executed notebooks.
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
+            display(Image(data=buf.getvalue()))
     except ImportError:  # pragma: no cover
         pass
     plt.close(fig)

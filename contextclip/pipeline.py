@@ -11,7 +11,8 @@ What it does, per notebook ``notebooks/0*.ipynb`` in order:
    resolved config, the package's source, and the outputs of the notebooks before it) and its
    recorded outputs still exist, unless ``force``;
 4. executes it with the venv's ``python3`` kernel, cwd = repository root, a per-cell timeout,
-   into ``runs/P/notebooks/<name>.ipynb`` (a failing run is kept as ``<name>.failed.ipynb``);
+   into ``runs/P/notebooks/<name>.ipynb`` (a failing run is kept as ``<name>.failed.ipynb``),
+   streaming the kernel's stdout/stderr to ``runs/P/notebooks/<name>.log`` (``tail -f`` it);
 5. after success only, records the fingerprint and the files it wrote in
    ``runs/P/pipeline_state.json`` (written atomically).
 
@@ -24,6 +25,7 @@ This module runs notebooks; it computes no results itself (the notebooks call th
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import json
 import os
@@ -330,16 +332,25 @@ def reproduce(
             upstream = entry.get("output_digest", fp)
             continue
 
-        log(f"[{k}/{len(plan)}] {name}: running with {json.dumps(params, default=str)}")
+        log_path = out_dir / f"{name}.log"
+        log(f"[{k}/{len(plan)}] {name}: running with {json.dumps(params, default=str)} "
+            f"(kernel output: {log_path})")
         before = _snapshot(watched, exclude)
         running_path = out_dir / f"{name}.running.ipynb"
         t0 = time.time()
         try:
-            pm.execute_notebook(
-                str(p), str(running_path), parameters=params, kernel_name=kernel_name,
-                cwd=str(root), progress_bar=progress_bar, execution_timeout=timeout,
-                request_save_on_cell_execute=True,
-            )
+            with open(log_path, "w", encoding="utf-8") as kernel_log:
+                pm.execute_notebook(  # the notebook as read (and fingerprinted) before the run
+                    copy.deepcopy(nb), str(running_path), parameters=params, kernel_name=kernel_name,
+                    cwd=str(root), progress_bar=progress_bar, execution_timeout=timeout,
+                    request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log,
+                )
+        except KeyboardInterrupt:
+            log(f"[{k}/{len(plan)}] {name}: interrupted; earlier notebooks' outputs and {state_path.name} "
+                "are unchanged (the next run starts again here)")
+            if running_path.exists():
+                running_path.unlink()
+            return 130
         except Exception as exc:  # noqa: BLE001 - any failure stops the run with a named cell
             failed_path = out_dir / f"{name}.failed.ipynb"
             if running_path.exists():

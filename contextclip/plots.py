@@ -270,9 +270,10 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
                                                if term == "contextual_loss" else ""), fontsize=11)
         ax.set_xlabel("optimisation step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle("Training curves: total loss = contrastive + alpha * contextual", fontsize=12)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=9, frameon=False)
     if out_dir is not None:
         save_figure(fig, out_dir, name)
     return fig

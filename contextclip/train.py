@@ -213,6 +213,44 @@ class FrozenFeatureCache:
         return self.lookup(captions)
 
 
+def _cached_caption_features(model: ContextCLIPModel, captions: Sequence[str], autocast, cfg: Config,
+                             device: torch.device) -> FrozenFeatureCache:
+    """``FrozenFeatureCache.for_captions``, kept on disk under ``<data_root>/cache/text_features``.
+
+    The runs of a profile (methods x seeds) share one frozen text tower and one caption set, so
+    the features are computed once per machine. The key hashes everything they depend on: the
+    tower's weights, pooling, max_length, the captions, the precision and the device type.
+    """
+    import hashlib
+
+    from contextclip.data.registry import resolve_root
+
+    h = hashlib.sha256()
+    for name, t in model.text_tower.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    with autocast():
+        dtype = str(torch.get_autocast_dtype(device.type)) if torch.is_autocast_enabled(device.type) else "fp32"
+    unique = sorted(set(captions))
+    h.update(json.dumps([model.pooling, model.max_length, dtype, device.type, str(torch.__version__), unique]).encode())
+    path = resolve_root(cfg.data.data_root) / "cache" / "text_features" / f"{h.hexdigest()[:32]}.pt"
+    if path.exists():
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return FrozenFeatureCache(saved["feats"].to(device), dict(zip(saved["captions"], range(len(unique)))))
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
+            pass
+    cache = FrozenFeatureCache.for_captions(model, unique, autocast)
+    if D.is_main():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            order = sorted(cache.index, key=cache.index.get)
+            _atomic_save({"feats": cache.feats.cpu(), "captions": order}, path)
+        except OSError:  # a read-only data folder only costs the recomputation next time
+            pass
+    return cache
+
+
 def _dataset_captions(ds) -> list[str]:
     """Every caption a pair dataset can return (all captions of each image when it has several)."""
     if hasattr(ds, "captions_of"):
@@ -346,7 +384,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
         if diff:
             raise RunMismatchError(_mismatch_message(out_dir, diff))
         summary = json.loads(summary_path.read_text())
-        if main and progress:
+        if main:
             print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
                   "pass --fresh to train again", file=sys.stderr)
         return summary
@@ -405,7 +443,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
     text_cache = img_cache_train = img_cache_val = None
     if use_cache and model.freeze_text:
         caps = _dataset_captions(train_ds) + (_dataset_captions(val_ds) if val_ds is not None else [])
-        text_cache = FrozenFeatureCache.for_captions(model, caps, autocast)
+        text_cache = _cached_caption_features(model, caps, autocast, cfg, device)
     if use_cache and model.freeze_image:
         if not cfg.data.augment:
             img_cache_train = FrozenFeatureCache.for_images(model, train_ds, collate, cfg, autocast)
@@ -474,7 +512,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
                 raise NonFiniteLossError(
                     f"non-finite loss at epoch {epoch + 1} step {step} (global step {global_step + 1}): "
                     + ", ".join(f"{k}={v:.6g}" for k, v in zip(TERMS, values.tolist()))
-                    + f", logit_scale={float(scale):.6g}. Training stopped before the optimiser step; "
+                    + f", logit_scale={float(scale.detach()):.6g}. Training stopped before the optimiser step; "
                     f"{ckpt_path if ckpt_path.exists() else 'no checkpoint'} is unchanged. Try lower learning "
                     "rates, precision=fp32, grad_clip > 0, or a larger temperature/bandwidth."
                 )

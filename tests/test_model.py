@@ -17,7 +17,7 @@ from contextclip.model import (
     pool_tokens,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)
 
 CAPTIONS = ["a red square", "two blue circles to the left of a large green digit seven", "a cat"]
 
@@ -122,14 +122,20 @@ def test_resnet_small_stem_and_local_weights_file(tmp_path):
 
     torch.manual_seed(1)
     m = _model(image_tower="resnet18")
-    assert m.image_tower.conv1.kernel_size == (3, 3) and isinstance(m.image_tower.maxpool, torch.nn.Identity)
-    assert m.image_dim == 512 and m.encode_image(_images()).shape == (3, 256)
-    # a torchvision state dict (7x7 stem, with fc) saved to a file: loaded with weights_only, the
-    # stem follows the weights, not the image size
+    assert m.image_tower.conv1.kernel_size == (7, 7)  # torchvision's stem by default
+    small = _model(image_tower="resnet18", small_image_stem=True)
+    assert small.image_tower.conv1.kernel_size == (3, 3) and isinstance(small.image_tower.maxpool, torch.nn.Identity)
+    assert small.image_dim == 512 and small.encode_image(_images()).shape == (3, 256)
+    # a saved small-stem tower loads back with its stem whatever the knob says
+    torch.save(small.image_tower.state_dict(), tmp_path / "small.pt")
+    back = _model(image_tower="resnet18", image_weights=str(tmp_path / "small.pt"))
+    assert back.image_tower.conv1.kernel_size == (3, 3)
+    # a torchvision state dict (7x7 stem, with fc) saved to a file, loaded with weights_only: the
+    # stem follows the weights, not the knob
     ref = torchvision.models.resnet18(weights=None)
     path = tmp_path / "r18.pt"
     torch.save(ref.state_dict(), path)
-    m2 = _model(image_tower="resnet18", image_weights=str(path))
+    m2 = _model(image_tower="resnet18", image_weights=str(path), small_image_stem=True)
     assert m2.image_tower.conv1.kernel_size == (7, 7)
     torch.testing.assert_close(m2.image_tower.layer4[1].conv2.weight, ref.layer4[1].conv2.weight, rtol=0, atol=0)
     with pytest.raises(WeightsUnavailable, match="no such file"):

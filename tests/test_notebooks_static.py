@@ -64,6 +64,13 @@ def test_notebook_is_stripped_and_well_formed(name):
         assert node.lineno in comments, f"{name}: parameter on line {node.lineno} has no comment"
 
     declared = declared_parameters(nb, name)  # literals only, else PipelineError
+    # papermill parses the same names (else it warns "unknown parameter" on injection and
+    # `papermill --help-notebook` is wrong; an apostrophe or "=" in a comment breaks its parser)
+    import papermill
+
+    assert sorted(papermill.inspect_notebook(str(NB_DIR / f"{name}.ipynb"))) == sorted(declared), (
+        f"{name}: papermill cannot parse every parameter line; avoid ' and = in the comments"
+    )
     assert declared.get("profile") == "smoke", f"{name}: the default profile must be smoke"
     others = sorted(set(declared) - {"profile"})
     assert set(others) <= set(KNOB_SECTION), f"{name}: parameters {set(others) - set(KNOB_SECTION)} are not config knobs"

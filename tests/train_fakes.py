@@ -13,7 +13,7 @@ import torch
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 230), "yellow": (230, 220, 40),
            "white": (250, 250, 250), "purple": (150, 40, 200), "orange": (250, 140, 20), "cyan": (30, 220, 220)}
 BACKGROUNDS = {"black": (10, 10, 10), "grey": (128, 128, 128), "brown": (110, 70, 30), "pink": (250, 170, 200)}
-SIZES = {"small": 0.3, "large": 0.7}
+SIZES = {"small": 0.25, "medium": 0.5, "large": 0.75}
 
 
 class SquaresPairs(torch.utils.data.Dataset):

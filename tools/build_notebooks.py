@@ -54,11 +54,11 @@ in Eq. 6 has to be a *distance*.
 """),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-batch_size = None  # N, the number of image-text pairs in a toy batch (None = the profile's)
-embed_dim = None  # D, the size of the joint embedding (None = the profile's, 256 in the paper)
-bandwidth = None  # h of Eq. 7 (None = the profile's, 0.5)
-cx_eps = None  # epsilon of Eq. 6 (None = the profile's, 1e-5)
-seeds = None  # the first seed draws the toy embeddings (None = the profile's)
+batch_size = None  # N, the number of image-text pairs in a toy batch (None: the profile value)
+embed_dim = None  # D, the size of the joint embedding (None: the profile value, 256 in the paper)
+bandwidth = None  # h of Eq. 7 (None: the profile value, 0.5)
+cx_eps = None  # epsilon of Eq. 6 (None: the profile value, 1e-5)
+seeds = None  # the first seed draws the toy embeddings (None: the profile value)
 """),
     code(f"""
 import math
@@ -350,10 +350,10 @@ embedded (cached under `data/`), prepared beforehand for paper (`make data PROFI
                             paper="minutes (reads every set once)")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-train_data = None  # pretraining pairs: synthetic | manifest | cc3m | flickr8k (None = the profile's)
-n_pairs = None  # number of pretraining pairs (None = the profile's)
-manifest = None  # path to an image,caption CSV when train_data is "manifest" (None = the profile's)
-eval_max_images = None  # cap per evaluation set, 0 = all (None = the profile's)
+train_data = None  # pretraining pairs: synthetic | manifest | cc3m | flickr8k (None: the profile value)
+n_pairs = None  # number of pretraining pairs (None: the profile value)
+manifest = None  # path to an image,caption CSV when train_data is "manifest" (None: the profile value)
+eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
 """),
     code(f"""
 import subprocess
@@ -512,9 +512,9 @@ training again, so re-running this notebook is cheap.
                             paper="about 1 h (6 runs)")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-methods = None  # methods to train, from clip | contextclip (None = the profile's: both)
-seeds = None  # one run per method and seed (None = the profile's)
-epochs = None  # passes over the training pairs (None = the profile's; a finished run with other epochs is refused)
+methods = None  # methods to train, from clip | contextclip (None: the profile value: both)
+seeds = None  # one run per method and seed (None: the profile value)
+epochs = None  # passes over the training pairs (None: the profile value; a finished run with other epochs is refused)
 """),
     code(f"""
 import json
@@ -582,11 +582,11 @@ embeddings cached in each run's `embeddings/`.
 """ + "\n" + RUNTIME.format(smoke="about 15 s", embedded="about 1 min", paper="about 10 min")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-methods = None  # methods to evaluate (None = the profile's: clip and contextclip)
-seeds = None  # seeds to evaluate (None = the profile's; each must have been trained by 02_train)
-zero_shot_datasets = None  # classification sets for Table 1 (None = the profile's)
-eval_max_images = None  # cap per evaluation set, 0 = all (None = the profile's)
-bootstrap_samples = None  # resamples for the interval when only one seed is paired (None = the profile's)
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate (None: the profile value; each must have been trained by 02_train)
+zero_shot_datasets = None  # classification sets for Table 1 (None: the profile value)
+eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+bootstrap_samples = None  # resamples for the interval when only one seed is paired (None: the profile value)
 """),
     code(f"""
 import pandas as pd
@@ -646,12 +646,12 @@ Splits: the official test split where one exists, otherwise 70/20/10, stratified
 """ + "\n" + RUNTIME.format(smoke="about 20 s", embedded="about 2 min", paper="about 1 h")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-methods = None  # methods to evaluate (None = the profile's: clip and contextclip)
-seeds = None  # seeds to evaluate (None = the profile's; each must have been trained by 02_train)
-fine_tune_datasets = None  # classification sets for Table 2 (None = the profile's)
-ft_epochs = None  # maximum fine-tuning epochs, with early stopping (None = the profile's)
-eval_max_images = None  # cap per evaluation set, 0 = all (None = the profile's)
-bootstrap_samples = None  # resamples for the interval when only one seed is paired (None = the profile's)
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate (None: the profile value; each must have been trained by 02_train)
+fine_tune_datasets = None  # classification sets for Table 2 (None: the profile value)
+ft_epochs = None  # maximum fine-tuning epochs, with early stopping (None: the profile value)
+eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+bootstrap_samples = None  # resamples for the interval when only one seed is paired (None: the profile value)
 """),
     code(f"""
 import pandas as pd
@@ -708,10 +708,10 @@ measurements: Tables 1-2 are.
 """ + "\n" + RUNTIME.format(smoke="about 15 s", embedded="about 30 s", paper="about 2 min")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-seeds = None  # the first seed's runs are drawn (None = the profile's)
-tsne_dataset = None  # classification set whose embeddings are drawn (None = the profile's)
-tsne_perplexity = None  # t-SNE perplexity (None = the profile's)
-tsne_max_points = None  # points per plot, a stratified subset (None = the profile's)
+seeds = None  # the runs of the first seed are drawn (None: the profile value)
+tsne_dataset = None  # classification set whose embeddings are drawn (None: the profile value)
+tsne_perplexity = None  # t-SNE perplexity (None: the profile value)
+tsne_max_points = None  # points per plot, a stratified subset (None: the profile value)
 """),
     code(f"""
 from contextclip import plots
@@ -771,12 +771,12 @@ scenes for smoke/embedded, the Flickr8k Karpathy 1K test split for paper).
 """ + "\n" + RUNTIME.format(smoke="about 15 s", embedded="about 30 s", paper="about 5 min")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-methods = None  # methods to evaluate (None = the profile's: clip and contextclip)
-seeds = None  # seeds to evaluate; the grid uses the first (None = the profile's)
-retrieval_dataset = None  # caption set for recall@K and the grids (None = the profile's)
-retrieval_ks = None  # the K of Recall@K (None = the profile's, [1, 5, 10])
-grid_queries = None  # query captions in the grid (None = the profile's)
-grid_k = None  # images shown per query (None = the profile's)
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate; the grid uses the first (None: the profile value)
+retrieval_dataset = None  # caption set for recall@K and the grids (None: the profile value)
+retrieval_ks = None  # the K of Recall@K (None: the profile value, [1, 5, 10])
+grid_queries = None  # query captions in the grid (None: the profile value)
+grid_k = None  # images shown per query (None: the profile value)
 """),
     code(f"""
 import pandas as pd
@@ -842,7 +842,7 @@ computed from the numbers: which ContextCLIP - CLIP differences lie outside thei
 """ + "\n" + RUNTIME.format(smoke="about 10 s", embedded="about 15 s", paper="about 30 s")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
-bootstrap_samples = None  # resamples for single-seed intervals (None = the profile's)
+bootstrap_samples = None  # resamples for single-seed intervals (None: the profile value)
 """),
     code(f"""
 import json

@@ -1,0 +1,253 @@
+"""The training loop: overfitting, determinism, exact resume, refusals, NaN stop, feature cache, CLI.
+
+CPU only, offline, seeded; torch limited to 2 threads. Runs use the tiny smoke towers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import contextclip.train as T
+from contextclip.config import REPO_ROOT, load_config
+from contextclip.train import FrozenFeatureCache, NonFiniteLossError, RunMismatchError, fit, load_trained
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fakes import SquaresPairs  # noqa: E402
+
+torch.set_num_threads(1)  # 2 shared cores: one thread per process is faster under load
+
+
+def _cfg(**over):
+    base = {"log_every": 1, "device": "cpu", "lr_image": 1e-3, "lr_text": 1e-3, "lr_head": 1e-3}
+    return load_config("smoke", {**base, **over})
+
+
+def _state(run_dir):
+    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def _history(run_dir):
+    drop = ("time", "epoch_seconds")
+    lines = (Path(run_dir) / "history.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(s).items() if k not in drop} for s in lines]
+
+
+def _retrieval_r1(model, ds):
+    with torch.no_grad():
+        imgs = torch.stack([ds[i][0] for i in range(len(ds))])
+        sim = model.encode_image(imgs) @ model.encode_text(**model.tokenize(ds.captions)).T
+    target = torch.arange(len(ds))
+    return 100 * (sim.argmax(1) == target).float().mean().item(), 100 * (sim.argmax(0) == target).float().mean().item()
+
+
+# ----------------------------------------------------------------------------- learning
+def test_overfit_64_pairs(tmp_path):
+    ds = SquaresPairs(64)
+    cfg = _cfg(epochs=15, batch_size=32, log_every=100)
+    summary = fit(cfg, "contextclip", 0, tmp_path / "run", train_ds=ds, val_ds=SquaresPairs(16, offset=64),
+                  progress=False)
+    epochs = [h for h in _history(tmp_path / "run") if h["type"] == "epoch"]
+    assert len(epochs) == 15 and summary["epochs"] == 15 and summary["n_train"] == 64
+    assert epochs[-1]["train_loss"] <= 0.5 * epochs[0]["train_loss"]
+    model, _ = load_trained(tmp_path / "run")
+    assert not model.training
+    i2t, t2i = _retrieval_r1(model, ds)
+    assert i2t >= 90 and t2i >= 90, (i2t, t2i)
+    assert ds.epochs_seen == list(range(15))  # set_epoch called at each epoch start
+
+
+# ----------------------------------------------------------------------------- determinism and resume
+def _resume_cfg(tmp_path_factory):
+    # the data module's generated corpus with augmentation (seeded by seed, epoch, index), the MLP
+    # head (dropout draws from the torch RNG), AdamW and a cosine schedule: every piece of state matters
+    root = tmp_path_factory.getbasetemp() / "data"
+    return _cfg(n_pairs=80, val_fraction=0.2, batch_size=16, epochs=3, checkpoint_every=2, head="mlp",
+                optimizer="adamw", scheduler="cosine", data_root=str(root))
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory):
+    cfg = _resume_cfg(tmp_path_factory)
+    out = tmp_path_factory.mktemp("baseline")
+    return cfg, out, fit(cfg, "contextclip", 3, out, progress=False)
+
+
+def test_same_seed_gives_identical_weights(baseline, tmp_path):
+    cfg, out, summary = baseline
+    again = fit(cfg, "contextclip", 3, tmp_path / "again", progress=False)
+    a, b = _state(out), _state(tmp_path / "again")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again["final_val_loss"] == summary["final_val_loss"]
+    other = fit(cfg.updated({"epochs": 1}), "contextclip", 4, tmp_path / "other", progress=False)
+    assert other["seed"] == 4 and not torch.equal(_state(tmp_path / "other")["image_head.proj.weight"],
+                                                   a["image_head.proj.weight"])
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_kill_mid_epoch_and_resume_ends_exactly_like_an_uninterrupted_run(baseline, tmp_path, monkeypatch):
+    cfg, out, summary = baseline
+    run = tmp_path / "resumed"
+
+    def crash(epoch, step):
+        if (epoch, step) == (1, 3):  # one step after the mid-epoch checkpoint at step 2
+            raise _Crash
+
+    monkeypatch.setattr(T, "_after_step", crash)
+    with pytest.raises(_Crash):
+        fit(cfg, "contextclip", 3, run, progress=False)
+    ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
+    assert not (run / "summary.json").exists()
+    monkeypatch.setattr(T, "_after_step", lambda epoch, step: None)
+    resumed = fit(cfg, "contextclip", 3, run, progress=False)
+    a, b = _state(out), _state(run)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert resumed["final_val_loss"] == summary["final_val_loss"]
+    assert _history(run) == _history(out)  # the lines logged after the checkpoint were not duplicated
+    # a finished run is not retrained
+    t0 = time.perf_counter()
+    again = fit(cfg, "contextclip", 3, run, progress=False)
+    assert again == json.loads((run / "summary.json").read_text()) and time.perf_counter() - t0 < 5
+
+
+def test_summary_and_run_folder(baseline):
+    cfg, out, s = baseline
+    for name in ("config.json", "environment.json", "history.jsonl", "checkpoint.pt", "summary.json"):
+        assert (out / name).exists(), name
+    for key in ("final_val_loss", "epochs", "seconds", "pairs_per_second", "method", "seed", "n_train", "n_val",
+                "per_device_batch", "global_batch", "device", "torch"):
+        assert key in s, key
+    assert (s["n_train"], s["n_val"], s["global_batch"], s["per_device_batch"]) == (64, 16, 16, 16)
+    assert s["steps"] == 3 * 4
+    env = json.loads((out / "environment.json").read_text())
+    assert {"python", "torch", "transformers", "hostname", "git_commit", "device"} <= set(env)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["batch_size"] == 16 and saved["loss"]["alpha"] == 0.5
+    hist = _history(out)
+    assert [h["epoch"] for h in hist if h["type"] == "epoch"] == [1, 2, 3]
+    assert all(h["lr_heads"] >= 0 for h in hist)
+    assert hist[-1]["lr_heads"] < 1e-4  # cosine schedule ends near 0
+
+
+# ----------------------------------------------------------------------------- refusals
+def test_other_config_is_refused_unless_fresh(tmp_path, monkeypatch):
+    ds, val = SquaresPairs(32), SquaresPairs(8, offset=32)
+    cfg = _cfg(epochs=1, batch_size=16)
+    fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    other = cfg.updated({"lr_head": 5e-3})
+    with pytest.raises(RunMismatchError, match=r"lr_head: 0\.001 -> 0\.005.*--fresh"):
+        fit(other, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    with pytest.raises(RunMismatchError, match="alpha"):  # the other method is another run
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    # result-neutral knobs (logging, workers) do not make it another run
+    assert fit(cfg.updated({"log_every": 7}), "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    s = fit(other, "clip", 0, tmp_path, fresh=True, train_ds=ds, val_ds=val, progress=False)
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["lr_head"] == 5e-3 and s["epochs"] == 1
+    # a mid-run checkpoint from another config is refused too
+    monkeypatch.setattr(T, "_after_step", lambda e, s: (_ for _ in ()).throw(_Crash()))
+    with pytest.raises(_Crash):
+        fit(cfg.updated({"checkpoint_every": 1, "epochs": 2}), "clip", 0, tmp_path / "mid", train_ds=ds,
+            val_ds=val, progress=False)
+    with pytest.raises(RunMismatchError, match="batch_size"):
+        fit(cfg.updated({"batch_size": 8, "epochs": 2}), "clip", 0, tmp_path / "mid", train_ds=ds, val_ds=val,
+            progress=False)
+
+
+def test_non_finite_loss_stops_with_the_step_named(tmp_path, monkeypatch):
+    real = T._make_loss
+    calls = {"n": 0}
+
+    def poisoned(cfg):
+        loss = real(cfg)
+
+        def forward(img, txt, scale):
+            out = loss(img, txt, scale)
+            calls["n"] += 1
+            if calls["n"] == 3:
+                out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
+                out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
+            return out
+
+        return forward
+
+    monkeypatch.setattr(T, "_make_loss", poisoned)
+    cfg = _cfg(epochs=1, batch_size=8, checkpoint_every=1)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 3 .*contrastive_loss=nan.*contextual_loss="):
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "summary.json").exists()
+
+
+# ----------------------------------------------------------------------------- frozen-feature cache
+def test_cached_frozen_features_agree_with_live_ones():
+    from contextclip.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(_cfg(freeze_text=True, freeze_image=True)).eval()
+    ds = SquaresPairs(24)
+    text = FrozenFeatureCache.for_captions(model, ds.captions + ds.captions[:5], lambda: torch.autocast("cpu",
+                                                                                                       enabled=False))
+    assert text.feats.shape[0] == 24  # once per distinct caption
+    subset = [ds.captions[i] for i in (3, 17, 0)]  # another batch composition, other padding
+    live = model.text_features(**model.tokenize(subset))
+    torch.testing.assert_close(text.lookup(subset), live, rtol=0, atol=1e-5)  # tolerance: 1e-5 absolute
+    collate = T.make_collator(model.tokenizer, 32)
+    images = FrozenFeatureCache.for_images(model, ds, collate, _cfg(), lambda: torch.autocast("cpu", enabled=False))
+    live_img = model.image_features(torch.stack([ds[i][0] for i in (5, 1)]))
+    torch.testing.assert_close(images.lookup([5, 1]), live_img, rtol=0, atol=1e-5)
+
+
+def test_training_with_the_cache_matches_training_without(tmp_path):
+    ds, val = SquaresPairs(32), SquaresPairs(16, offset=32)
+    cfg = _cfg(epochs=2, batch_size=16, freeze_text=True, freeze_image=True, augment=False, head="linear",
+               data_root=str(tmp_path / "data"))
+    with_cache = fit(cfg, "contextclip", 0, tmp_path / "a", train_ds=ds, val_ds=val, progress=False)
+    on_disk = list((tmp_path / "data" / "cache" / "text_features").glob("*.pt"))
+    assert len(on_disk) == 1  # the caption features are kept for the next run of the profile
+    reused = fit(cfg, "contextclip", 0, tmp_path / "a2", train_ds=ds, val_ds=val, progress=False)
+    assert reused["final_val_loss"] == with_cache["final_val_loss"]
+    assert all(torch.equal(v, _state(tmp_path / "a2")[k]) for k, v in _state(tmp_path / "a").items())
+    without = fit(cfg.updated({"cache_frozen_features": False}), "contextclip", 0, tmp_path / "b", train_ds=ds,
+                  val_ds=val, progress=False)
+    assert with_cache["frozen_feature_cache"] == {"text": True, "image_train": True, "image_val": True}
+    assert without["frozen_feature_cache"] == {"text": False, "image_train": False, "image_val": False}
+    a, b = _state(tmp_path / "a"), _state(tmp_path / "b")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-5)
+    assert abs(with_cache["final_val_loss"] - without["final_val_loss"]) < 1e-5
+    # with augmentation the training images change every epoch: no image cache for training
+    aug = fit(cfg.updated({"augment": True, "epochs": 1}), "contextclip", 0, tmp_path / "c", train_ds=ds,
+              val_ds=val, progress=False)
+    assert aug["frozen_feature_cache"] == {"text": True, "image_train": False, "image_val": True}
+
+
+# ----------------------------------------------------------------------------- command line
+def test_cli_smoke_train_then_second_run_returns_without_training(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    cmd = [sys.executable, "-m", "contextclip", "train", "--profile", "smoke", "--method", "contextclip", "--seed",
+           "0", "--out", str(tmp_path / "run"), "--no-progress"]
+    first = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["epochs"] == 3 and summary["method"] == "contextclip" and summary["n_train"] > 0
+    assert "final_val_loss=" in first.stdout
+    mtime = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
+    second = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0 and "already trained" in second.stderr
+    assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    bad = subprocess.run(cmd + ["--set", "lr_head=0.5"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 2 and "lr_head" in bad.stderr and "--fresh" in bad.stderr
