@@ -20,9 +20,11 @@ from contextclip.results import (
     verdict,
 )
 
-PAPER = Path("/work/shared/paper/contextclip-paper.txt")
-if not PAPER.exists():
-    PAPER = Path(__file__).resolve().parents[1] / "docs" / "paper" / "contextclip-paper.txt"
+# Table 1-2 excerpt of the paper text, kept in the repo so the check always runs; the full
+# paper text is also checked when the team's shared copy is present.
+PAPER_SOURCES = [Path(__file__).resolve().parent / "fixtures" / "paper_tables.txt"]
+if Path("/work/shared/paper/contextclip-paper.txt").exists():
+    PAPER_SOURCES.append(Path("/work/shared/paper/contextclip-paper.txt"))
 
 
 def row(method, seed, task, dataset, metric, value, n=100):
@@ -41,9 +43,9 @@ def parse_paper_table(text: str, caption: str) -> dict:
     return out
 
 
-@pytest.mark.skipif(not PAPER.exists(), reason="paper text not available")
-def test_paper_asset_matches_the_paper_text():
-    text = PAPER.read_text(encoding="utf-8")
+@pytest.mark.parametrize("paper", PAPER_SOURCES, ids=lambda p: p.name)
+def test_paper_asset_matches_the_paper_text(paper):
+    text = paper.read_text(encoding="utf-8")
     asset = load_paper_results()["tables"]
     for task, caption in (("zero_shot", "Table 1:"), ("fine_tune", "Table 2:")):
         parsed = parse_paper_table(text, caption)

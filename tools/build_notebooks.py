@@ -332,7 +332,8 @@ literal similarity the result depends on the sign of the row minimum, i.e. on th
 ]
 
 
-RUNTIME = "**Runtime.** smoke: {smoke}; embedded: {embedded} (2 CPU cores); paper: {paper} (one GPU)."
+RUNTIME = ("**Runtime.** smoke: {smoke} (measured on 2 busy CPU cores); embedded: {embedded} (estimate, 2 CPU "
+           "cores); paper: {paper} (estimate, one GPU).")
 
 # ----------------------------------------------------------------------------------------------
 NB01 = [
@@ -508,7 +509,7 @@ training again, so re-running this notebook is cheap.
 **Inputs.** The pairs of `01_data` (built again here, cached under `data/`).
 **Outputs.** `runs/<profile>/<method>-seed<k>/` (config, environment, history, checkpoint, summary);
 `figures/<profile>/fig_training_curves.{png,pdf}`.
-""" + "\n" + RUNTIME.format(smoke="about 30 s (2 runs)", embedded="about 6 min (6 runs)",
+""" + "\n" + RUNTIME.format(smoke="about 1 min (2 runs)", embedded="about 6 min (6 runs)",
                             paper="about 1 h (6 runs)")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -643,7 +644,7 @@ Splits: the official test split where one exists, otherwise 70/20/10, stratified
 
 **Inputs.** The trained runs of `02_train`; the profile's `fine_tune_datasets`.
 **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table2_fine_tune.{md,csv}`.
-""" + "\n" + RUNTIME.format(smoke="about 20 s", embedded="about 2 min", paper="about 1 h")),
+""" + "\n" + RUNTIME.format(smoke="15-30 s", embedded="about 2 min", paper="about 1 h")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
@@ -705,7 +706,7 @@ measurements: Tables 1-2 are.
 
 **Inputs.** The trained runs of `02_train` (first seed); the profile's `tsne_dataset`.
 **Outputs.** `figures/<profile>/fig6_tsne_image_<dataset>.png`, `fig7_tsne_text_<dataset>.png`.
-""" + "\n" + RUNTIME.format(smoke="about 15 s", embedded="about 30 s", paper="about 2 min")),
+""" + "\n" + RUNTIME.format(smoke="25 s to 1.5 min", embedded="about 1 min", paper="about 2 min")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 seeds = None  # the runs of the first seed are drawn (None: the profile value)
@@ -839,7 +840,7 @@ computed from the numbers: which ContextCLIP - CLIP differences lie outside thei
 **Inputs.** `results/<profile>/metrics.csv` (from 03, 04, 06), `figures/<profile>/`, the run folders.
 **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
 `results/<profile>/report.md` (the verdict and the environment).
-""" + "\n" + RUNTIME.format(smoke="about 10 s", embedded="about 15 s", paper="about 30 s")),
+""" + "\n" + RUNTIME.format(smoke="about 5 s", embedded="about 15 s", paper="about 30 s")),
     params("""
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 bootstrap_samples = None  # resamples for single-seed intervals (None: the profile value)
