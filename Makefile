@@ -44,7 +44,7 @@ lint: $(STAMP)  ## ruff on the package, tests and benchmarks
 	$(VENV)/bin/ruff check contextclip tests benchmarks
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the kit's kernel (localhost, token on)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:  ## remove generated runs (keeps data/ caches and .venv)
 	rm -rf runs

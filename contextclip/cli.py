@@ -6,6 +6,7 @@ Only argument parsing lives here; each command calls one library function.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = load_config(args.profile, args.overrides)
             summary = fit(cfg, args.method, args.seed, args.out, fresh=args.fresh, progress=not args.no_progress)
-            if summary is not None:
-                print(f"run folder: {args.out}  final_val_loss={summary['final_val_loss']:.4f}")
+            if summary is not None and os.environ.get("RANK", "0") == "0":  # once under torchrun
+                val = summary.get("final_val_loss")
+                val_text = "n/a (no validation pairs)" if val is None else f"{val:.4f}"
+                print(f"run folder: {args.out}  final_val_loss={val_text}")
             return 0
         if args.command == "evaluate":
             from contextclip.evaluate import evaluate_run

@@ -170,6 +170,14 @@ RANGES: dict[str, tuple] = {
 }
 
 
+
+def _did_you_mean(name: str, valid) -> str:
+    """``" (did you mean 'bandwidth'?)"`` for a near miss of a valid key, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.75)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
 def _field_types(cls: type) -> dict[str, type]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -281,7 +289,7 @@ class Config:
                     if KNOB_SECTION.get(sub) != key:
                         valid = sorted(_field_types(SECTIONS[key]))
                         raise ConfigError(
-                            f"{source}: unknown key '{key}.{sub}'. Valid keys in '{key}': {valid}"
+                            f"{source}: unknown key '{key}.{sub}'{_did_you_mean(sub, valid)}. Valid keys in '{key}': {valid}"
                         )
                     new._set(sub, v)
             else:
@@ -289,7 +297,7 @@ class Config:
                 sec = key.split(".", 1)[0] if "." in key else None
                 if name not in KNOB_SECTION or (sec is not None and KNOB_SECTION[name] != sec):
                     raise ConfigError(
-                        f"{source}: unknown key '{key}'. Valid keys: {sorted(KNOB_SECTION)}"
+                        f"{source}: unknown key '{key}'{_did_you_mean(name, KNOB_SECTION)}. Valid keys: {sorted(KNOB_SECTION)}"
                     )
                 new._set(name, value)
         new.validate()

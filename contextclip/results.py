@@ -295,9 +295,14 @@ def build_tables(results_dir: Path, profile: str | None = None, bootstrap_sample
     out = {}
     for name, (tasks, metrics) in TABLES.items():
         table = comparison_table(df, tasks, metrics, results_dir, bootstrap_samples)
-        table.to_csv(results_dir / f"{name}.csv", index=False, float_format="%.4g")
         title = titles[name] + (f" ({profile} profile)" if profile else "")
-        (results_dir / f"{name}.md").write_text(to_markdown(table, title), encoding="utf-8")
+        # temporary file + rename: a kill mid-write leaves the old table, never half a one
+        csv_tmp = results_dir / f"{name}.csv.tmp{os.getpid()}"
+        table.to_csv(csv_tmp, index=False, float_format="%.4g")
+        os.replace(csv_tmp, results_dir / f"{name}.csv")
+        md_tmp = results_dir / f"{name}.md.tmp{os.getpid()}"
+        md_tmp.write_text(to_markdown(table, title), encoding="utf-8")
+        os.replace(md_tmp, results_dir / f"{name}.md")
         out[name] = table
     return out
 

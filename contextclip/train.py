@@ -28,6 +28,7 @@ import math
 import os
 import platform
 import random
+import signal
 import socket
 import subprocess
 import sys
@@ -63,7 +64,50 @@ class RunMismatchError(ConfigError):
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; training stopped before the optimiser step."""
+    """A loss term, the gradient or an embedding became NaN or infinite; no weights after it were saved."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``; any failure is a ``CheckpointError`` naming the file.
+
+    ``weights_only`` loading never runs code from the file: a pickle that would call a function
+    (a malicious ``__reduce__``) is refused, not executed (tests/test_reliability_inputs.py).
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged zip, refused pickle, wrong file type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first[:200]}). It is damaged (e.g. a "
+            "copy cut short) or not a plain-weights ContextCLIP checkpoint (only weights_only loading is "
+            "allowed). Pass --fresh (fit(..., fresh=True)) to discard it and train from the start"
+        ) from None
+
+
+_DRILL_SEEN = [0]
+
+
+def _drill(point: str) -> None:
+    """Crash drill (tests/test_reliability_resume.py): SIGKILL this process at a named point.
+
+    Does nothing unless the environment variable ``CONTEXTCLIP_KILL_AT`` is ``"<point>#<n>"``:
+    then the n-th time ``point`` is reached (``*`` matches every point) the process kills itself
+    with SIGKILL, i.e. without any cleanup, exactly like an external ``kill -9``. Points: ``step``
+    (after an optimiser step), ``val_batch`` (inside the validation pass), ``write:<file name>``
+    (a file's temporary copy is complete but not yet renamed over the old one).
+    """
+    spec = os.environ.get("CONTEXTCLIP_KILL_AT")
+    if not spec:
+        return
+    name, _, n = spec.partition("#")
+    if name in (point, "*"):
+        _DRILL_SEEN[0] += 1
+        if _DRILL_SEEN[0] == int(n or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --------------------------------------------------------------------------- config comparison
@@ -305,7 +349,11 @@ def _make_loss(cfg: Config) -> ContextCLIPLoss:
 # --------------------------------------------------------------------------- files
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as fh:  # the old file stays whole until the new one is complete on disk
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    _drill(f"write:{path.name}")
     os.replace(tmp, path)
 
 
@@ -316,6 +364,7 @@ def _plain(o: Any) -> Any:
 def _atomic_json(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
+    _drill(f"write:{path.name}")
     os.replace(tmp, path)
 
 
@@ -348,6 +397,58 @@ def _autocast_factory(device: torch.device, precision: str):
     if bf16:
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+# --------------------------------------------------------------------------- one step
+#: Per-step diagnostics returned by ``train_step`` besides the loss terms (all device tensors).
+_CHECK_KEYS = ("grad_norm", "image_finite", "text_finite", "finite", "logit_scale")
+
+
+def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimizer, batch: dict, autocast, *,
+               forward=None, scheduler=None, grad_clip: float = 0.0, idx=None,
+               text_cache: FrozenFeatureCache | None = None,
+               image_cache: FrozenFeatureCache | None = None) -> dict[str, torch.Tensor]:
+    """One optimiser step on one batch (the body of ``fit``'s loop; also timed by benchmarks/train_step.py).
+
+    Forward under ``autocast`` (cached features of a frozen tower replace its input when a cache
+    is given; ``idx`` are the batch's dataset indices for the image cache), the embeddings
+    gathered over ranks and the losses in fp32, backward, gradient norm (clipped when
+    ``grad_clip > 0``), optimiser step, CLIP's clamp of the learned log(1/tau), scheduler step.
+    ``forward`` is the module to call (the DDP wrapper under torchrun; ``model`` otherwise).
+
+    Returns detached *device* tensors and never waits for the device: the ``TERMS``, ``grad_norm``,
+    ``image_finite`` / ``text_finite`` (every embedding finite), ``finite`` (all of these) and
+    ``logit_scale``. The caller checks ``finite`` (``fit`` does so every ``log_every`` steps and
+    before every checkpoint write, so a non-finite step never reaches a checkpoint).
+    """
+    fwd = forward if forward is not None else model
+    with autocast():
+        img_f = image_cache.lookup(idx) if image_cache is not None else None
+        txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
+        img_emb, txt_emb, scale = fwd(batch["images"] if img_f is None else None,
+                                      batch["input_ids"], batch["attention_mask"],
+                                      image_feats=img_f, text_feats=txt_f)
+    # the losses in fp32, over the global batch (identity without torchrun)
+    img_emb, txt_emb = D.gather_embeddings(img_emb.float(), txt_emb.float())
+    terms = loss_fn(img_emb, txt_emb, scale.float())
+    values = torch.stack([terms[k].detach() for k in TERMS])
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    gnorm = (nn.utils.clip_grad_norm_(grads, grad_clip) if grad_clip > 0
+             else nn.utils.get_total_norm([p.grad for p in grads]))
+    # The losses map a NaN embedding row to a zero vector (finite loss, NaN gradient), so the
+    # embeddings and the gradient norm are checked too (on the device; the caller reads it later).
+    img_ok, txt_ok = torch.isfinite(img_emb.detach()).all(), torch.isfinite(txt_emb.detach()).all()
+    finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok
+    optimizer.step()
+    if model.logit_scale.requires_grad:  # as CLIP: the learned log(1/tau) itself stays <= log(max)
+        with torch.no_grad():
+            model.logit_scale.clamp_(max=math.log(model.max_logit_scale))
+    if scheduler is not None:
+        scheduler.step()
+    return {**{k: values[i] for i, k in enumerate(TERMS)}, "grad_norm": gnorm.detach(), "image_finite": img_ok,
+            "text_finite": txt_ok, "finite": finite, "logit_scale": scale.detach()}
 
 
 # --------------------------------------------------------------------------- fit
@@ -390,7 +491,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
         return summary
     ckpt = None
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ckpt = load_checkpoint(ckpt_path)
         diff = config_differences({**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]}, current)
         if diff:
             raise RunMismatchError(_mismatch_message(out_dir, diff))
@@ -432,6 +533,8 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
                 fh.truncate(int(ckpt["history_bytes"]))
     if main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None:  # starting at step 0: lines a killed earlier attempt logged are redone
+            hist_path.unlink(missing_ok=True)
         save_config(cfg, out_dir / "config.json")
         _atomic_json(environment_info(device, world), out_dir / "environment.json")
         if getattr(train_ds, "report", None):
@@ -481,6 +584,32 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
 
     from tqdm.auto import tqdm
 
+    pending: list[torch.Tensor] = []  # per-step device rows not yet checked for finiteness
+    pending_at: list[tuple[int, int, int]] = []  # their (epoch, step, global step)
+
+    def check_finite(at_step: int) -> None:
+        """One host sync for all steps since the last check; raises naming the first bad step."""
+        if not pending:
+            return
+        rows = torch.stack(pending).tolist()
+        where = list(pending_at)
+        pending.clear()
+        pending_at.clear()
+        for (ep, st, gs), row in zip(where, rows):
+            if row[-2] == 1.0:  # "finite": loss terms, gradient norm and embeddings
+                continue
+            vals = dict(zip(TERMS + _CHECK_KEYS, row))
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient at epoch {ep} step {st} (global step {gs}): "
+                + ", ".join(f"{k}={vals[k]:.6g}" for k in TERMS)
+                + f", gradient norm={vals['grad_norm']:.6g}, image embeddings finite={vals['image_finite'] == 1}, "
+                f"text embeddings finite={vals['text_finite'] == 1}, logit_scale={vals['logit_scale']:.6g}. "
+                f"Training stopped at step {at_step} (checked every log_every={log_every} steps and before "
+                "every checkpoint, so that no step waits for the host); no weights from that step on were "
+                f"saved: {ckpt_path if ckpt_path.exists() else 'no checkpoint'} is unchanged. Try lower "
+                "learning rates, precision=fp32, grad_clip > 0, or a larger temperature/bandwidth."
+            )
+
     for epoch in range(start_epoch, cfg.train.epochs):
         t_epoch = time.perf_counter()
         if hasattr(train_ds, "set_epoch"):
@@ -498,31 +627,12 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
                    disable=not (progress and main), leave=False, dynamic_ncols=True)
         for step, (idx, batch) in enumerate(zip(local, loader), start=first + 1):
             t0 = time.perf_counter()
-            with autocast():
-                img_f = img_cache_train.lookup(idx) if img_cache_train is not None else None
-                txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
-                img_emb, txt_emb, scale = ddp(batch["images"] if img_f is None else None,
-                                              batch["input_ids"], batch["attention_mask"],
-                                              image_feats=img_f, text_feats=txt_f)
-            # the losses in fp32, over the global batch (identity without torchrun)
-            img_emb, txt_emb = D.gather_embeddings(img_emb.float(), txt_emb.float())
-            terms = loss_fn(img_emb, txt_emb, scale.float())
-            values = torch.stack([terms[k].detach() for k in TERMS])
-            if not bool(torch.isfinite(values).all()):  # one host sync per step: never step on NaN
-                raise NonFiniteLossError(
-                    f"non-finite loss at epoch {epoch + 1} step {step} (global step {global_step + 1}): "
-                    + ", ".join(f"{k}={v:.6g}" for k, v in zip(TERMS, values.tolist()))
-                    + f", logit_scale={float(scale.detach()):.6g}. Training stopped before the optimiser step; "
-                    f"{ckpt_path if ckpt_path.exists() else 'no checkpoint'} is unchanged. Try lower learning "
-                    "rates, precision=fp32, grad_clip > 0, or a larger temperature/bandwidth."
-                )
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if cfg.train.grad_clip > 0:
-                nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], cfg.train.grad_clip)
-            opt.step()
-            if sched is not None:
-                sched.step()
+            out = train_step(model, loss_fn, opt, batch, autocast, forward=ddp, scheduler=sched,
+                             grad_clip=cfg.train.grad_clip, idx=idx, text_cache=text_cache,
+                             image_cache=img_cache_train)
+            values = torch.stack([out[k] for k in TERMS])
+            pending.append(torch.cat([values, torch.stack([out[k].float() for k in _CHECK_KEYS])]))
+            pending_at.append((epoch + 1, step, global_step + 1))
             global_step += 1
             window += values
             n_window += 1
@@ -530,6 +640,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
             train_time += dt
             elapsed += dt
             if step % log_every == 0 or step == steps_per_epoch:
+                check_finite(step)
                 means = (window / n_window).tolist()
                 for i, v in enumerate((window).tolist()):
                     epoch_sums[i] += v
@@ -543,6 +654,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
                 bar.set_postfix({k.replace("_loss", ""): f"{v:.3f}" for k, v in zip(TERMS, means)})
             bar.update(1)
             if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < steps_per_epoch:
+                check_finite(step)  # never write weights that followed a non-finite step
                 if n_window:  # fold the open window into the epoch sums so that a resume can continue them
                     for i, v in enumerate(window.tolist()):
                         epoch_sums[i] += v
@@ -550,6 +662,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
                     n_window = 0
                 save_checkpoint(epoch, step)
             _after_step(epoch, step)
+            _drill("step")
         bar.close()
         # ---- validation on the held-out pairs (each rank takes every world-th batch; no augmentation)
         t_val = time.perf_counter()
@@ -612,6 +725,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     mine = batches[rank::world]
     sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=model.device)
     for idx, batch in zip(mine, _loader(ds, mine, collate, cfg, model.device, 0)):
+        _drill("val_batch")
         with autocast():
             img_f = img_cache.lookup(idx) if img_cache is not None else None
             txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
@@ -636,7 +750,7 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: train first with `python -m contextclip train "
                                 f"--profile P --method M --seed S --out {run_dir}`")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = load_checkpoint(path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
         raise RuntimeError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
