@@ -83,7 +83,7 @@ def _unit(v: Tensor, dim: int = -1, tol: float = DEGENERATE_NORM) -> Tensor:
     vectors, so both the value and the gradient are finite for zero and near-zero vectors.
     """
     norm = (v * v).sum(dim=dim, keepdim=True).clamp_min(tol * tol).sqrt()  # [.., 1, ..]
-    keep = norm > tol
+    keep = ~(norm <= tol)  # NaN norms are kept, so NaN inputs give a NaN loss (not a silent zero)
     return torch.where(keep, v / norm, torch.zeros_like(v))
 
 

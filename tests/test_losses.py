@@ -397,3 +397,15 @@ def test_bf16_inputs_stay_finite(variant, n, bandwidth, seed):
     loss.backward()
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert torch.isfinite(img.grad.float()).all()
+
+
+@pytest.mark.parametrize("variant", sorted(CX_VARIANTS))
+def test_nan_inputs_give_a_nan_loss_not_a_silent_zero(variant):
+    """A NaN embedding must surface as a NaN loss (the training loop then stops), never be masked."""
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 16, generator=g), torch.randn(6, 16, generator=g)
+    img[2, 5] = float("nan")
+    assert torch.isnan(contextual_loss(img, txt, variant=variant))
+    assert torch.isnan(clip_loss(img, txt))
+    txt[0, 0] = float("inf")
+    assert not torch.isfinite(contextual_loss(img.nan_to_num(), txt, variant=variant))

@@ -20,7 +20,6 @@ import pytest
 import torch
 from PIL import Image
 
-import contextclip.train as T
 from contextclip.config import REPO_ROOT, ConfigError, load_config
 from contextclip.data import build_pair_datasets
 from contextclip.data.checks import ManifestError, check_manifest

@@ -86,6 +86,7 @@ def _assert_same_as_baseline(run: Path, baseline) -> dict:
     return got
 
 
+@pytest.mark.slow  # several train subprocesses (~20-35 s on 2 shared cores)
 def test_sigkill_mid_epoch_in_validation_and_inside_checkpoint_writes_then_resume_is_exact(
         baseline, data_root, tmp_path):
     run = tmp_path / "run"
@@ -114,6 +115,7 @@ def test_sigkill_mid_epoch_in_validation_and_inside_checkpoint_writes_then_resum
     _assert_same_as_baseline(run, baseline)
 
 
+@pytest.mark.slow  # several train subprocesses (~20-35 s on 2 shared cores)
 def test_killed_twice_at_random_points_reports_the_same_final_val_loss(baseline, data_root, tmp_path):
     """Done-when of issue 8: two kills at random drill points (seeded; any step, validation batch or file write)."""
     rng = random.Random(8)
