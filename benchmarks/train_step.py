@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--steps", type=int, default=3, help="optimiser steps per variant per round")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--num-threads", type=int, default=0,
+                    help="torch threads for (a), (b), (c); 0 = leave torch's default (one per core)")
     ap.add_argument("--threads", default="", help="comma list of torch thread counts to compare for (b)")
     ap.add_argument("--loader-batches", type=int, default=5)
     ap.add_argument("--out", default=None, help="result JSON path (default benchmarks/results/train_step_<profile>.json)")
@@ -134,7 +136,7 @@ def main(argv=None) -> dict:
 
     # (a) inputs: the same batches; cached features looked up once, before timing
     bare_inputs = []
-    for idx, b in zip(batches_idx, batches):
+    for b in batches:
         text_in = text_cache.lookup(b["captions"]) if text_cache is not None else (b["input_ids"], b["attention_mask"])
         bare_inputs.append((b["images"], text_in))
     bare = models["bare"]
@@ -170,13 +172,15 @@ def main(argv=None) -> dict:
             return out["finite"]
         return go
 
+    if args.num_threads:
+        torch.set_num_threads(args.num_threads)
     threads0 = torch.get_num_threads()
     variants = [("bare", run_bare, threads0), ("clip", run_kit("clip"), threads0),
                 ("contextclip", run_kit("contextclip"), threads0)]
     for n in [int(x) for x in args.threads.split(",") if x.strip()]:
         variants.append((f"clip@{n}threads", run_kit("clip"), n))
 
-    for name, fn, n in variants:  # warm-up (allocator, oneDNN/cuDNN kernel choice, caches)
+    for _name, fn, n in variants:  # warm-up (allocator, oneDNN/cuDNN kernel choice, caches)
         torch.set_num_threads(n)
         fn(args.warmup)
         sync(device)
@@ -208,7 +212,7 @@ def main(argv=None) -> dict:
         "contextual_overhead": round(step_s["contextclip"] / step_s["clip"], 4),
         "step_seconds": {k: round(v, 5) for k, v in step_s.items()},
         "round_seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
-        "loader_pairs_per_s": round(loader_pps, 1), "loader_workers": base.train.num_workers,
+        "torch_threads": threads0, "loader_pairs_per_s": round(loader_pps, 1), "loader_workers": base.train.num_workers,
         **{f"pairs_per_s_{k.split('@')[1]}": round(v, 2) for k, v in pps.items() if "@" in k},
         "machine": machine(device),
     }

@@ -232,8 +232,9 @@ def comparison_table(df: pd.DataFrame, tasks: tuple[str, ...], metrics: tuple[st
             diff = paired_difference(by["clip"], by["contextclip"], per_item, bootstrap_samples)
             chance = g[g["metric"] == f"chance_{metric}"]["value"]
             p_clip = p_ctx = math.nan
-            if paper_task and paper_key and metric in ("top1", "top5"):
-                entry = paper["tables"][paper_task][paper_key][metric]
+            paper_row = paper_key or plays  # an analogue shows the paper's figure for the row it plays
+            if paper_task and paper_row and metric in ("top1", "top5"):
+                entry = paper["tables"][paper_task][paper_row][metric]
                 p_clip, p_ctx = entry["clip"], entry["contextclip"]
             rows.append({
                 "task": task, "dataset": dataset, "plays": plays_label, "metric": metric,
@@ -242,12 +243,20 @@ def comparison_table(df: pd.DataFrame, tasks: tuple[str, ...], metrics: tuple[st
                 "contextclip_mean": x_mean, "contextclip_std": x_std, "contextclip_seeds": x_k,
                 **diff,
                 "paper_clip": p_clip, "paper_contextclip": p_ctx, "paper_diff": p_ctx - p_clip,
+                "paper_is_analogue": bool(paper_row) and not paper_key,
                 "status": "ok",
             })
     cols = ["task", "dataset", "plays", "metric", "n", "chance", "clip_mean", "clip_std", "clip_seeds",
             "contextclip_mean", "contextclip_std", "contextclip_seeds", "diff", "ci_low", "ci_high", "ci_method",
-            "paired_seeds", "paper_clip", "paper_contextclip", "paper_diff", "status"]
+            "paired_seeds", "paper_clip", "paper_contextclip", "paper_diff", "paper_is_analogue", "status"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _paper_cell(value: float, analogue: bool) -> str:
+    text = _fmt(value)
+    if not text:
+        return "-"
+    return f"({text})" if analogue is True else text
 
 
 def _cell(mean: float, std: float, k: int) -> str:
@@ -275,10 +284,11 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
             r["task"], ds, r["metric"], str(int(r["n"])), _fmt(r["chance"]),
             _cell(r["clip_mean"], r["clip_std"], int(r["clip_seeds"])),
             _cell(r["contextclip_mean"], r["contextclip_std"], int(r["contextclip_seeds"])),
-            diff, _fmt(r["paper_clip"]) or "-", _fmt(r["paper_contextclip"]) or "-",
+            diff, *(_paper_cell(r[k], r["paper_is_analogue"]) for k in ("paper_clip", "paper_contextclip")),
         ]) + " |")
-    lines += ["", "Values in percent. Mean ± sample std over seeds. Paper numbers only for the paper's own",
-              "datasets; an embedded set in brackets plays that paper row but is a different dataset."]
+    lines += ["", "Values in percent. Mean ± sample std over seeds. An embedded set in brackets plays that paper",
+              "row but is a different dataset: the paper's figure for that row is shown in brackets, for scale",
+              "only (different data, model size and training budget; not comparable)."]
     return "\n".join(lines) + "\n"
 
 
@@ -327,7 +337,7 @@ def verdict(table: pd.DataFrame) -> str:
                 s += "0 is inside the interval, so the difference is not distinguishable from noise."
             else:
                 s += "0 is outside the interval: ContextCLIP is " + ("better." if r["diff"] > 0 else "worse.")
-            if not math.isnan(r["paper_diff"]):
+            if not math.isnan(r["paper_diff"]) and r.get("paper_is_analogue") is not True:
                 inside = r["ci_low"] <= r["paper_diff"] <= r["ci_high"]
                 s += (f" The paper reports {r['paper_diff']:+.2f}, which is "
                       f"{'inside' if inside else 'outside'} our interval.")
