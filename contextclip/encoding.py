@@ -5,11 +5,14 @@ What it is: the loops that turn a dataset's ``uint8`` images or caption strings 
 ``encode_image(uint8 [B,3,H,W])``, ``encode_text(input_ids, attention_mask)``, ``tokenize(list[str])``
 (and ``image_features`` for the tower output) -- ``ContextCLIPModel`` or a fake in the tests.
 
-What it is not: no caching (``contextclip.evaluate``), no metrics (``zeroshot``, ``retrieval``).
+What it is not: no caching of results (``contextclip.evaluate`` caches embeddings per run), no
+metrics (``zeroshot``, ``retrieval``). One exception: the output of a *frozen* text tower is
+memoised per process (see ``encode_texts``), because every run of a profile shares that tower.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import torch
@@ -80,12 +83,65 @@ def image_features(model, images, batch_size: int = 256, indices=None) -> torch.
             model.train()
 
 
+# Frozen text-tower features by tower fingerprint, then by caption. All runs of a profile with a
+# frozen text tower (CLIP and ContextCLIP, every seed) share the tower's weights, so an evaluation
+# that walks the runs in one process encodes each prompt and caption through the tower once.
+_FROZEN_TEXT_MEMO: dict[str, dict[str, torch.Tensor]] = {}
+_MEMO_MAX_ENTRIES = 200_000
+
+
+def _frozen_text_fingerprint(model) -> str:
+    """SHA-256 of the frozen tower's weights + pooling + max_length (computed once per model)."""
+    fp = getattr(model, "_frozen_text_fp", None)
+    if fp is None:
+        h = hashlib.sha256()
+        for name, t in model.text_tower.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(f"{model.pooling}|{model.max_length}".encode())
+        fp = h.hexdigest()
+        model._frozen_text_fp = fp
+    return fp
+
+
+def _frozen_text_features(model, texts: list[str], batch_size: int) -> torch.Tensor:
+    """Tower output [len(texts), F] for a frozen text tower, from (and into) the per-process memo."""
+    memo = _FROZEN_TEXT_MEMO.setdefault(_frozen_text_fingerprint(model), {})
+    if sum(len(m) for m in _FROZEN_TEXT_MEMO.values()) > _MEMO_MAX_ENTRIES:
+        _FROZEN_TEXT_MEMO.clear()
+        memo = _FROZEN_TEXT_MEMO.setdefault(_frozen_text_fingerprint(model), {})
+    missing = sorted({t for t in texts if t not in memo}, key=lambda t: (len(t), t))  # similar lengths pad alike
+    device = model_device(model)
+    for start in range(0, len(missing), batch_size):
+        chunk = missing[start : start + batch_size]
+        tok = model.tokenize(chunk)
+        feats = model.text_features(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float().cpu()
+        memo.update(zip(chunk, feats))
+    return torch.stack([memo[t] for t in texts])
+
+
 def encode_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-    """L2-normalised joint-space text embeddings [len(texts), D]."""
+    """L2-normalised joint-space text embeddings [len(texts), D].
+
+    When the model's text tower is frozen (``model.freeze_text``), the tower's output is taken from
+    a per-process memo keyed by a fingerprint of its weights; only the (trained) head runs per run.
+    Equal to the direct path up to padding-dependent float rounding (tests/test_evaluate.py).
+    """
     texts = list(texts)
     if not texts:
         raise ValueError("no captions to encode")
     device = model_device(model)
+    frozen = getattr(model, "freeze_text", False) is True and hasattr(model, "embed_text_features")
+    if frozen:
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                feats = _frozen_text_features(model, texts, batch_size)
+                return torch.cat([model.embed_text_features(feats[i : i + batch_size].to(device)).float().cpu()
+                                  for i in range(0, len(texts), batch_size)])
+        finally:
+            model.train(was_training)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()

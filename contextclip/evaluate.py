@@ -154,6 +154,13 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def _cache_key(run_dir: Path, name: str, cfg: Config) -> tuple[dict, str]:
+    """What an embedding cache depends on, and its SHA-256 fingerprint."""
+    key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(run_dir), "dataset": name,
+           "eval_max_images": cfg.data.eval_max_images, "image_size": cfg.data.image_size}
+    return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=None, dataset=None,
                   force: bool = False) -> dict:
     """Cached embeddings of dataset ``name`` for the run in ``run_dir`` (computed on a cache miss only).
@@ -162,9 +169,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     """
     run_dir = Path(run_dir)
     cfg = cfg or run_config(run_dir)
-    key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(run_dir), "dataset": name,
-           "eval_max_images": cfg.data.eval_max_images, "image_size": cfg.data.image_size}
-    fingerprint = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    key, fingerprint = _cache_key(run_dir, name, cfg)
     path = cache_path(run_dir, name)
     if path.exists() and not force:
         cached = torch.load(path, map_location="cpu", weights_only=True)
@@ -293,3 +298,48 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     append_metrics(metrics_csv, rows)
     return rows
 
+
+
+def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None,
+                  cfg: Config | None = None) -> list[dict]:
+    """``evaluate_run`` for every run and dataset, loading each model and each dataset once.
+
+    ``run_dirs`` is an iterable of run folders. A model is loaded only when some dataset needs it
+    (an embedding cache is missing or stale, or the task fine-tunes); datasets are built once and
+    shared by the runs. Returns all rows, in run-then-dataset order.
+    """
+    rows: list[dict] = []
+    data_cache: dict[str, object] = {}
+    missing = _dataset_missing_type()
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        run_cfg = cfg or run_config(run_dir)
+        model = None
+        for name in datasets:
+            needs_data = task == "fine_tune" or not _cache_is_fresh(run_dir, name, run_cfg)
+            data = None
+            if needs_data:
+                if name not in data_cache:
+                    try:
+                        data_cache[name] = _get_dataset(name, run_cfg)
+                    except missing:
+                        data_cache[name] = None  # evaluate_run raises or records "not run: missing"
+                data = data_cache[name]
+                if data is not None and model is None:
+                    from contextclip.train import load_trained
+
+                    model, _ = load_trained(run_dir, device=_device(run_cfg))
+            rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data)
+    return rows
+
+
+def _cache_is_fresh(run_dir: Path, name: str, cfg: Config) -> bool:
+    """True when ``embed_dataset`` would return the cached embeddings without encoding."""
+    path = cache_path(run_dir, name)
+    if not path.exists():
+        return False
+    _, fingerprint = _cache_key(run_dir, name, cfg)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") == fingerprint
+    except Exception:  # noqa: BLE001 - a damaged cache is recomputed
+        return False

@@ -4,7 +4,7 @@ What it is: the ranking arithmetic shared by every evaluation in the kit.
 
 - ``hits_at_k(scores, positives, k)``: per query, the credit of "a positive is among the top k"
   (1 = hit, 0 = miss). Ties are handled deterministically by *expected credit under a uniformly
-  random order of tied items* (see ``docs/decisions/evaluation.md``): a query whose positive is
+  random order of tied items* (see ``docs/decisions.md, "Evaluation"``): a query whose positive is
   tied with 3 negatives at rank 1 gets 1/4 at k=1. This makes a constant scorer score exactly
   chance and removes any dependence on ``torch.topk``'s tie order.
 - ``recall_at_k(scores [n_texts, n_images], positives)``: CLIP_benchmark's definition.

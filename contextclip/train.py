@@ -43,7 +43,7 @@ from torch import nn
 
 from contextclip import distributed as D
 from contextclip.config import REPO_ROOT, Config, ConfigError, save_config
-from contextclip.losses import ContextCLIPLoss
+from contextclip.losses import ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -717,6 +717,8 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     """Mean loss terms over consecutive held-out batches of the global batch size (eval mode).
 
     Under torchrun rank r computes batches r, r + W, ...; the sums are added over ranks.
+    The contextual term is measured for CLIP runs too (alpha = 0: it is reported, not added to
+    ``loss``), so ``val_contextual_loss`` compares the two methods on the same footing.
     """
     was_training = model.training
     model.eval()
@@ -732,6 +734,11 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
             img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
                                     batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
         terms = loss_fn(img.float(), txt.float(), scale.float())
+        if loss_fn.alpha == 0:
+            # CLIP does not train on L_CX, but its value is measured on held-out pairs for both
+            # methods, so the curves can show whether CLIP lowers it anyway (it is not in "loss").
+            terms = {**terms, "contextual_loss": contextual_loss(img.float(), txt.float(), loss_fn.bandwidth,
+                                                                 loss_fn.eps, loss_fn.variant)}
         n = len(idx)
         sums += torch.stack([terms[k].double() * n for k in TERMS] + [torch.tensor(float(n), device=sums.device,
                                                                                    dtype=torch.float64)])

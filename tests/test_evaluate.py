@@ -144,3 +144,54 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
     retrieval_grid_from_runs(runs, "synthetic_captions", caps.images, out_dir=tmp_path / "figs")
     training_curves(runs, out_dir=tmp_path / "figs")
     assert len(list((tmp_path / "figs").glob("*.png"))) == 3
+
+
+def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_run(tmp_path, monkeypatch):
+    import contextclip.evaluate as ev
+    import contextclip.train as train
+
+    ds = ClassSet.make(n_per_class=5, n_classes=4)
+    runs = [make_run(tmp_path / "a", "clip", s)[0] for s in (0, 1)]
+    cfg = make_run(tmp_path / "cfg")[1]
+    loads, builds = [], []
+    monkeypatch.setattr(train, "load_trained", lambda run_dir, device="cpu": (loads.append(run_dir) or
+                                                                              PerfectEncoder(ds.classnames), cfg))
+    monkeypatch.setattr(ev, "_get_dataset", lambda name, cfg: builds.append(name) or ds)
+    rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg)
+    assert loads == runs and sorted(builds) == ["fake", "fake2"]  # one load per run, one build per set
+    assert {(r["dataset"], r["metric"], r["value"]) for r in rows if r["metric"] == "top1"} == {
+        ("fake", "top1", 100.0), ("fake2", "top1", 100.0)}
+    # a second pass reads the caches: nothing is loaded or built, and the rows are the same
+    loads.clear(), builds.clear()
+    again = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg)
+    assert loads == [] and builds == [] and again == rows
+    single = evaluate_run(runs[0], "zero_shot", "fake", tmp_path / "res", cfg=cfg)
+    assert single == [r for r in rows if r["seed"] == 0 and r["dataset"] == "fake"]
+
+
+def test_frozen_text_tower_memo_matches_the_direct_path_and_skips_the_tower():
+    from contextclip import encoding
+    from contextclip.config import load_config
+    from contextclip.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config("smoke", {"freeze_text": True})).eval()
+    texts = ["a red circle", "the digit seven written in blue", "a red circle", "a small green star above a 3"]
+    with torch.no_grad():
+        tok = model.tokenize(texts)
+        direct = model.encode_text(tok["input_ids"], tok["attention_mask"])
+    encoding._FROZEN_TEXT_MEMO.clear()
+    memo = encoding.encode_texts(model, texts, batch_size=2)
+    assert torch.allclose(memo, direct, atol=1e-5)
+    calls = []
+    handle = model.text_tower.register_forward_hook(lambda *a: calls.append(1))
+    again = encoding.encode_texts(model, list(reversed(texts)), batch_size=2)
+    handle.remove()
+    assert calls == [] and torch.allclose(again, memo.flip(0), atol=1e-6)
+    # a model whose text tower trains is never served from the memo
+    trained = build_model(load_config("smoke")).eval()
+    calls.clear()
+    handle = trained.text_tower.register_forward_hook(lambda *a: calls.append(1))
+    encoding.encode_texts(trained, texts)
+    handle.remove()
+    assert calls

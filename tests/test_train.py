@@ -251,3 +251,20 @@ def test_cli_smoke_train_then_second_run_returns_without_training(tmp_path):
     bad = subprocess.run(cmd + ["--set", "lr_head=0.5"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
     assert bad.returncode == 2 and "lr_head" in bad.stderr and "--fresh" in bad.stderr
+
+
+def test_clip_runs_report_the_held_out_contextual_loss_without_training_on_it(tmp_path):
+    """CLIP's val contextual loss is measured (for the curves) but never part of its loss."""
+    import json
+
+    from train_fakes import SquaresPairs
+
+    from contextclip.config import load_config
+    from contextclip.train import fit
+
+    cfg = load_config("smoke", {"epochs": 1, "batch_size": 8, "n_pairs": 48, "val_fraction": 0.25})
+    train_ds, val_ds = SquaresPairs(32), SquaresPairs(16, offset=32)
+    fit(cfg, "clip", 0, tmp_path / "clip", train_ds=train_ds, val_ds=val_ds, progress=False)
+    summary = json.loads((tmp_path / "clip" / "summary.json").read_text())
+    assert summary["final_val_contextual_loss"] > 0
+    assert summary["final_val_loss"] == summary["final_val_contrastive_loss"]

@@ -593,7 +593,7 @@ bootstrap_samples = None  # resamples for the interval when only one seed is pai
 import pandas as pd
 
 from contextclip import results
-from contextclip.evaluate import evaluate_run
+from contextclip.evaluate import evaluate_runs
 {SETUP_IMPORTS}
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, zero_shot_datasets=zero_shot_datasets,
@@ -606,11 +606,8 @@ paths = profile_paths(cfg)
 The images and prompts are embedded once per run and cached; re-running is fast.
 """),
     code("""
-rows = []
-for method in cfg.train.methods:
-    for seed in cfg.train.seeds:
-        for name in cfg.data.zero_shot_datasets:
-            rows += evaluate_run(paths.run_dir(method, seed), "zero_shot", name, paths.results, cfg=cfg)
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "zero_shot", cfg.data.zero_shot_datasets, paths.results, cfg=cfg)
 per_run = pd.DataFrame(rows)
 show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "seed"], values="value"),
            caption="Zero-shot, per run (percent)")
@@ -658,7 +655,7 @@ bootstrap_samples = None  # resamples for the interval when only one seed is pai
 import pandas as pd
 
 from contextclip import results
-from contextclip.evaluate import evaluate_run
+from contextclip.evaluate import evaluate_runs
 {SETUP_IMPORTS}
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, fine_tune_datasets=fine_tune_datasets,
@@ -669,12 +666,9 @@ paths = profile_paths(cfg)
 ## 1. Fine-tune and probe every run on every set
 """),
     code("""
-rows = []
-for method in cfg.train.methods:
-    for seed in cfg.train.seeds:
-        for name in cfg.data.fine_tune_datasets:
-            for task in ("fine_tune", "linear_probe"):
-                rows += evaluate_run(paths.run_dir(method, seed), task, name, paths.results, cfg=cfg)
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "fine_tune", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
+rows += evaluate_runs(run_dirs, "linear_probe", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
 per_run = pd.DataFrame(rows)
 per_run = per_run[per_run["metric"].isin(["top1", "top5", "best_epoch", "C"])]
 show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["method", "seed"], values="value"),
@@ -784,7 +778,7 @@ import pandas as pd
 
 from contextclip import plots, results
 from contextclip.data.registry import get_dataset
-from contextclip.evaluate import embed_dataset, evaluate_run
+from contextclip.evaluate import embed_dataset, evaluate_runs
 {SETUP_IMPORTS}
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, retrieval_dataset=retrieval_dataset,
@@ -796,10 +790,8 @@ name = cfg.data.retrieval_dataset
 ## 1. Recall@K for every run
 """),
     code("""
-rows = []
-for method in cfg.train.methods:
-    for seed in cfg.train.seeds:
-        rows += evaluate_run(paths.run_dir(method, seed), "retrieval", name, paths.results, cfg=cfg)
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "retrieval", [name], paths.results, cfg=cfg)
 per_run = pd.DataFrame(rows)
 per_run = per_run[~per_run["metric"].str.startswith("chance")]
 show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], values="value"),
@@ -917,12 +909,9 @@ Where the paper is silent or ambiguous we chose, wrote down why and how to switc
 """),
     code("""
 decisions = REPO_ROOT / "docs" / "decisions.md"
-if decisions.exists():
-    heads = [line.lstrip("#").strip() for line in decisions.read_text(encoding="utf-8").splitlines()
-             if line.startswith("## ")]
-    show_markdown("\\n".join(f"- {h}" for h in heads) or "(no sections yet)")
-else:
-    show_markdown("`docs/decisions.md` is not there yet; see `docs/decisions/`.")
+heads = [line.lstrip("#").strip() for line in decisions.read_text(encoding="utf-8").splitlines()
+         if line.startswith("## ")]
+show_markdown("\\n".join(f"- {h}" for h in heads))
 """),
     md("""
 ## 7. Environment and time taken
