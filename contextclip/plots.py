@@ -272,8 +272,11 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
         ax.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.suptitle("Training curves: total loss = contrastive + alpha * contextual", fontsize=12)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), fontsize=9, frameon=False)
+    ncol = min(len(labels), 4) or 1  # a long legend wraps into rows instead of widening the figure
+    rows = -(-len(labels) // ncol) if labels else 0
+    fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.3 * rows)
+    fig.tight_layout(rect=(0, min(0.45, 0.05 + 0.3 * rows / fig.get_figheight()), 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     if out_dir is not None:
         save_figure(fig, out_dir, name)
     return fig
