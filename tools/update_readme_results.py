@@ -112,6 +112,13 @@ def section(profile: str) -> str:
         verdict[-1] += "Here the contextual loss hurts where the interval excludes 0, unlike in the paper. "
     else:
         verdict[-1] += "So in this setting the zero-shot gains the paper reports are not reproduced. "
+    cx = {m: [x["final_val_contextual_loss"] for x in summaries if x["method"] == m and
+              x.get("final_val_contextual_loss") is not None] for m in ("clip", "contextclip")}
+    if all(cx.values()):
+        verdict[-1] += (f"The contextual term itself does what it is trained for: the held-out L_CX is "
+                        f"{sum(cx['contextclip']) / len(cx['contextclip']):.2f} for ContextCLIP against "
+                        f"{sum(cx['clip']) / len(cx['clip']):.2f} for CLIP, which is not trained on it "
+                        "(`final_val_contextual_loss` in each run's `summary.json`). ")
     verdict[-1] += "`results/" + profile + "/report.md` (notebook 07) gives the verdict for every cell."
     lines += verdict
     figs = ROOT / "figures" / profile
