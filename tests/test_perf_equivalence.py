@@ -24,23 +24,18 @@ import pytest
 import torch
 
 import contextclip.train as T
-from contextclip.config import REPO_ROOT, load_config
+from contextclip.config import REPO_ROOT
 from contextclip.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from contextclip.train import NonFiniteLossError, fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs  # noqa: E402
+from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)
 
 
-def _cfg(**over):
-    base = {"log_every": 1, "device": "cpu", "lr_image": 1e-3, "lr_text": 1e-3, "lr_head": 1e-3}
-    return load_config("smoke", {**base, **over})
-
-
-def _state(run_dir):
-    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+_cfg = smoke_cfg
+_state = checkpoint_state
 
 
 # ----------------------------------------------------------------------------- no per-step host sync

@@ -20,18 +20,13 @@ from contextclip.config import REPO_ROOT, load_config
 from contextclip.train import FrozenFeatureCache, NonFiniteLossError, RunMismatchError, fit, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs  # noqa: E402
+from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread per process is faster under load
 
 
-def _cfg(**over):
-    base = {"log_every": 1, "device": "cpu", "lr_image": 1e-3, "lr_text": 1e-3, "lr_head": 1e-3}
-    return load_config("smoke", {**base, **over})
-
-
-def _state(run_dir):
-    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+_cfg = smoke_cfg
+_state = checkpoint_state
 
 
 def _history(run_dir):
@@ -259,7 +254,6 @@ def test_clip_runs_report_the_held_out_contextual_loss_without_training_on_it(tm
 
     from train_fakes import SquaresPairs
 
-    from contextclip.config import load_config
     from contextclip.train import fit
 
     cfg = load_config("smoke", {"epochs": 1, "batch_size": 8, "n_pairs": 48, "val_fraction": 0.25})

@@ -40,3 +40,18 @@ class SquaresPairs(torch.utils.data.Dataset):
         a = (s - side) // 2
         img[:, a:a + side, a:a + side] = torch.tensor(COLOURS[colour], dtype=torch.uint8).view(3, 1, 1)
         return img, self.captions[i]
+
+
+def smoke_cfg(**over):
+    """The smoke profile on the CPU with per-step checks and equal learning rates, plus ``over``."""
+    from contextclip.config import load_config
+
+    base = {"log_every": 1, "device": "cpu", "lr_image": 1e-3, "lr_text": 1e-3, "lr_head": 1e-3}
+    return load_config("smoke", {**base, **over})
+
+
+def checkpoint_state(run_dir):
+    """The model state dict saved in ``run_dir/checkpoint.pt`` (weights_only loading)."""
+    from pathlib import Path
+
+    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
