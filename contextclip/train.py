@@ -734,7 +734,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
             img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
                                     batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
         terms = loss_fn(img.float(), txt.float(), scale.float())
-        if loss_fn.alpha == 0:
+        if getattr(loss_fn, "alpha", None) == 0:
             # CLIP does not train on L_CX, but its value is measured on held-out pairs for both
             # methods, so the curves can show whether CLIP lowers it anyway (it is not in "loss").
             terms = {**terms, "contextual_loss": contextual_loss(img.float(), txt.float(), loss_fn.bandwidth,
