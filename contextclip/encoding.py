@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["model_device", "take_images", "n_images", "encode_images", "encode_texts", "image_features"]
+__all__ = ["model_device", "take_images", "n_images", "encode_images", "encode_texts", "image_features",
+           "frozen_text_fingerprint"]
 
 
 def model_device(model) -> torch.device:
@@ -59,28 +60,26 @@ def _batched_images(model, images, fn_name: str, batch_size: int, indices=None) 
     return torch.cat(chunks)
 
 
-def encode_images(model, images, batch_size: int = 256, indices=None) -> torch.Tensor:
-    """L2-normalised joint-space image embeddings [N, D] (``model.encode_image``)."""
+def _in_eval_mode(model, fn_name: str, images, batch_size: int, indices) -> torch.Tensor:
+    """``_batched_images`` with the model in eval mode, restoring its previous mode afterwards."""
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
     try:
-        return _batched_images(model, images, "encode_image", batch_size, indices)
+        return _batched_images(model, images, fn_name, batch_size, indices)
     finally:
         if was_training:
             model.train()
+
+
+def encode_images(model, images, batch_size: int = 256, indices=None) -> torch.Tensor:
+    """L2-normalised joint-space image embeddings [N, D] (``model.encode_image``)."""
+    return _in_eval_mode(model, "encode_image", images, batch_size, indices)
 
 
 def image_features(model, images, batch_size: int = 256, indices=None) -> torch.Tensor:
     """Image-tower output before the projection head [N, F] (``model.image_features``), not normalised."""
-    was_training = getattr(model, "training", False)
-    if hasattr(model, "eval"):
-        model.eval()
-    try:
-        return _batched_images(model, images, "image_features", batch_size, indices)
-    finally:
-        if was_training:
-            model.train()
+    return _in_eval_mode(model, "image_features", images, batch_size, indices)
 
 
 # Frozen text-tower features by tower fingerprint, then by caption. All runs of a profile with a
@@ -90,7 +89,7 @@ _FROZEN_TEXT_MEMO: dict[str, dict[str, torch.Tensor]] = {}
 _MEMO_MAX_ENTRIES = 200_000
 
 
-def _frozen_text_fingerprint(model) -> str:
+def frozen_text_fingerprint(model) -> str:
     """SHA-256 of the frozen tower's weights + pooling + max_length (computed once per model)."""
     fp = getattr(model, "_frozen_text_fp", None)
     if fp is None:
@@ -106,10 +105,10 @@ def _frozen_text_fingerprint(model) -> str:
 
 def _frozen_text_features(model, texts: list[str], batch_size: int) -> torch.Tensor:
     """Tower output [len(texts), F] for a frozen text tower, from (and into) the per-process memo."""
-    memo = _FROZEN_TEXT_MEMO.setdefault(_frozen_text_fingerprint(model), {})
+    memo = _FROZEN_TEXT_MEMO.setdefault(frozen_text_fingerprint(model), {})
     if sum(len(m) for m in _FROZEN_TEXT_MEMO.values()) > _MEMO_MAX_ENTRIES:
         _FROZEN_TEXT_MEMO.clear()
-        memo = _FROZEN_TEXT_MEMO.setdefault(_frozen_text_fingerprint(model), {})
+        memo = _FROZEN_TEXT_MEMO.setdefault(frozen_text_fingerprint(model), {})
     missing = sorted({t for t in texts if t not in memo}, key=lambda t: (len(t), t))  # similar lengths pad alike
     device = model_device(model)
     for start in range(0, len(missing), batch_size):

@@ -268,11 +268,9 @@ def _cached_caption_features(model: ContextCLIPModel, captions: Sequence[str], a
     import hashlib
 
     from contextclip.data.registry import resolve_root
+    from contextclip.encoding import frozen_text_fingerprint
 
-    h = hashlib.sha256()
-    for name, t in model.text_tower.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    h = hashlib.sha256(frozen_text_fingerprint(model).encode())  # tower weights, pooling, max_length
     with autocast():
         dtype = str(torch.get_autocast_dtype(device.type)) if torch.is_autocast_enabled(device.type) else "fp32"
     unique = sorted(set(captions))
