@@ -435,8 +435,8 @@ def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimize
     grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     gnorm = (nn.utils.clip_grad_norm_(grads, grad_clip) if grad_clip > 0
              else nn.utils.get_total_norm([p.grad for p in grads]))
-    # The losses map a NaN embedding row to a zero vector (finite loss, NaN gradient), so the
-    # embeddings and the gradient norm are checked too (on the device; the caller reads it later).
+    # The loss terms, the embeddings and the gradient norm are all checked (a NaN can surface in
+    # any of them first), on the device; the caller reads the flag at its next check point.
     img_ok, txt_ok = torch.isfinite(img_emb.detach()).all(), torch.isfinite(txt_emb.detach()).all()
     finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok
     optimizer.step()
