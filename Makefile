@@ -40,8 +40,8 @@ reproduce: $(STAMP)  ## run the whole pipeline for PROFILE (default embedded)
 data: $(STAMP)  ## prepare the datasets of PROFILE (prints what to download where needed)
 	$(PY) -m contextclip data prepare-profile --profile $(PROFILE)
 
-lint: $(STAMP)  ## ruff on the package, tests and benchmarks
-	$(VENV)/bin/ruff check contextclip tests benchmarks
+lint: $(STAMP)  ## ruff on the package, tests, benchmarks and tools
+	$(VENV)/bin/ruff check contextclip tests benchmarks tools
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the kit's kernel (localhost, token on)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
