@@ -20,6 +20,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
 def _cell(mean: float, std: float, k: int) -> str:
@@ -77,7 +78,7 @@ def section(profile: str) -> str:
     train_s = [s["seconds"] for s in summaries]
     per_nb = ", ".join(f"{name.split('_', 1)[0]} {t:.0f} s" for name, t in times)
     lines = [BEGIN, f"## Results ({profile} profile)", "",
-             f"Produced by `make reproduce` (profile `{profile}`) on a {platform.machine()} machine with "
+             f"Produced by `make reproduce` (profile `{profile}`) on one {platform.machine()} machine with "
              f"2 CPU cores, no GPU: **{total / 60:.1f} minutes** for all eight notebooks "
              f"({per_nb}), after the one-time `make setup`. "
              f"{len(summaries)} training runs (CLIP and ContextCLIP x seeds {seeds}), "
@@ -129,9 +130,50 @@ def section(profile: str) -> str:
     return "\n".join(lines)
 
 
+def ablation_section(profile: str, baseline: str) -> str:
+    """Zero-shot top-1 of an overlay profile's ContextCLIP beside the baseline profile's two methods."""
+    base = pd.read_csv(ROOT / "results" / baseline / "table1_zero_shot.csv")
+    abl = pd.read_csv(ROOT / "results" / profile / "table1_zero_shot.csv")
+    base, abl = base[base["metric"] == "top1"].set_index("dataset"), abl[abl["metric"] == "top1"].set_index("dataset")
+    variant = json.loads(next((ROOT / "runs" / profile).glob("contextclip-seed*/config.json")).read_text())
+    variant = variant["loss"]["cx_variant"]
+    lines = [ABL_BEGIN, "## Ablation: what a \"point\" is in the contextual loss", "",
+             f"`make reproduce PROFILE=configs/{profile}.yaml` reruns the embedded profile with "
+             f"`cx_variant: {variant}` (each embedding dimension is a point, so the loss depends on which "
+             "caption is paired with which image; the default `batch` variant does not). Zero-shot top-1, "
+             f"mean ± std over seeds, ContextCLIP − CLIP with its 95% interval ({profile} vs `{baseline}` results; "
+             "CLIP is the same model in both, alpha = 0):", "",
+             "| dataset (plays) | CLIP | ContextCLIP, `batch` | ContextCLIP, `" + variant + "` | `" + variant
+             + "` − CLIP [95% CI] |", "|---|---|---|---|---|"]
+    for ds, r in abl.iterrows():
+        b = base.loc[ds] if ds in base.index else None
+        plays = f" ({r['plays']})" if isinstance(r["plays"], str) and r["plays"] else ""
+        lines.append(f"| {ds}{plays} | {_cell(r['clip_mean'], r['clip_std'], int(r['clip_seeds']))} | "
+                     + (_cell(b["contextclip_mean"], b["contextclip_std"], int(b["contextclip_seeds"]))
+                        if b is not None else "-")
+                     + f" | {_cell(r['contextclip_mean'], r['contextclip_std'], int(r['contextclip_seeds']))} | "
+                     f"{_diff(r)} |")
+    excl = abl[(abl["ci_low"] > 0) | (abl["ci_high"] < 0)]
+    same_clip = all(abs(r["clip_mean"] - base.loc[ds, "clip_mean"]) < 1e-9 for ds, r in abl.iterrows() if ds in base.index)
+    lines += ["", f"Intervals that exclude 0: {len(excl)} of {len(abl)}. "
+              + ("CLIP's numbers are identical in both profiles, as they must be (same seeds, alpha = 0). "
+                 if same_clip else "CLIP's numbers differ between the two profiles: check the runs. ")
+              + ("The pairing-aware variant does not change the picture at this scale." if excl.empty
+                 else "The pairing-aware variant changes the result where its interval excludes 0."), "", ABL_END]
+    return "\n".join(lines)
+
+
+def _replace(text: str, begin: str, end: str, new: str, anchor: str) -> str:
+    if begin in text:
+        return re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: new, text, flags=re.S)
+    return text.replace(anchor, anchor + "\n\n" + new, 1)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="embedded")
+    ap.add_argument("--ablation", default="ablation_feature_columns",
+                    help="overlay profile compared with --profile (skipped when it has no results)")
     args = ap.parse_args(argv)
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -140,6 +182,10 @@ def main(argv: list[str]) -> int:
         text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: new, text, flags=re.S)
     else:
         text = text.replace("RESULTS_PLACEHOLDER", new)
+    if args.ablation and (ROOT / "results" / args.ablation / "table1_zero_shot.csv").exists():
+        abl = ablation_section(args.ablation, args.profile)
+        text = _replace(text, ABL_BEGIN, ABL_END, abl, END)
+        new += "\n\n" + abl
     readme.write_text(text, encoding="utf-8")
     print(new)
     return 0
