@@ -254,6 +254,27 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     return nbs
 
 
+class DatasetsMissingError(PipelineError):
+    """Datasets the profile needs are absent and ``missing_datasets`` is not ``skip``."""
+
+
+def _check_data(cfg: Config) -> None:
+    """Find missing datasets before any notebook (and so any training) runs.
+
+    Stops with the ``data prepare`` command of each missing set, unless the profile says
+    ``missing_datasets: skip``, in which case it says which rows will read "not run: missing".
+    """
+    from contextclip.data import check_datasets, missing_message
+
+    missing = check_datasets(cfg)
+    if not missing:
+        return
+    if cfg.data.missing_datasets != "skip":
+        raise DatasetsMissingError(missing_message(cfg, missing))
+    _log(f"going on without {', '.join(missing)} (missing_datasets: skip); their rows will read "
+         "'not run: missing'")
+
+
 def _log(msg: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -284,6 +305,7 @@ def reproduce(
     root = Path(root) if root is not None else REPO_ROOT
     cfg = load_config(profile, overrides or {})
     name_of_profile = cfg.profile
+    _check_data(cfg)
     nb_paths = [Path(p) for p in notebooks] if notebooks is not None else list_notebooks()
     stems = [p.stem for p in nb_paths]
     for key in notebook_params or {}:

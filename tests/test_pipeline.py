@@ -157,3 +157,19 @@ def test_real_notebook_with_injected_parameters(tmp_path):
     assert nb.metadata["papermill"]["parameters"]["bandwidth"] == 0.2
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "'bandwidth': 0.2" in text or '"bandwidth": 0.2' in text, "the injected value reached the config"
+
+
+def test_missing_datasets_stop_the_run_before_any_notebook(tmp_path, capsys):
+    """A profile whose data is absent fails before anything runs, naming the prepare command."""
+    from contextclip.pipeline import DatasetsMissingError, reproduce
+
+    over = {"zero_shot_datasets": ["cifar10"], "data_root": str(tmp_path / "no_data")}
+    with pytest.raises(DatasetsMissingError, match="data prepare cifar10"):
+        reproduce("smoke", overrides=over, root=tmp_path)
+    assert not (tmp_path / "runs").exists()
+    # with missing_datasets: skip it says so and goes on (here: no notebooks, so nothing runs)
+    from contextclip.config import load_config
+    from contextclip.pipeline import _check_data
+
+    _check_data(load_config("smoke", {**over, "missing_datasets": "skip"}))
+    assert "going on without cifar10" in capsys.readouterr().out
