@@ -29,7 +29,7 @@ from contextclip.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from contextclip.train import NonFiniteLossError, fit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg  # noqa: E402
+from train_fakes import SquaresPairs, checkpoint_state, poison_loss_at, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -52,24 +52,7 @@ def test_log_every_changes_no_weight(tmp_path):
     assert runs[1]["final_val_loss"] == runs[5]["final_val_loss"]
 
 
-def _poison_at(monkeypatch, at: int):
-    real = T._make_loss
-    calls = {"n": 0}
-
-    def poisoned(cfg):
-        loss = real(cfg)
-
-        def forward(img, txt, scale):
-            out = loss(img, txt, scale)
-            calls["n"] += 1
-            if calls["n"] == at:
-                out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
-                out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
-            return out
-
-        return forward
-
-    monkeypatch.setattr(T, "_make_loss", poisoned)
+_poison_at = poison_loss_at
 
 
 def test_deferred_check_names_the_first_bad_step_and_writes_no_nan(tmp_path, monkeypatch):

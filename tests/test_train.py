@@ -20,7 +20,7 @@ from contextclip.config import REPO_ROOT, load_config
 from contextclip.train import FrozenFeatureCache, NonFiniteLossError, RunMismatchError, fit, load_trained
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg  # noqa: E402
+from train_fakes import SquaresPairs, checkpoint_state, poison_loss_at, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread per process is faster under load
 
@@ -160,23 +160,7 @@ def test_other_config_is_refused_unless_fresh(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_with_the_step_named(tmp_path, monkeypatch):
-    real = T._make_loss
-    calls = {"n": 0}
-
-    def poisoned(cfg):
-        loss = real(cfg)
-
-        def forward(img, txt, scale):
-            out = loss(img, txt, scale)
-            calls["n"] += 1
-            if calls["n"] == 3:
-                out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
-                out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
-            return out
-
-        return forward
-
-    monkeypatch.setattr(T, "_make_loss", poisoned)
+    poison_loss_at(monkeypatch, 3)
     cfg = _cfg(epochs=1, batch_size=8, checkpoint_every=1)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 3 .*contrastive_loss=nan.*contextual_loss="):
         fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)

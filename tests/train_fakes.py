@@ -55,3 +55,26 @@ def checkpoint_state(run_dir):
     from pathlib import Path
 
     return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
+
+
+def poison_loss_at(monkeypatch, at: int) -> None:
+    """Make the training loss of the ``at``-th loss call (1-based) NaN, through ``train._make_loss``."""
+    import contextclip.train as T
+
+    real = T._make_loss
+    calls = {"n": 0}
+
+    def poisoned(cfg):
+        loss = real(cfg)
+
+        def forward(img, txt, scale):
+            out = loss(img, txt, scale)
+            calls["n"] += 1
+            if calls["n"] == at:
+                out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
+                out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
+            return out
+
+        return forward
+
+    monkeypatch.setattr(T, "_make_loss", poisoned)
