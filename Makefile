@@ -12,7 +12,7 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast reproduce lint lab data clean
+.PHONY: help setup test test-fast reproduce lint lab data notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,8 +40,12 @@ reproduce: $(STAMP)  ## run the whole pipeline for PROFILE (default embedded)
 data: $(STAMP)  ## prepare the datasets of PROFILE (prints what to download where needed)
 	$(PY) -m contextclip data prepare-profile --profile $(PROFILE)
 
-lint: $(STAMP)  ## ruff on the package, tests, benchmarks and tools
-	$(VENV)/bin/ruff check contextclip tests benchmarks tools
+lint: $(STAMP)  ## ruff on the package, tests, benchmarks, tools and the notebooks' .py sources
+	$(VENV)/bin/ruff check contextclip tests benchmarks tools notebooks
+
+notebooks: $(STAMP)  ## sync each notebook with its jupytext .py (newer side wins) and strip outputs
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace --log-level=WARN notebooks/[0-9][0-9]_*.ipynb
 
 lab: $(STAMP)  ## JupyterLab on notebooks/ with the kit's kernel (localhost, token on)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)

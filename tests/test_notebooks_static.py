@@ -42,7 +42,7 @@ def test_notebook_is_stripped_and_well_formed(name):
     assert "papermill" not in nb.metadata, "papermill metadata left in the committed notebook"
     for i, c in enumerate(nb.cells):
         if c.cell_type == "code":
-            assert c.outputs == [], f"{name} cell {i} has outputs; strip them (tools/build_notebooks.py --strip)"
+            assert c.outputs == [], f"{name} cell {i} has outputs; strip them (make notebooks)"
             assert c.execution_count is None, f"{name} cell {i} has an execution count"
 
     first = nb.cells[0]

@@ -1,0 +1,75 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Zero-shot classification (Table 1)
+#
+# **Purpose.** Classify images the models never saw, from prompts alone: each class is the mean
+# text embedding of its prompt templates ("a photo of the number: "7"."), each image gets the class
+# whose embedding is closest. Top-1, top-5 and mean-per-class recall for every run and set, then
+# Table 1: CLIP and ContextCLIP (mean $\pm$ std over seeds), their paired difference with a 95 %
+# interval, chance level and the paper's numbers.
+#
+# **Inputs.** The trained runs of `02_train`; the profile's `zero_shot_datasets`.
+# **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table1_zero_shot.{md,csv}`;
+# embeddings cached in each run's `embeddings/`.
+#
+# **Runtime.** smoke: about 15 s (measured on 2 busy CPU cores); embedded: about 1 min (estimate, 2 CPU cores); paper: about 10 min (estimate, one GPU).
+
+# %% tags=["parameters"]
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate (None: the profile value; each must have been trained by 02_train)
+zero_shot_datasets = None  # classification sets for Table 1 (None: the profile value)
+eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+bootstrap_samples = None  # resamples for the interval when only one seed is paired (None: the profile value)
+
+# %%
+import pandas as pd
+
+from contextclip import results
+from contextclip.evaluate import evaluate_runs
+from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
+
+cfg = setup_notebook(profile, methods=methods, seeds=seeds, zero_shot_datasets=zero_shot_datasets,
+                     eval_max_images=eval_max_images, bootstrap_samples=bootstrap_samples)
+paths = profile_paths(cfg)
+
+# %% [markdown]
+# ## 1. Evaluate every run on every set
+#
+# The images and prompts are embedded once per run and cached; re-running is fast.
+
+# %%
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "zero_shot", cfg.data.zero_shot_datasets, paths.results, cfg=cfg)
+per_run = pd.DataFrame(rows)
+show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "seed"], values="value"),
+           caption="Zero-shot, per run (percent)")
+
+# %% [markdown]
+# ## 2. Table 1: CLIP vs ContextCLIP beside the paper
+#
+# `results.build_tables` reads `metrics.csv` alone (it never re-encodes) and writes the tables.
+# With one seed the interval is a paired bootstrap over test images; with several, a t-interval over
+# the seeds' paired differences.
+
+# %%
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+show_table(paths.results / "table1_zero_shot.md")
+show_markdown(results.verdict(tables["table1_zero_shot"]))
+
+# %% [markdown]
+# **Next:** `04_fine_tune.ipynb` (Table 2).

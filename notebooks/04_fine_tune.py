@@ -1,0 +1,70 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Fine-tuning and the linear probe (Table 2)
+#
+# **Purpose.** How good are the learned image features once labels are allowed? Two ways:
+# end-to-end **fine-tuning** of the image tower with a linear head initialised from the zero-shot class
+# embeddings (Table 2 of the paper), and a **linear probe**, a logistic regression on frozen features.
+# Splits: the official test split where one exists, otherwise 70/20/10, stratified and seeded.
+#
+# **Inputs.** The trained runs of `02_train`; the profile's `fine_tune_datasets`.
+# **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table2_fine_tune.{md,csv}`.
+#
+# **Runtime.** smoke: 15-30 s (measured on 2 busy CPU cores); embedded: about 2 min (estimate, 2 CPU cores); paper: about 1 h (estimate, one GPU).
+
+# %% tags=["parameters"]
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate (None: the profile value; each must have been trained by 02_train)
+fine_tune_datasets = None  # classification sets for Table 2 (None: the profile value)
+ft_epochs = None  # maximum fine-tuning epochs, with early stopping (None: the profile value)
+eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+bootstrap_samples = None  # resamples for the interval when only one seed is paired (None: the profile value)
+
+# %%
+import pandas as pd
+
+from contextclip import results
+from contextclip.evaluate import evaluate_runs
+from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
+
+cfg = setup_notebook(profile, methods=methods, seeds=seeds, fine_tune_datasets=fine_tune_datasets,
+                     ft_epochs=ft_epochs, eval_max_images=eval_max_images, bootstrap_samples=bootstrap_samples)
+paths = profile_paths(cfg)
+
+# %% [markdown]
+# ## 1. Fine-tune and probe every run on every set
+
+# %%
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "fine_tune", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
+rows += evaluate_runs(run_dirs, "linear_probe", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
+per_run = pd.DataFrame(rows)
+per_run = per_run[per_run["metric"].isin(["top1", "top5", "best_epoch", "C"])]
+show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["method", "seed"], values="value"),
+           caption="Fine-tuning and linear probe, per run")
+
+# %% [markdown]
+# ## 2. Table 2 beside the paper
+
+# %%
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+show_table(paths.results / "table2_fine_tune.md")
+show_markdown(results.verdict(tables["table2_fine_tune"]))
+
+# %% [markdown]
+# **Next:** `05_tsne.ipynb` looks at the embeddings themselves.

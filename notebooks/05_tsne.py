@@ -1,0 +1,74 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · t-SNE of the embeddings (Figures 6 and 7)
+#
+# **Purpose.** The paper's claim that embeddings learned with the contextual loss are "more
+# structured": image embeddings (Fig. 6) and text embeddings of class prompts (Fig. 7) of one
+# classification set, projected to 2-D with t-SNE, CLIP beside ContextCLIP, one colour per class,
+# the same t-SNE settings and seed for both. Judge by eye, and remember that t-SNE pictures are not
+# measurements: Tables 1-2 are.
+#
+# **Inputs.** The trained runs of `02_train` (first seed); the profile's `tsne_dataset`.
+# **Outputs.** `figures/<profile>/fig6_tsne_image_<dataset>.png`, `fig7_tsne_text_<dataset>.png`.
+#
+# **Runtime.** smoke: 25 s to 1.5 min (measured on 2 busy CPU cores); embedded: about 1 min (estimate, 2 CPU cores); paper: about 2 min (estimate, one GPU).
+
+# %% tags=["parameters"]
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
+seeds = None  # the runs of the first seed are drawn (None: the profile value)
+tsne_dataset = None  # classification set whose embeddings are drawn (None: the profile value)
+tsne_perplexity = None  # t-SNE perplexity (None: the profile value)
+tsne_max_points = None  # points per plot, a stratified subset (None: the profile value)
+
+# %%
+from contextclip import plots
+from contextclip.evaluate import embed_dataset
+from contextclip.notebook_utils import profile_paths, setup_notebook, show_figure, show_table
+
+cfg = setup_notebook(profile, seeds=seeds, tsne_dataset=tsne_dataset, tsne_perplexity=tsne_perplexity,
+                     tsne_max_points=tsne_max_points)
+paths = profile_paths(cfg)
+seed = cfg.train.seeds[0]
+run_dirs = {m: paths.run_dir(m, seed) for m in ("clip", "contextclip")}
+
+# %% [markdown]
+# ## 1. Embeddings (cached by `03_zero_shot` when the set was evaluated there)
+
+# %%
+caches = {m: embed_dataset(d, cfg.data.tsne_dataset, cfg) for m, d in run_dirs.items()}
+show_table([{"method": m, "images": len(c["labels"]), "classes": len(c["classnames"]),
+             "text points": len(c["tsne_text_labels"])} for m, c in caches.items()],
+           caption=f"{cfg.data.tsne_dataset}: what is projected")
+
+# %% [markdown]
+# ## 2. Figure 6: image embeddings
+
+# %%
+fig = plots.tsne_from_runs(run_dirs, cfg.data.tsne_dataset, kind="image", out_dir=paths.figures,
+                           perplexity=cfg.eval.tsne_perplexity, seed=seed, max_points=cfg.eval.tsne_max_points)
+show_figure(fig)  # saved as fig6_tsne_image_<dataset>.png/.pdf
+
+# %% [markdown]
+# ## 3. Figure 7: text embeddings of the class prompts
+
+# %%
+fig = plots.tsne_from_runs(run_dirs, cfg.data.tsne_dataset, kind="text", out_dir=paths.figures,
+                           perplexity=cfg.eval.tsne_perplexity, seed=seed, max_points=cfg.eval.tsne_max_points)
+show_figure(fig)  # saved as fig7_tsne_text_<dataset>.png/.pdf
+
+# %% [markdown]
+# **Next:** `06_retrieval.ipynb`.

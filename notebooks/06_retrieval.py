@@ -1,0 +1,82 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Text-to-image retrieval (Figures 1 and 5, and Recall@K)
+#
+# **Purpose.** Given a caption, which images does each model rank first? The paper shows grids
+# (Fig. 1 and 5); we draw the same grids, CLIP beside ContextCLIP for the same queries, and measure
+# retrieval with Recall@K in both directions (an image counts as found when any of its captions is
+# in the top K, as in CLIP_benchmark).
+#
+# **Inputs.** The trained runs of `02_train`; the profile's `retrieval_dataset` (held-out captioned
+# scenes for smoke/embedded, the Flickr8k Karpathy 1K test split for paper).
+# **Outputs.** Rows in `results/<profile>/metrics.csv`, `results/<profile>/table3_retrieval.{md,csv}`,
+# `figures/<profile>/fig5_retrieval_<dataset>.png`.
+#
+# **Runtime.** smoke: about 15 s (measured on 2 busy CPU cores); embedded: about 30 s (estimate, 2 CPU cores); paper: about 5 min (estimate, one GPU).
+
+# %% tags=["parameters"]
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
+methods = None  # methods to evaluate (None: the profile value: clip and contextclip)
+seeds = None  # seeds to evaluate; the grid uses the first (None: the profile value)
+retrieval_dataset = None  # caption set for recall@K and the grids (None: the profile value)
+retrieval_ks = None  # the K of Recall@K (None: the profile value, [1, 5, 10])
+grid_queries = None  # query captions in the grid (None: the profile value)
+grid_k = None  # images shown per query (None: the profile value)
+
+# %%
+import pandas as pd
+
+from contextclip import plots, results
+from contextclip.data.registry import get_dataset
+from contextclip.evaluate import embed_dataset, evaluate_runs
+from contextclip.notebook_utils import profile_paths, setup_notebook, show_figure, show_table
+
+cfg = setup_notebook(profile, methods=methods, seeds=seeds, retrieval_dataset=retrieval_dataset,
+                     retrieval_ks=retrieval_ks, grid_queries=grid_queries, grid_k=grid_k)
+paths = profile_paths(cfg)
+name = cfg.data.retrieval_dataset
+
+# %% [markdown]
+# ## 1. Recall@K for every run
+
+# %%
+run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
+rows = evaluate_runs(run_dirs, "retrieval", [name], paths.results, cfg=cfg)
+per_run = pd.DataFrame(rows)
+per_run = per_run[~per_run["metric"].str.startswith("chance")]
+show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], values="value"),
+           caption=f"Recall@K on {name} (percent)")
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+show_table(paths.results / "table3_retrieval.md")
+
+# %% [markdown]
+# ## 2. The retrieval grid (Fig. 1/5)
+#
+# Each row is a query caption; the images are each model's top-K, best first, framed green when the
+# image is the one the caption was written for.
+
+# %%
+seed = cfg.train.seeds[0]
+run_dirs = {m: paths.run_dir(m, seed) for m in ("clip", "contextclip")}
+for run_dir in run_dirs.values():
+    embed_dataset(run_dir, name, cfg)  # cached by section 1; recomputed only if missing
+fig = plots.retrieval_grid_from_runs(run_dirs, name, get_dataset(name, cfg).images, n_queries=cfg.eval.grid_queries,
+                                     k=cfg.eval.grid_k, out_dir=paths.figures, seed=seed, name=f"fig5_retrieval_{name}")
+show_figure(fig)  # saved as fig5_retrieval_<dataset>.png/.pdf
+
+# %% [markdown]
+# **Next:** `07_report.ipynb` puts everything together.
