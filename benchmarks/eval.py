@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
 
     from contextclip.encoding import encode_images
     from contextclip.evaluate import _classification_view, _get_dataset, evaluate_run, run_config
-    from contextclip.train import load_trained
+    from contextclip.runs import load_trained
 
     src = Path(args.run)
     cfg = run_config(src)

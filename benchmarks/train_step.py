@@ -91,15 +91,17 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from contextclip import distributed as D
+    from contextclip import runs as R
     from contextclip import train as T
     from contextclip.config import load_config, parse_override
-    from contextclip.data import build_pair_datasets
+    from contextclip.data import PairCollator, build_pair_datasets
+    from contextclip.frozen_features import cached_caption_features, loader
 
     overrides = dict(parse_override(s) for s in args.set)
     base = load_config(args.profile, overrides)
     device = D.init_distributed(base.train.device).device
     cfg_clip, cfg_cx = base.for_method("clip"), base.for_method("contextclip")
-    autocast = T._autocast_factory(device, base.train.precision)
+    autocast = T.autocast_factory(device, base.train.precision)
     B = base.train.batch_size
 
     train_ds, _ = build_pair_datasets(base, seed=0)
@@ -107,7 +109,7 @@ def main(argv=None) -> dict:
     batches_idx = T.epoch_batches(len(train_ds), B, 0, 0)[:n_batches]
 
     def build(cfg):
-        T.seed_everything(0)
+        R.seed_everything(0)
         m = T.build_model(cfg).to(device)
         if device.type == "cuda":
             m = m.to(memory_format=torch.channels_last)
@@ -116,19 +118,19 @@ def main(argv=None) -> dict:
 
     models = {"bare": build(cfg_clip), "clip": build(cfg_clip), "contextclip": build(cfg_cx)}
     ref = models["clip"]
-    collate = T.make_collator(ref.tokenizer, base.model.max_length)
+    collate = PairCollator(ref.tokenizer, base.model.max_length)
 
     # the data pipeline alone (augmentation + collation in the kit's DataLoader)
     loader_idx = T.epoch_batches(len(train_ds), B, 0, 1)[:args.loader_batches]
     t = time.perf_counter()
-    batches = [b for b in T._loader(train_ds, loader_idx, collate, base, device, 0)]
+    batches = [b for b in loader(train_ds, loader_idx, collate, base, device, 0)]
     loader_pps = len(loader_idx) * B / (time.perf_counter() - t)
     batches = [collate([train_ds[i] for i in idx]) for idx in batches_idx]
 
     use_text_cache = base.train.cache_frozen_features and ref.freeze_text
     text_cache = None
     if use_text_cache:
-        text_cache = T._cached_caption_features(ref, T._dataset_captions(train_ds), autocast, base, device)
+        text_cache = cached_caption_features(ref, R.dataset_captions(train_ds), autocast, base, device)
     use_img_cache = base.train.cache_frozen_features and ref.freeze_image and not base.data.augment
     img_cache = None
     if use_img_cache:
@@ -150,7 +152,7 @@ def main(argv=None) -> dict:
     for name, cfg in (("clip", cfg_clip), ("contextclip", cfg_cx)):
         m = models[name]
         opt = T.make_optimizer(m, cfg)
-        kit[name] = (m, T._make_loss(cfg), opt, T.make_scheduler(opt, cfg, 10**6), cfg)
+        kit[name] = (m, T.make_loss(cfg), opt, T.make_scheduler(opt, cfg, 10**6), cfg)
 
     def run_bare(k: int):
         last = None

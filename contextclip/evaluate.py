@@ -35,6 +35,7 @@ from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
+from contextclip.runs import load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
@@ -178,8 +179,6 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     if dataset is None:
         dataset = _get_dataset(name, cfg)
     if model is None:
-        from contextclip.train import load_trained
-
         model, _ = load_trained(run_dir, device=_device(cfg))
     bs = cfg.eval.eval_batch_size
     out: dict = {"fingerprint": fingerprint, "dataset": name, "checkpoint": key["checkpoint"]}
@@ -273,8 +272,6 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     elif task == "fine_tune":
         if model is None:
-            from contextclip.train import load_trained
-
             model, _ = load_trained(run_dir, device=_device(cfg))
         view = _classification_view(data)
         splits = make_splits(view.labels, view.splits, seed)
@@ -326,8 +323,6 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]
                 if data is not None and model is None:
-                    from contextclip.train import load_trained
-
                     model, _ = load_trained(run_dir, device=_device(run_cfg))
             rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data)
     return rows

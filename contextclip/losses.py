@@ -56,6 +56,9 @@ __all__ = [
 # 1e-5 leaves a wide margin while never touching vectors that differ in any real way.
 DEGENERATE_NORM = 1e-5
 
+#: The loss terms ``ContextCLIPLoss`` returns, in the order histories and tables list them.
+TERMS = ("loss", "contrastive_loss", "contextual_loss")
+
 
 # ----------------------------------------------------------------------------- helpers
 def _check_pair(image_emb: Tensor, text_emb: Tensor, what: str) -> None:

@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 from contextclip.config import REPO_ROOT
 from contextclip.encoding import take_images
 from contextclip.evaluate import load_embeddings
+from contextclip.losses import TERMS
 from contextclip.retrieval import topk_images
 
 __all__ = ["figures_dir", "save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
@@ -237,8 +238,6 @@ def read_history(run_dir: Path) -> list[dict]:
                 raise ValueError(f"{path}, line {i}: not valid JSON ({exc})") from None
     return out
 
-
-TERMS = ("loss", "contrastive_loss", "contextual_loss")
 
 
 def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_training_curves") -> Figure:

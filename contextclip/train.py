@@ -1,15 +1,11 @@
 """Training: ``fit`` one ContextCLIP (or CLIP, alpha = 0) model on (image, caption) pairs.
 
-What it is: the optimisation loop of the paper's Sec. 6 (Adam with weight decay, separate
-learning rates for the image tower, the text tower and the heads, fixed batch, epochs), with
-a held-out validation loss each epoch, atomic checkpoints holding the full state (model,
-optimiser, scheduler, epoch, step within the epoch, every RNG state, config), exact resume
-(mid-epoch included), ``history.jsonl`` / ``summary.json`` / ``config.json`` /
-``environment.json`` in the run folder, a cache for the features of a frozen tower, and
-training under ``torchrun`` (DDP) with the losses over the global batch.
-
-What it is not: no model definition (``model.py``), no loss formulas (``losses.py``), no
-dataset code (``contextclip.data``), no evaluation (``evaluate.py``).
+The optimisation loop of the paper's Sec. 6 (Adam with weight decay, separate learning rates
+for the image tower, the text tower and the heads, fixed batch, epochs) with a held-out
+validation loss each epoch, exact resume (mid-epoch included) and training under ``torchrun``
+(DDP) with the losses over the global batch. The run folder (checkpoints, digests, RNG state,
+loading a trained model) is ``contextclip.runs``; the frozen-tower feature caches are
+``contextclip.frozen_features``.
 
 Batches. ``batch_size`` is the *global* batch: each epoch draws one seeded permutation of the
 training pairs (seeded by ``(seed, epoch)``), cuts it into consecutive global batches (the
@@ -25,139 +21,30 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import platform
-import random
-import signal
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from contextclip import distributed as D
-from contextclip.config import REPO_ROOT, Config, ConfigError, save_config
-from contextclip.losses import ContextCLIPLoss, contextual_loss
+from contextclip import failpoints, fileio
+from contextclip import runs as R
+from contextclip.config import Config, ConfigError, save_config
+from contextclip.data import PairCollator, build_pair_datasets
+from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
+from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model
+from contextclip.runs import CheckpointError, NonFiniteLossError, RunMismatchError, load_trained
 
-CHECKPOINT = "checkpoint.pt"
-SUMMARY = "summary.json"
-HISTORY = "history.jsonl"
-TERMS = ("loss", "contrastive_loss", "contextual_loss")
-
-#: Config keys that do not change what a run computes: a checkpoint or finished run made with
-#: other values of these is still "the same run" (evaluation knobs, logging, workers, paths).
-RESULT_NEUTRAL_KEYS = frozenset({
-    "num_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
-    "zero_shot_datasets", "fine_tune_datasets", "retrieval_dataset", "tsne_dataset", "eval_max_images",
-})
-
-
-class RunMismatchError(ConfigError):
-    """The run folder holds a checkpoint or finished run made with a different config."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term, the gradient or an embedding became NaN or infinite; no weights after it were saved."""
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``; any failure is a ``CheckpointError`` naming the file.
-
-    ``weights_only`` loading never runs code from the file: a pickle that would call a function
-    (a malicious ``__reduce__``) is refused, not executed (tests/test_reliability_inputs.py).
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - damaged zip, refused pickle, wrong file type
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first[:200]}). It is damaged (e.g. a "
-            "copy cut short) or not a plain-weights ContextCLIP checkpoint (only weights_only loading is "
-            "allowed). Pass --fresh (fit(..., fresh=True)) to discard it and train from the start"
-        ) from None
-
-
-_DRILL_SEEN = [0]
-
-
-def _drill(point: str) -> None:
-    """Crash drill (tests/test_reliability_resume.py): SIGKILL this process at a named point.
-
-    Does nothing unless the environment variable ``CONTEXTCLIP_KILL_AT`` is ``"<point>#<n>"``:
-    then the n-th time ``point`` is reached (``*`` matches every point) the process kills itself
-    with SIGKILL, i.e. without any cleanup, exactly like an external ``kill -9``. Points: ``step``
-    (after an optimiser step), ``val_batch`` (inside the validation pass), ``write:<file name>``
-    (a file's temporary copy is complete but not yet renamed over the old one).
-    """
-    spec = os.environ.get("CONTEXTCLIP_KILL_AT")
-    if not spec:
-        return
-    name, _, n = spec.partition("#")
-    if name in (point, "*"):
-        _DRILL_SEEN[0] += 1
-        if _DRILL_SEEN[0] == int(n or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- config comparison
-def result_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
-    """Flat view of a saved config restricted to the keys that change a run's result."""
-    flat: dict[str, Any] = {}
-    for section, values in cfg_dict.items():
-        if section in ("profile", "eval") or not isinstance(values, dict):
-            continue
-        flat.update({k: v for k, v in values.items() if k not in RESULT_NEUTRAL_KEYS})
-    return flat
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``["key: saved -> current", ...]`` over the result-changing keys (and method, seed)."""
-    a, b = result_config(saved), result_config(current)
-    for extra in ("method", "seed"):
-        if extra in saved or extra in current:
-            a[extra], b[extra] = saved.get(extra), current.get(extra)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
-# --------------------------------------------------------------------------- RNG state
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state() -> dict[str, Any]:
-    """Every RNG state as tensors and plain types (loadable with ``weights_only=True``)."""
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": [version, list(internal), gauss],
-        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
+__all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
+           "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
+           "CheckpointError", "load_trained", "TERMS"]
 
 
 # --------------------------------------------------------------------------- batches
@@ -172,135 +59,6 @@ def val_batches(n: int, global_batch: int) -> list[list[int]]:
     """Consecutive validation batches of the global batch size (a last batch of < 2 pairs is dropped)."""
     out = [list(range(i, min(i + global_batch, n))) for i in range(0, n, global_batch)]
     return [b for b in out if len(b) >= 2]
-
-
-class _FallbackCollator:
-    """(uint8 image, caption) items -> batch dict; used only when contextclip.data has no PairCollator."""
-
-    def __init__(self, tokenizer, max_length: int):
-        self.tokenizer, self.max_length = tokenizer, max_length
-
-    def __call__(self, items):
-        images = torch.stack([it[0] for it in items])
-        captions = [it[1] for it in items]
-        enc = self.tokenizer(captions, padding="longest", truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        return {"images": images, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"],
-                "captions": captions}
-
-
-def make_collator(tokenizer, max_length: int):
-    try:
-        from contextclip.data import PairCollator
-    except ImportError:
-        return _FallbackCollator(tokenizer, max_length)
-    return PairCollator(tokenizer, max_length)
-
-
-def _loader(ds, batches: Sequence[Sequence[int]], collate, cfg: Config, device: torch.device, seed: int):
-    from torch.utils.data import DataLoader
-
-    # A private generator: creating the iterator must not consume the global torch RNG, or a
-    # mid-epoch resume would diverge from an uninterrupted run.
-    return DataLoader(ds, batch_sampler=list(batches), collate_fn=collate, num_workers=cfg.train.num_workers,
-                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed))
-
-
-# --------------------------------------------------------------------------- frozen-feature cache
-class FrozenFeatureCache:
-    """Tower features (before the head) of a frozen tower, computed once per caption or image.
-
-    Valid only while the tower is truly frozen: eval mode, no gradient, and the same input each
-    time (captions never change; an image only when there is no augmentation). ``fit`` enforces
-    this; cached and live features agree within float rounding (tests/test_train.py states the
-    tolerance). Features are computed in a fixed order (sorted captions / dataset order), so a
-    resumed run gets bit-identical cached features.
-    """
-
-    def __init__(self, feats: torch.Tensor, index: dict | None = None):
-        self.feats = feats
-        self.index = index
-
-    @classmethod
-    @torch.no_grad()
-    def for_captions(cls, model: ContextCLIPModel, captions: Sequence[str], autocast, chunk: int = 256):
-        unique = sorted(set(captions), key=lambda c: (len(c), c))  # similar lengths share padding
-        parts = []
-        for i in range(0, len(unique), chunk):
-            tok = model.tokenize(unique[i:i + chunk])
-            with autocast():
-                parts.append(model.text_features(tok["input_ids"], tok["attention_mask"]))
-        return cls(torch.cat(parts), {c: j for j, c in enumerate(unique)})
-
-    @classmethod
-    @torch.no_grad()
-    def for_images(cls, model: ContextCLIPModel, ds, collate, cfg: Config, autocast, chunk: int = 256):
-        parts = []
-        batches = [list(range(i, min(i + chunk, len(ds)))) for i in range(0, len(ds), chunk)]
-        for batch in _loader(ds, batches, collate, cfg, model.device, 0):
-            with autocast():
-                parts.append(model.image_features(batch["images"]))
-        return cls(torch.cat(parts))
-
-    def lookup(self, keys) -> torch.Tensor:
-        if self.index is not None:
-            keys = [self.index[k] for k in keys]
-        return self.feats[torch.as_tensor(list(keys), device=self.feats.device)]
-
-    def lookup_captions(self, model: ContextCLIPModel, captions: Sequence[str], autocast) -> torch.Tensor:
-        """Features of ``captions``; any caption not seen when the cache was built is added first."""
-        new = sorted({c for c in captions if c not in self.index}, key=lambda c: (len(c), c))
-        if new:
-            extra = FrozenFeatureCache.for_captions(model, new, autocast)
-            self.index.update({c: j + len(self.feats) for c, j in extra.index.items()})
-            self.feats = torch.cat([self.feats, extra.feats])
-        return self.lookup(captions)
-
-
-def _cached_caption_features(model: ContextCLIPModel, captions: Sequence[str], autocast, cfg: Config,
-                             device: torch.device) -> FrozenFeatureCache:
-    """``FrozenFeatureCache.for_captions``, kept on disk under ``<data_root>/cache/text_features``.
-
-    The runs of a profile (methods x seeds) share one frozen text tower and one caption set, so
-    the features are computed once per machine. The key hashes everything they depend on: the
-    tower's weights, pooling, max_length, the captions, the precision and the device type.
-    """
-    import hashlib
-
-    from contextclip.data.registry import resolve_root
-    from contextclip.encoding import frozen_text_fingerprint
-
-    h = hashlib.sha256(frozen_text_fingerprint(model).encode())  # tower weights, pooling, max_length
-    with autocast():
-        dtype = str(torch.get_autocast_dtype(device.type)) if torch.is_autocast_enabled(device.type) else "fp32"
-    unique = sorted(set(captions))
-    h.update(json.dumps([model.pooling, model.max_length, dtype, device.type, str(torch.__version__), unique]).encode())
-    path = resolve_root(cfg.data.data_root) / "cache" / "text_features" / f"{h.hexdigest()[:32]}.pt"
-    if path.exists():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            return FrozenFeatureCache(saved["feats"].to(device), dict(zip(saved["captions"], range(len(unique)))))
-        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
-            pass
-    cache = FrozenFeatureCache.for_captions(model, unique, autocast)
-    if D.is_main():
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            order = sorted(cache.index, key=cache.index.get)
-            _atomic_save({"feats": cache.feats.cpu(), "captions": order}, path)
-        except OSError:  # a read-only data folder only costs the recomputation next time
-            pass
-    return cache
-
-
-def _dataset_captions(ds) -> list[str]:
-    """Every caption a pair dataset can return (all captions of each image when it has several)."""
-    if hasattr(ds, "captions_of"):
-        return [c for k in range(len(ds)) for c in ds.captions_of(k)]
-    caps = getattr(ds, "captions", None)
-    if caps is not None and len(caps) == len(ds) and all(isinstance(c, str) for c in caps):
-        return list(caps)
-    return [ds[i][1] for i in range(len(ds))]
 
 
 # --------------------------------------------------------------------------- optimiser
@@ -338,59 +96,15 @@ def make_scheduler(opt: torch.optim.Optimizer, cfg: Config, total_steps: int):
     raise ConfigError(f"config key 'scheduler': {cfg.train.scheduler!r} is not one of ['none', 'cosine']")
 
 
-def _make_loss(cfg: Config) -> ContextCLIPLoss:
+def make_loss(cfg: Config) -> ContextCLIPLoss:
+    """The loss of ``cfg`` (build it from ``cfg.for_method(method)`` for one method's run)."""
     l = cfg.loss  # noqa: E741
     return ContextCLIPLoss(alpha=l.alpha, bandwidth=l.bandwidth, eps=l.cx_eps, variant=l.cx_variant,
                            image_to_text_weight=l.image_to_text_weight)
 
 
-# --------------------------------------------------------------------------- files
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:  # the old file stays whole until the new one is complete on disk
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    _drill(f"write:{path.name}")
-    os.replace(tmp, path)
-
-
-def _plain(o: Any) -> Any:
-    return o.item() if hasattr(o, "item") else str(o)
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_plain) + "\n", encoding="utf-8")
-    _drill(f"write:{path.name}")
-    os.replace(tmp, path)
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment_info(device: torch.device, world_size: int) -> dict[str, Any]:
-    import torchvision
-    import transformers
-
-    return {
-        "python": sys.version.split()[0], "torch": str(torch.__version__), "torchvision": torchvision.__version__,
-        "transformers": transformers.__version__, "numpy": np.__version__, "platform": platform.platform(),
-        "hostname": socket.gethostname(), "git_commit": _git_commit(), "device": _device_name(device),
-        "world_size": world_size, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-    }
-
-
-def _device_name(device: torch.device) -> str:
-    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
-
-
-def _autocast_factory(device: torch.device, precision: str):
+def autocast_factory(device: torch.device, precision: str):
+    """A no-argument context-manager factory: bf16 autocast (``bf16``, or ``auto`` on CUDA) or nothing."""
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16:
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -399,7 +113,7 @@ def _autocast_factory(device: torch.device, precision: str):
 
 # --------------------------------------------------------------------------- one step
 #: Per-step diagnostics returned by ``train_step`` besides the loss terms (all device tensors).
-_CHECK_KEYS = ("grad_norm", "image_finite", "text_finite", "finite", "logit_scale")
+_CHECK_KEYS = ("grad_norm", "image_finite", "text_finite", "weights_finite", "finite", "logit_scale")
 
 
 def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimizer, batch: dict, autocast, *,
@@ -415,8 +129,8 @@ def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimize
     ``forward`` is the module to call (the DDP wrapper under torchrun; ``model`` otherwise).
 
     Returns detached *device* tensors and never waits for the device: the ``TERMS``, ``grad_norm``,
-    ``image_finite`` / ``text_finite`` (every embedding finite), ``finite`` (all of these) and
-    ``logit_scale``. The caller checks ``finite`` (``fit`` does so every ``log_every`` steps and
+    ``image_finite`` / ``text_finite`` (every embedding finite), ``weights_finite`` (every trained
+    weight after the update), ``finite`` (all of these) and ``logit_scale``. The caller checks ``finite`` (``fit`` does so every ``log_every`` steps and
     before every checkpoint write, so a non-finite step never reaches a checkpoint).
     """
     fwd = forward if forward is not None else model
@@ -435,277 +149,380 @@ def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimize
     grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     gnorm = (nn.utils.clip_grad_norm_(grads, grad_clip) if grad_clip > 0
              else nn.utils.get_total_norm([p.grad for p in grads]))
-    # The loss terms, the embeddings and the gradient norm are all checked (a NaN can surface in
-    # any of them first), on the device; the caller reads the flag at its next check point.
+    # The loss terms, the embeddings, the gradient norm and the weights after the update are all
+    # checked (a NaN can surface in any of them first), on the device; the caller reads the flag
+    # at its next check point.
     img_ok, txt_ok = torch.isfinite(img_emb.detach()).all(), torch.isfinite(txt_emb.detach()).all()
-    finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok
     optimizer.step()
     if model.logit_scale.requires_grad:  # as CLIP: the learned log(1/tau) itself stays <= log(max)
         with torch.no_grad():
             model.logit_scale.clamp_(max=math.log(model.max_logit_scale))
     if scheduler is not None:
         scheduler.step()
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    weights_ok = torch.isfinite(nn.utils.get_total_norm([p.detach() for p in params], norm_type=math.inf))
+    finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok & weights_ok
     return {**{k: values[i] for i, k in enumerate(TERMS)}, "grad_norm": gnorm.detach(), "image_finite": img_ok,
-            "text_finite": txt_ok, "finite": finite, "logit_scale": scale.detach()}
+            "text_finite": txt_ok, "weights_finite": weights_ok, "finite": finite, "logit_scale": scale.detach()}
+
+
+# --------------------------------------------------------------------------- the run's state
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint and restored on resume."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed within the current epoch
+    global_step: int = 0
+    seconds: float = 0.0  # training + validation time
+    train_seconds: float = 0.0  # optimiser steps only
+    epoch_sums: list[float] = field(default_factory=lambda: [0.0] * len(TERMS))  # of the logged windows
+    val_terms: dict[str, float] | None = None  # the last validation's mean loss terms
+
+    def as_checkpoint(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "global_step": self.global_step, "seconds": self.seconds,
+                "train_seconds": self.train_seconds, "epoch_sums": list(self.epoch_sums),
+                "val_terms": self.val_terms}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], steps_per_epoch: int) -> Progress:
+        epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        return cls(epoch, step, epoch * steps_per_epoch + step, float(ckpt["seconds"]), float(ckpt["train_seconds"]),
+                   [float(x) for x in ckpt["epoch_sums"]], ckpt["val_terms"])
+
+
+@dataclass
+class Run:
+    """Everything one ``fit`` call trains with: built once by ``_start``, then advanced epoch by epoch."""
+
+    cfg: Config
+    method: str
+    seed: int
+    out_dir: Path
+    model: ContextCLIPModel
+    forward: nn.Module  # the DDP wrapper under torchrun, else the model
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Any
+    autocast: Any
+    collate: Any
+    train_ds: Any
+    val_ds: Any
+    data: dict[str, Any]  # runs.data_digest of the datasets
+    dist: D.DistInfo
+    global_batch: int
+    steps_per_epoch: int
+    progress: bool
+    state: Progress
+    text_cache: FrozenFeatureCache | None = None
+    image_cache_train: FrozenFeatureCache | None = None
+    image_cache_val: FrozenFeatureCache | None = None
+    window: torch.Tensor | None = None  # sums of the loss terms since the last logged line
+    n_window: int = 0
+    epoch_started: float = 0.0  # perf_counter() at the epoch's start
+    pending: list = field(default_factory=list)  # per-step device rows not yet checked for finiteness
+    pending_at: list = field(default_factory=list)  # their (epoch, step, global step)
+
+    @property
+    def main(self) -> bool:
+        return self.dist.is_main
+
+    @property
+    def per_device(self) -> int:
+        return self.global_batch // self.dist.world_size
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / R.CHECKPOINT
+
+    def lrs(self) -> dict[str, float]:
+        return {f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)}
+
+    def logit_scale(self) -> float:
+        return float(self.model.clamped_logit_scale().detach())
+
+    def log(self, record: dict) -> None:
+        if self.main:
+            with open(self.out_dir / R.HISTORY, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def fold_window(self) -> list[float]:
+        """Add the open window to the epoch sums and empty it; returns the window's means."""
+        means = (self.window / max(self.n_window, 1)).tolist()
+        for i, v in enumerate(self.window.tolist()):
+            self.state.epoch_sums[i] += v
+        self.window.zero_()
+        self.n_window = 0
+        return means
+
+    def check_finite(self, at_step: int) -> None:
+        """One host sync for all steps since the last check; raises naming the first bad step."""
+        if not self.pending:
+            return
+        rows = torch.stack(self.pending).tolist()
+        where = list(self.pending_at)
+        self.pending.clear()
+        self.pending_at.clear()
+        for (ep, st, gs), row in zip(where, rows):
+            vals = dict(zip(TERMS + _CHECK_KEYS, row))
+            if vals["finite"] == 1.0:
+                continue
+            path = self.checkpoint_path
+            raise NonFiniteLossError(
+                f"non-finite loss, gradient or weights at epoch {ep} step {st} (global step {gs}): "
+                + ", ".join(f"{k}={vals[k]:.6g}" for k in TERMS)
+                + f", gradient norm={vals['grad_norm']:.6g}, image embeddings finite={vals['image_finite'] == 1}, "
+                f"text embeddings finite={vals['text_finite'] == 1}, weights finite after the update="
+                f"{vals['weights_finite'] == 1}, logit_scale={vals['logit_scale']:.6g}. Training stopped at step "
+                f"{at_step} (checked every log_every={self.cfg.train.log_every} steps and before every checkpoint, "
+                "so that no step waits for the host); no weights from that step on were saved: "
+                f"{path if path.exists() else 'no checkpoint'} is unchanged. Try lower learning rates or weight "
+                "decay, precision=fp32, grad_clip > 0, or a larger temperature/bandwidth."
+            )
+
+    def save_checkpoint(self) -> None:
+        """Check every step since the last check, then write the full state (rank 0)."""
+        self.check_finite(self.state.step)  # never write weights that followed a non-finite step
+        if self.main:
+            hist = self.out_dir / R.HISTORY
+            R.save_checkpoint({
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+                **self.state.as_checkpoint(), "rng": R.rng_state(), "config": self.cfg.to_dict(),
+                "method": self.method, "seed": self.seed, "data": self.data,
+                "history_bytes": hist.stat().st_size if hist.exists() else 0,
+                "world_size": self.dist.world_size, "torch": str(torch.__version__),
+            }, self.checkpoint_path)
+        D.barrier()
 
 
 # --------------------------------------------------------------------------- fit
 def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False, train_ds=None, val_ds=None,
-        progress: bool = True) -> dict:
-    """Train ``method`` ("clip" = alpha 0, or "contextclip") with ``seed`` into ``out_dir``.
+        progress: bool = True, loss_fn=None) -> dict:
+    """Train ``method`` ("clip" = alpha 0, or "contextclip") with ``seed`` into ``out_dir``; returns the summary.
 
     Resumes from ``out_dir/checkpoint.pt`` (mid-epoch included) and returns the summary of a
-    finished run without training, unless ``fresh``. A run folder made with a different
-    config is refused (``RunMismatchError`` naming the differing keys). Returns the summary.
+    finished run without training, unless ``fresh``. A run folder made with a different config,
+    or a checkpoint trained on other data, is refused (``RunMismatchError`` naming what
+    differs). ``train_ds`` / ``val_ds`` replace the config's datasets; ``loss_fn`` replaces
+    ``make_loss(cfg.for_method(method))`` (a callable ``(img, txt, scale) -> {TERMS...}``).
     """
     cfg = cfg.for_method(method)
     out_dir = Path(out_dir)
-    info = D.init_distributed(cfg.train.device)
-    device, world, rank, main = info.device, info.world_size, info.rank, info.is_main
-    if cfg.train.batch_size % world:
+    dist = D.init_distributed(cfg.train.device)
+    if cfg.train.batch_size % dist.world_size:
         raise ConfigError(f"config key 'batch_size': {cfg.train.batch_size} (the global batch) must be divisible "
-                          f"by the number of processes ({world}); per-device batch = batch_size // world_size")
-    per_device = cfg.train.batch_size // world
-    global_batch = per_device * world
-    current = {**cfg.to_dict(), "method": method, "seed": seed}
-    ckpt_path, summary_path, hist_path = out_dir / CHECKPOINT, out_dir / SUMMARY, out_dir / HISTORY
+                          f"by the number of processes ({dist.world_size}); per-device batch = batch_size // "
+                          "world_size")
+    finished = _open_run_folder(cfg, method, seed, out_dir, fresh, dist)
+    if finished is not None:
+        return finished
+    run = _start(cfg, method, seed, out_dir, dist, train_ds, val_ds, progress, loss_fn)
+    for epoch in range(run.state.epoch, cfg.train.epochs):
+        _train_epoch(run, epoch)
+        run.state.val_terms, val_seconds = _validate(run)
+        run.state.seconds += val_seconds
+        _end_epoch(run, epoch)
+    return _finish(run)
 
-    # ---- an existing run folder: finished, resumable, or a different run
+
+def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool,
+                     dist: D.DistInfo) -> dict | None:
+    """Clean up or check an existing run folder; the summary when the run is already finished."""
+    summary_path = out_dir / R.SUMMARY
+    if dist.is_main:
+        fileio.clean_stale_tmp(out_dir)
     if fresh:
-        if main:
-            for p in (ckpt_path, summary_path, hist_path):
-                p.unlink(missing_ok=True)
+        if dist.is_main:
+            for name in (R.CHECKPOINT, R.SUMMARY, R.HISTORY):
+                (out_dir / name).unlink(missing_ok=True)
         D.barrier()
-    elif summary_path.exists() and (out_dir / "config.json").exists():
-        saved = {**json.loads((out_dir / "config.json").read_text()), **{
-            k: json.loads(summary_path.read_text()).get(k) for k in ("method", "seed")}}
-        diff = config_differences(saved, current)
-        if diff:
-            raise RunMismatchError(_mismatch_message(out_dir, diff))
+        return None
+    if summary_path.exists() and (out_dir / R.CONFIG).exists():
         summary = json.loads(summary_path.read_text())
-        if main:
+        saved = {**json.loads((out_dir / R.CONFIG).read_text()), **{k: summary.get(k) for k in ("method", "seed")}}
+        R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
+        if dist.is_main:
             print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
                   "pass --fresh to train again", file=sys.stderr)
         return summary
-    ckpt = None
-    if ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        diff = config_differences({**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]}, current)
-        if diff:
-            raise RunMismatchError(_mismatch_message(out_dir, diff))
+    return None
 
-    # ---- data, model, optimiser
+
+def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo, train_ds, val_ds,
+           progress: bool, loss_fn) -> Run:
+    """Data, model, optimiser and caches, restored from the checkpoint when there is one."""
+    ckpt_path, hist_path = out_dir / R.CHECKPOINT, out_dir / R.HISTORY
+    ckpt = R.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
+    if ckpt is not None:
+        R.refuse_other_config(out_dir, {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]},
+                              {**cfg.to_dict(), "method": method, "seed": seed})
     if train_ds is None and val_ds is None:
-        from contextclip.data import build_pair_datasets
-
         train_ds, val_ds = build_pair_datasets(cfg, seed=seed)
-    n_train, n_val = len(train_ds), (len(val_ds) if val_ds is not None else 0)
-    steps_per_epoch = n_train // global_batch
+    global_batch = cfg.train.batch_size
+    steps_per_epoch = len(train_ds) // global_batch
     if steps_per_epoch == 0:
-        raise ConfigError(f"config key 'batch_size': the global batch {global_batch} is larger than the {n_train} "
-                          "training pairs; lower batch_size or raise n_pairs")
-    seed_everything(seed)
-    model = build_model(cfg).to(device)
-    if device.type == "cuda":
+        raise ConfigError(f"config key 'batch_size': the global batch {global_batch} is larger than the "
+                          f"{len(train_ds)} training pairs; lower batch_size or raise n_pairs")
+    data = R.data_digest(train_ds, val_ds, getattr(train_ds, "report", None))
+    if ckpt is not None:
+        R.refuse_other_data(out_dir, ckpt.get("data"), data)
+
+    R.seed_everything(seed)
+    model = build_model(cfg).to(dist.device)
+    if dist.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, cfg.train.epochs * steps_per_epoch)
-    loss_fn = _make_loss(cfg)
-    autocast = _autocast_factory(device, cfg.train.precision)
-    collate = make_collator(model.tokenizer, cfg.model.max_length)
-
-    start_epoch, start_step, elapsed, train_time = 0, 0, 0.0, 0.0
-    val_terms: dict[str, float] | None = None
-    epoch_sums = [0.0] * len(TERMS)
+    state = Progress()
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
-        start_epoch, start_step = int(ckpt["epoch"]), int(ckpt["step"])
-        elapsed, train_time = float(ckpt["seconds"]), float(ckpt["train_seconds"])
-        epoch_sums = [float(x) for x in ckpt["epoch_sums"]]
-        val_terms = ckpt["val_terms"]
-        if main and hist_path.exists() and hist_path.stat().st_size > int(ckpt["history_bytes"]):
+        state = Progress.from_checkpoint(ckpt, steps_per_epoch)
+        if dist.is_main and hist_path.exists() and hist_path.stat().st_size > int(ckpt["history_bytes"]):
             with open(hist_path, "r+b") as fh:  # drop lines logged after the checkpoint: they are redone
                 fh.truncate(int(ckpt["history_bytes"]))
-    if main:
+    if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if ckpt is None:  # starting at step 0: lines a killed earlier attempt logged are redone
             hist_path.unlink(missing_ok=True)
-        save_config(cfg, out_dir / "config.json")
-        _atomic_json(environment_info(device, world), out_dir / "environment.json")
+        save_config(cfg, out_dir / R.CONFIG)
+        fileio.write_json(R.environment_info(dist.device, dist.world_size), out_dir / R.ENVIRONMENT)
         if getattr(train_ds, "report", None):
-            _atomic_json(train_ds.report, out_dir / "data_report.json")
+            fileio.write_json(train_ds.report, out_dir / R.DATA_REPORT)
     D.barrier()
 
-    # ---- frozen-tower feature caches (valid only for a truly frozen tower, see FrozenFeatureCache)
-    use_cache = cfg.train.cache_frozen_features
-    text_cache = img_cache_train = img_cache_val = None
-    if use_cache and model.freeze_text:
-        caps = _dataset_captions(train_ds) + (_dataset_captions(val_ds) if val_ds is not None else [])
-        text_cache = _cached_caption_features(model, caps, autocast, cfg, device)
-    if use_cache and model.freeze_image:
-        if not cfg.data.augment:
-            img_cache_train = FrozenFeatureCache.for_images(model, train_ds, collate, cfg, autocast)
-        if val_ds is not None:
-            img_cache_val = FrozenFeatureCache.for_images(model, val_ds, collate, cfg, autocast)
-
-    ddp = model
-    if info.distributed:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-
+    autocast = autocast_factory(dist.device, cfg.train.precision)
+    run = Run(cfg=cfg, method=method, seed=seed, out_dir=out_dir, model=model, forward=model, optimizer=opt,
+              scheduler=sched, loss_fn=loss_fn if loss_fn is not None else make_loss(cfg), autocast=autocast,
+              collate=PairCollator(model.tokenizer, cfg.model.max_length), train_ds=train_ds, val_ds=val_ds,
+              data=data, dist=dist, global_batch=global_batch, steps_per_epoch=steps_per_epoch, progress=progress,
+              state=state, window=torch.zeros(len(TERMS), device=dist.device))
+    _build_caches(run)
+    if dist.distributed:
+        run.forward = nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
     if ckpt is not None:  # last: building the model and caches above must not disturb the restored RNG
-        set_rng_state(ckpt["rng"])
-        del ckpt
-    global_step = start_epoch * steps_per_epoch + start_step
-    log_every = cfg.train.log_every
+        R.set_rng_state(ckpt["rng"])
+    return run
 
-    def write_history(record: dict) -> None:
-        if main:
-            with open(hist_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
 
-    def save_checkpoint(epoch: int, step: int) -> None:
-        if main:
-            state = {
-                "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else None,
-                "epoch": epoch, "step": step, "global_step": global_step, "rng": rng_state(),
-                "config": cfg.to_dict(), "method": method, "seed": seed, "seconds": elapsed,
-                "train_seconds": train_time, "epoch_sums": list(epoch_sums), "val_terms": val_terms,
-                "history_bytes": hist_path.stat().st_size if hist_path.exists() else 0,
-                "world_size": world, "torch": str(torch.__version__),
-            }
-            _atomic_save(state, ckpt_path)
-        D.barrier()
+def _build_caches(run: Run) -> None:
+    """Frozen-tower feature caches (valid only for a truly frozen tower, see FrozenFeatureCache)."""
+    cfg, model = run.cfg, run.model
+    if not cfg.train.cache_frozen_features:
+        return
+    if model.freeze_text:
+        caps = R.dataset_captions(run.train_ds) + (R.dataset_captions(run.val_ds) if run.val_ds is not None else [])
+        run.text_cache = cached_caption_features(model, caps, run.autocast, cfg, run.dist.device)
+    if model.freeze_image:
+        if not cfg.data.augment:
+            run.image_cache_train = FrozenFeatureCache.for_images(model, run.train_ds, run.collate, cfg, run.autocast)
+        if run.val_ds is not None:
+            run.image_cache_val = FrozenFeatureCache.for_images(model, run.val_ds, run.collate, cfg, run.autocast)
 
-    from tqdm.auto import tqdm
 
-    pending: list[torch.Tensor] = []  # per-step device rows not yet checked for finiteness
-    pending_at: list[tuple[int, int, int]] = []  # their (epoch, step, global step)
+def _train_epoch(run: Run, epoch: int) -> None:
+    """The optimiser steps of one epoch (from the checkpoint's step when resuming into it)."""
+    cfg, st = run.cfg, run.state
+    run.epoch_started = time.perf_counter()
+    if hasattr(run.train_ds, "set_epoch"):
+        run.train_ds.set_epoch(epoch)
+    batches = epoch_batches(len(run.train_ds), run.global_batch, run.seed, epoch)[:run.steps_per_epoch]
+    first = st.step if epoch == st.epoch else 0
+    if first == 0:
+        st.epoch_sums = [0.0] * len(TERMS)
+    st.epoch, st.step = epoch, first
+    r, per = run.dist.rank, run.per_device
+    local = [b[r * per:(r + 1) * per] for b in batches[first:]]
+    batches_of_rank = loader(run.train_ds, local, run.collate, cfg, run.dist.device, run.seed * 1000 + epoch)
+    run.model.train()
+    run.window.zero_()
+    run.n_window = 0
+    bar = tqdm(total=run.steps_per_epoch, initial=first, desc=f"{run.method} s{run.seed} epoch {epoch + 1}/"
+               f"{cfg.train.epochs}", disable=not (run.progress and run.main), leave=False, dynamic_ncols=True)
+    for step, (idx, batch) in enumerate(zip(local, batches_of_rank), start=first + 1):
+        t0 = time.perf_counter()
+        out = train_step(run.model, run.loss_fn, run.optimizer, batch, run.autocast, forward=run.forward,
+                         scheduler=run.scheduler, grad_clip=cfg.train.grad_clip, idx=idx, text_cache=run.text_cache,
+                         image_cache=run.image_cache_train)
+        values = torch.stack([out[k] for k in TERMS])
+        run.pending.append(torch.cat([values, torch.stack([out[k].float() for k in _CHECK_KEYS])]))
+        st.global_step += 1
+        st.step = step
+        run.pending_at.append((epoch + 1, step, st.global_step))
+        run.window += values
+        run.n_window += 1
+        dt = time.perf_counter() - t0
+        st.train_seconds += dt
+        st.seconds += dt
+        if step % cfg.train.log_every == 0 or step == run.steps_per_epoch:
+            run.check_finite(step)
+            means = run.fold_window()
+            run.log({"type": "step", "epoch": epoch + 1, "step": step, "global_step": st.global_step,
+                     **dict(zip(TERMS, means)), "logit_scale": run.logit_scale(), **run.lrs(),
+                     "time": round(st.seconds, 3)})
+            bar.set_postfix({k.replace("_loss", ""): f"{v:.3f}" for k, v in zip(TERMS, means)})
+        bar.update(1)
+        if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < run.steps_per_epoch:
+            if run.n_window:  # fold the open window into the epoch sums so that a resume can continue them
+                run.fold_window()
+            run.save_checkpoint()
+        failpoints.hit("step")
+    bar.close()
 
-    def check_finite(at_step: int) -> None:
-        """One host sync for all steps since the last check; raises naming the first bad step."""
-        if not pending:
-            return
-        rows = torch.stack(pending).tolist()
-        where = list(pending_at)
-        pending.clear()
-        pending_at.clear()
-        for (ep, st, gs), row in zip(where, rows):
-            if row[-2] == 1.0:  # "finite": loss terms, gradient norm and embeddings
-                continue
-            vals = dict(zip(TERMS + _CHECK_KEYS, row))
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient at epoch {ep} step {st} (global step {gs}): "
-                + ", ".join(f"{k}={vals[k]:.6g}" for k in TERMS)
-                + f", gradient norm={vals['grad_norm']:.6g}, image embeddings finite={vals['image_finite'] == 1}, "
-                f"text embeddings finite={vals['text_finite'] == 1}, logit_scale={vals['logit_scale']:.6g}. "
-                f"Training stopped at step {at_step} (checked every log_every={log_every} steps and before "
-                "every checkpoint, so that no step waits for the host); no weights from that step on were "
-                f"saved: {ckpt_path if ckpt_path.exists() else 'no checkpoint'} is unchanged. Try lower "
-                "learning rates, precision=fp32, grad_clip > 0, or a larger temperature/bandwidth."
-            )
 
-    for epoch in range(start_epoch, cfg.train.epochs):
-        t_epoch = time.perf_counter()
-        if hasattr(train_ds, "set_epoch"):
-            train_ds.set_epoch(epoch)
-        batches = epoch_batches(n_train, global_batch, seed, epoch)[:steps_per_epoch]
-        first = start_step if epoch == start_epoch else 0
-        if first == 0:
-            epoch_sums = [0.0] * len(TERMS)
-        local = [b[rank * per_device:(rank + 1) * per_device] for b in batches[first:]]
-        loader = _loader(train_ds, local, collate, cfg, device, seed * 1000 + epoch)
-        model.train()
-        window = torch.zeros(len(TERMS), device=device)
-        n_window = 0
-        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"{method} s{seed} epoch {epoch + 1}/{cfg.train.epochs}",
-                   disable=not (progress and main), leave=False, dynamic_ncols=True)
-        for step, (idx, batch) in enumerate(zip(local, loader), start=first + 1):
-            t0 = time.perf_counter()
-            out = train_step(model, loss_fn, opt, batch, autocast, forward=ddp, scheduler=sched,
-                             grad_clip=cfg.train.grad_clip, idx=idx, text_cache=text_cache,
-                             image_cache=img_cache_train)
-            values = torch.stack([out[k] for k in TERMS])
-            pending.append(torch.cat([values, torch.stack([out[k].float() for k in _CHECK_KEYS])]))
-            pending_at.append((epoch + 1, step, global_step + 1))
-            global_step += 1
-            window += values
-            n_window += 1
-            dt = time.perf_counter() - t0
-            train_time += dt
-            elapsed += dt
-            if step % log_every == 0 or step == steps_per_epoch:
-                check_finite(step)
-                means = (window / n_window).tolist()
-                for i, v in enumerate((window).tolist()):
-                    epoch_sums[i] += v
-                window.zero_()
-                n_window = 0
-                rec = {"type": "step", "epoch": epoch + 1, "step": step, "global_step": global_step,
-                       **dict(zip(TERMS, means)), "logit_scale": float(model.clamped_logit_scale().detach()),
-                       **{f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(opt.param_groups)},
-                       "time": round(elapsed, 3)}
-                write_history(rec)
-                bar.set_postfix({k.replace("_loss", ""): f"{v:.3f}" for k, v in zip(TERMS, means)})
-            bar.update(1)
-            if cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0 and step < steps_per_epoch:
-                check_finite(step)  # never write weights that followed a non-finite step
-                if n_window:  # fold the open window into the epoch sums so that a resume can continue them
-                    for i, v in enumerate(window.tolist()):
-                        epoch_sums[i] += v
-                    window.zero_()
-                    n_window = 0
-                save_checkpoint(epoch, step)
-            _after_step(epoch, step)
-            _drill("step")
-        bar.close()
-        # ---- validation on the held-out pairs (each rank takes every world-th batch; no augmentation)
-        t_val = time.perf_counter()
-        val_terms = evaluate_loss(model, loss_fn, val_ds, collate, cfg, autocast, global_batch, text_cache,
-                                  img_cache_val) if n_val >= 2 else None
-        elapsed += time.perf_counter() - t_val
-        train_means = {f"train_{k}": s / steps_per_epoch for k, s in zip(TERMS, epoch_sums)}
-        write_history({"type": "epoch", "epoch": epoch + 1, "global_step": global_step, **train_means,
-                       **({f"val_{k}": v for k, v in val_terms.items()} if val_terms else {}),
-                       "logit_scale": float(model.clamped_logit_scale().detach()),
-                       **{f"lr_{g.get('name', i)}": g["lr"] for i, g in enumerate(opt.param_groups)},
-                       "epoch_seconds": round(time.perf_counter() - t_epoch, 3), "time": round(elapsed, 3)})
-        if main and progress:
-            vl = f"{val_terms['loss']:.4f}" if val_terms else "n/a"
-            print(f"{method} seed {seed} epoch {epoch + 1}/{cfg.train.epochs}: train loss "
-                  f"{train_means['train_loss']:.4f}, val loss {vl}, 1/tau {float(model.clamped_logit_scale().detach()):.2f}",
-                  file=sys.stderr)
-        save_checkpoint(epoch + 1, 0)
+def _validate(run: Run) -> tuple[dict[str, float] | None, float]:
+    """Mean loss terms on the held-out pairs (None without at least 2) and the seconds it took."""
+    t0 = time.perf_counter()
+    if run.val_ds is None or len(run.val_ds) < 2:
+        return None, time.perf_counter() - t0
+    terms = evaluate_loss(run.model, run.loss_fn, run.val_ds, run.collate, run.cfg, run.autocast, run.global_batch,
+                          run.text_cache, run.image_cache_val)
+    return terms, time.perf_counter() - t0
 
+
+def _end_epoch(run: Run, epoch: int) -> None:
+    """The epoch's history line, a progress line, and the end-of-epoch checkpoint."""
+    st, t = run.state, run.cfg.train
+    train_means = {f"train_{k}": s / run.steps_per_epoch for k, s in zip(TERMS, st.epoch_sums)}
+    val = st.val_terms
+    run.log({"type": "epoch", "epoch": epoch + 1, "global_step": st.global_step, **train_means,
+             **({f"val_{k}": v for k, v in val.items()} if val else {}), "logit_scale": run.logit_scale(),
+             **run.lrs(), "epoch_seconds": round(time.perf_counter() - run.epoch_started, 3),
+             "time": round(st.seconds, 3)})
+    if run.main and run.progress:
+        vl = f"{val['loss']:.4f}" if val else "n/a"
+        print(f"{run.method} seed {run.seed} epoch {epoch + 1}/{t.epochs}: train loss {train_means['train_loss']:.4f}, "
+              f"val loss {vl}, 1/tau {run.logit_scale():.2f}", file=sys.stderr)
+    st.epoch, st.step = epoch + 1, 0
+    run.save_checkpoint()
+
+
+def _finish(run: Run) -> dict:
+    """Write ``summary.json`` (the run is finished once it exists) and return it."""
+    st, val, n_val = run.state, run.state.val_terms, len(run.val_ds) if run.val_ds is not None else 0
     summary = {
-        "final_val_loss": val_terms["loss"] if val_terms else None,
-        **({f"final_val_{k}": v for k, v in val_terms.items() if k != "loss"} if val_terms else {}),
-        "final_logit_scale": float(model.clamped_logit_scale().detach()),
-        "epochs": cfg.train.epochs, "steps": global_step, "seconds": round(elapsed, 3),
-        "train_seconds": round(train_time, 3),
-        "pairs_per_second": round(global_step * global_batch / train_time, 2) if train_time > 0 else None,
-        "method": method, "seed": seed, "profile": cfg.profile, "n_train": n_train, "n_val": n_val,
-        "per_device_batch": per_device, "global_batch": global_batch, "world_size": world,
-        "device": _device_name(device), "torch": str(torch.__version__),
-        "frozen_feature_cache": {"text": text_cache is not None, "image_train": img_cache_train is not None,
-                                 "image_val": img_cache_val is not None},
+        "final_val_loss": val["loss"] if val else None,
+        **({f"final_val_{k}": v for k, v in val.items() if k != "loss"} if val else {}),
+        "final_logit_scale": run.logit_scale(),
+        "epochs": run.cfg.train.epochs, "steps": st.global_step, "seconds": round(st.seconds, 3),
+        "train_seconds": round(st.train_seconds, 3),
+        "pairs_per_second": (round(st.global_step * run.global_batch / st.train_seconds, 2)
+                             if st.train_seconds > 0 else None),
+        "method": run.method, "seed": run.seed, "profile": run.cfg.profile, "n_train": len(run.train_ds),
+        "n_val": n_val, "per_device_batch": run.per_device, "global_batch": run.global_batch,
+        "world_size": run.dist.world_size, "device": R.device_name(run.dist.device), "torch": str(torch.__version__),
+        "data": run.data,
+        "frozen_feature_cache": {"text": run.text_cache is not None, "image_train": run.image_cache_train is not None,
+                                 "image_val": run.image_cache_val is not None},
     }
-    if main:
-        _atomic_json(summary, summary_path)
+    if run.main:
+        fileio.write_json(summary, run.out_dir / R.SUMMARY)
     D.barrier()
     return summary
-
-
-def _after_step(epoch: int, step: int) -> None:
-    """Hook called after every optimiser step (a no-op; tests replace it to simulate a crash)."""
-
-
-def _mismatch_message(out_dir: Path, diff: list[str]) -> str:
-    return (f"run folder {out_dir} was made with a different config ({'; '.join(diff)}; saved -> now). "
-            "Pass --fresh (fit(..., fresh=True)) to discard it and start over, or choose another --out")
 
 
 @torch.no_grad()
@@ -724,8 +541,8 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if D.is_distributed() else (1, 0)
     mine = batches[rank::world]
     sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=model.device)
-    for idx, batch in zip(mine, _loader(ds, mine, collate, cfg, model.device, 0)):
-        _drill("val_batch")
+    for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
+        failpoints.hit("val_batch")
         with autocast():
             img_f = img_cache.lookup(idx) if img_cache is not None else None
             txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
@@ -745,22 +562,3 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     model.train(was_training)
     total = float(sums[-1])
     return {k: float(s) / total for k, s in zip(TERMS, sums[:-1].tolist())}
-
-
-# --------------------------------------------------------------------------- loading
-def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True):
-    """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``."""
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train first with `python -m contextclip train "
-                                f"--profile P --method M --seed S --out {run_dir}`")
-    ckpt = load_checkpoint(path)
-    cfg = Config.from_dict(ckpt["config"], source=str(path))
-    if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
-        raise RuntimeError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
-                           "run the same train command again to resume it")
-    model = build_model(cfg, pretrained=False)
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
-    return model, cfg

@@ -148,14 +148,13 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
 
 def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_run(tmp_path, monkeypatch):
     import contextclip.evaluate as ev
-    import contextclip.train as train
 
     ds = ClassSet.make(n_per_class=5, n_classes=4)
     runs = [make_run(tmp_path / "a", "clip", s)[0] for s in (0, 1)]
     cfg = make_run(tmp_path / "cfg")[1]
     loads, builds = [], []
-    monkeypatch.setattr(train, "load_trained", lambda run_dir, device="cpu": (loads.append(run_dir) or
-                                                                              PerfectEncoder(ds.classnames), cfg))
+    monkeypatch.setattr(ev, "load_trained", lambda run_dir, device="cpu": (loads.append(run_dir) or
+                                                                           PerfectEncoder(ds.classnames), cfg))
     monkeypatch.setattr(ev, "_get_dataset", lambda name, cfg: builds.append(name) or ds)
     rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg)
     assert loads == runs and sorted(builds) == ["fake", "fake2"]  # one load per run, one build per set

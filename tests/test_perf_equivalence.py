@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from train_fakes import SquaresPairs, checkpoint_state, poisoned_loss, smoke_cfg
 
 import contextclip.train as T
 from contextclip.config import REPO_ROOT
+from contextclip.data import PairCollator
 from contextclip.model import IMAGENET_MEAN, IMAGENET_STD, build_model
+from contextclip.runs import seed_everything
 from contextclip.train import NonFiniteLossError, fit
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs, checkpoint_state, poison_loss_at, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -52,29 +51,26 @@ def test_log_every_changes_no_weight(tmp_path):
     assert runs[1]["final_val_loss"] == runs[5]["final_val_loss"]
 
 
-_poison_at = poison_loss_at
-
-
-def test_deferred_check_names_the_first_bad_step_and_writes_no_nan(tmp_path, monkeypatch):
+def test_deferred_check_names_the_first_bad_step_and_writes_no_nan(tmp_path):
     """Checked every log_every=5 steps and before each checkpoint (every 4): NaN at step 6 is found
     at the end-of-epoch check (step 8), named as step 6; the step-4 checkpoint stays, finite."""
-    _poison_at(monkeypatch, 6)
     cfg = _cfg(epochs=1, batch_size=4, log_every=5, checkpoint_every=4)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 6 \(global step 6\).*contrastive_loss=nan.*"
                                                  r"stopped at step 8"):
-        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False,
+            loss_fn=poisoned_loss(cfg, "contextclip", 6))
     ckpt = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 4
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_deferred_check_runs_before_a_checkpoint_write(tmp_path, monkeypatch):
+def test_deferred_check_runs_before_a_checkpoint_write(tmp_path):
     """NaN at step 3, no log point before step 5 but a checkpoint due at step 4: nothing is written."""
-    _poison_at(monkeypatch, 3)
     cfg = _cfg(epochs=1, batch_size=4, log_every=5, checkpoint_every=4)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 3 .*stopped at step 4"):
-        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False,
+            loss_fn=poisoned_loss(cfg, "contextclip", 3))
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
@@ -85,15 +81,15 @@ def test_train_step_in_a_plain_loop_reproduces_fit(tmp_path):
     cfg = _cfg(epochs=1, batch_size=8, log_every=100, cache_frozen_features=False).for_method("contextclip")
     fit(cfg, "contextclip", 0, tmp_path / "fit", train_ds=ds, val_ds=None, progress=False)
 
-    T.seed_everything(0)
+    seed_everything(0)
     model = build_model(cfg)
-    opt, loss_fn = T.make_optimizer(model, cfg), T._make_loss(cfg)
+    opt, loss_fn = T.make_optimizer(model, cfg), T.make_loss(cfg)
     sched = T.make_scheduler(opt, cfg, 4)
-    collate = T.make_collator(model.tokenizer, cfg.model.max_length)
+    collate = PairCollator(model.tokenizer, cfg.model.max_length)
     ds.set_epoch(0)
     model.train()
     for idx in T.epoch_batches(len(ds), 8, 0, 0):
-        out = T.train_step(model, loss_fn, opt, collate([ds[i] for i in idx]), T._autocast_factory(
+        out = T.train_step(model, loss_fn, opt, collate([ds[i] for i in idx]), T.autocast_factory(
             torch.device("cpu"), "fp32"), scheduler=sched, grad_clip=cfg.train.grad_clip)
         assert bool(out["finite"])
     ref = _state(tmp_path / "fit")
@@ -110,7 +106,7 @@ def test_uint8_images_normalised_on_the_device_match_a_float_reference():
         / torch.tensor(IMAGENET_STD, dtype=torch.float64).view(1, 3, 1, 1)
     torch.testing.assert_close(model.preprocess(img).double(), ref, rtol=0, atol=1e-6)
     ds = SquaresPairs(4)
-    collate = T.make_collator(model.tokenizer, 32)
+    collate = PairCollator(model.tokenizer, 32)
     assert collate([ds[i] for i in range(4)])["images"].dtype == torch.uint8  # batches travel as uint8
 
 
@@ -147,12 +143,12 @@ def test_bf16_autocast_keeps_the_losses_in_fp32():
     torch.manual_seed(0)
     cfg = _cfg()
     model = build_model(cfg).eval()
-    loss_fn = T._make_loss(cfg.for_method("contextclip"))
+    loss_fn = T.make_loss(cfg.for_method("contextclip"))
     ds = SquaresPairs(16)
-    batch = T.make_collator(model.tokenizer, 32)([ds[i] for i in range(16)])
+    batch = PairCollator(model.tokenizer, 32)([ds[i] for i in range(16)])
     results = {}
-    for name, ac in (("fp32", T._autocast_factory(torch.device("cpu"), "fp32")),
-                     ("bf16", T._autocast_factory(torch.device("cpu"), "bf16"))):
+    for name, ac in (("fp32", T.autocast_factory(torch.device("cpu"), "fp32")),
+                     ("bf16", T.autocast_factory(torch.device("cpu"), "bf16"))):
         with torch.no_grad():
             with ac():
                 img, txt, scale = model(batch["images"], batch["input_ids"], batch["attention_mask"])

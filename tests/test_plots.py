@@ -7,7 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import pytest  # noqa: E402
-from eval_fakes import CapSet, ClassSet, PerfectEncoder, TinyModel  # noqa: E402
+from eval_fakes import CapSet, ClassSet, PerfectEncoder, TinyModel
 from test_evaluate import make_run  # noqa: E402
 
 import contextclip.encoding as encoding  # noqa: E402

@@ -12,23 +12,21 @@ import json
 import os
 import re
 import struct
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
+from train_fakes import SquaresPairs
 
 from contextclip.config import REPO_ROOT, ConfigError, load_config
 from contextclip.data import build_pair_datasets
 from contextclip.data.checks import ManifestError, check_manifest
 from contextclip.data.collate import CaptionTruncatedWarning, PairCollator
 from contextclip.data.images import decode_image
-from contextclip.train import CheckpointError, fit, load_checkpoint, load_trained
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs  # noqa: E402
+from contextclip.runs import CheckpointError, load_checkpoint, load_trained
+from contextclip.train import fit
 
 torch.set_num_threads(1)
 

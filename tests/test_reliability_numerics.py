@@ -15,21 +15,17 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from train_fakes import SquaresPairs
 
 import contextclip.train as T
 from contextclip.config import load_config
 from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, contextual_loss
 from contextclip.train import NonFiniteLossError, fit
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs  # noqa: E402
 
 torch.set_num_threads(1)
 VARIANTS = list(CX_VARIANTS)
@@ -104,22 +100,17 @@ def _cfg(**over):
     return load_config("smoke", {**base, **over})
 
 
-def test_learned_temperature_stays_clamped_even_with_a_huge_lr(tmp_path, monkeypatch):
-    real = T._make_loss
-
-    def push_scale_up(cfg):
-        loss = real(cfg)
-
-        def forward(img, txt, scale):
-            out = loss(img, txt, scale)
-            return {**out, "loss": out["loss"] - scale}  # rewards a larger 1/tau (momentum keeps pushing)
-
-        return forward
-
-    monkeypatch.setattr(T, "_make_loss", push_scale_up)
+def test_learned_temperature_stays_clamped_even_with_a_huge_lr(tmp_path):
     # starts above the clamp (1/tau = 1000 > 100) and is pushed up with lr 10
     cfg = _cfg(temperature=0.001, lr_head=10.0, checkpoint_every=1, epochs=2)
-    fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=SquaresPairs(8, offset=32), progress=False)
+    loss = T.make_loss(cfg.for_method("contextclip"))
+
+    def push_scale_up(img, txt, scale):
+        out = loss(img, txt, scale)
+        return {**out, "loss": out["loss"] - scale}  # rewards a larger 1/tau (momentum keeps pushing)
+
+    fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=SquaresPairs(8, offset=32), progress=False,
+        loss_fn=push_scale_up)
     limit = math.log(cfg.loss.max_logit_scale)
     param = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]["logit_scale"]
     assert float(param) <= limit + 1e-6, f"log(1/tau) = {float(param)} > log(max_logit_scale) = {limit}"
@@ -132,20 +123,16 @@ def test_learned_temperature_stays_clamped_even_with_a_huge_lr(tmp_path, monkeyp
 def test_non_finite_gradient_or_embedding_stops_before_writing_nan_weights(tmp_path, monkeypatch, poison):
     """The loss value stays finite here (the losses map a NaN row to a zero vector): the guard must
     still stop at the step, name it and the loss terms, and leave the finite checkpoint."""
-    real_loss, real_gather = T._make_loss, T.D.gather_embeddings
+    cfg = _cfg(checkpoint_every=1)
+    loss, real_gather = T.make_loss(cfg.for_method("contextclip")), T.D.gather_embeddings
     calls = {"loss": 0, "gather": 0}
 
-    def poisoned(cfg):
-        loss = real_loss(cfg)
-
-        def forward(img, txt, scale):
-            calls["loss"] += 1
-            out = loss(img, txt, scale)
-            if calls["loss"] == 3 and poison == "nan_gradient":  # value + 0, gradient 0 * inf = NaN
-                out = {**out, "loss": out["loss"] + 0 * torch.sqrt(img.sum() - img.sum().detach())}
-            return out
-
-        return forward
+    def poisoned(img, txt, scale):
+        calls["loss"] += 1
+        out = loss(img, txt, scale)
+        if calls["loss"] == 3 and poison == "nan_gradient":  # value + 0, gradient 0 * inf = NaN
+            out = {**out, "loss": out["loss"] + 0 * torch.sqrt(img.sum() - img.sum().detach())}
+        return out
 
     def gather(img, txt):  # the embeddings the training step sees (one NaN row at step 3)
         calls["gather"] += 1
@@ -154,11 +141,9 @@ def test_non_finite_gradient_or_embedding_stops_before_writing_nan_weights(tmp_p
             img = torch.cat([img[:1] * float("nan"), img[1:]])
         return img, txt
 
-    monkeypatch.setattr(T, "_make_loss", poisoned)
     monkeypatch.setattr(T.D, "gather_embeddings", gather)
     with pytest.raises(NonFiniteLossError) as info:
-        fit(_cfg(checkpoint_every=1), "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None,
-            progress=False)
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False, loss_fn=poisoned)
     msg = str(info.value)
     assert "epoch 1 step 3 " in msg and "contrastive_loss=" in msg and "contextual_loss=" in msg
     assert ("gradient norm=nan" in msg) if poison == "nan_gradient" else ("image embeddings finite=False" in msg)

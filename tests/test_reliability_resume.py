@@ -1,8 +1,8 @@
 """Reliability drills: killed runs resume exactly and never leave a half-written file (issue 8).
 
 Training runs are real ``python -m contextclip train`` subprocesses, killed with SIGKILL at named
-points through the drill hook ``contextclip.train._drill`` (environment variable
-``CONTEXTCLIP_KILL_AT="<point>#<n>"``: the process SIGKILLs itself the n-th time it reaches the
+points through the fail-point switch ``contextclip.failpoints`` (environment variable
+``CONTEXTCLIP_FAILPOINT="<point>#<n>"``: the process SIGKILLs itself the n-th time it reaches the
 point, no cleanup runs, exactly as under ``kill -9``). Results files are checked by making the
 writer "die" (an exception no code catches) between writing its temporary copy and renaming it,
 and in the middle of writing it. The ``reproduce`` drill runs throwaway notebooks whose cells
@@ -29,7 +29,7 @@ from contextclip.config import REPO_ROOT
 torch.set_num_threads(1)
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-ENV.pop("CONTEXTCLIP_KILL_AT", None)
+ENV.pop("CONTEXTCLIP_FAILPOINT", None)
 # 96 pairs, 30 % held out: 67 train pairs = 4 steps of 16 per epoch, 29 val pairs = 2 val batches;
 # a mid-epoch checkpoint at step 2 and one at each epoch end.
 SETS = ["n_pairs=96", "val_fraction=0.3", "epochs=2", "batch_size=16", "checkpoint_every=2", "log_every=1",
@@ -45,7 +45,7 @@ def _cmd(out: Path, data_root: Path) -> list[str]:
 
 
 def _train(out: Path, data_root: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    env = dict(ENV, **({"CONTEXTCLIP_KILL_AT": kill_at} if kill_at else {}))
+    env = dict(ENV, **({"CONTEXTCLIP_FAILPOINT": kill_at} if kill_at else {}))
     return subprocess.run(_cmd(out, data_root), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -14,13 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_fakes import SquaresPairs, checkpoint_state, poisoned_loss, smoke_cfg
 
-import contextclip.train as T
 from contextclip.config import REPO_ROOT, load_config
+from contextclip.data import PairCollator
+from contextclip.failpoints import FailPointError
 from contextclip.train import FrozenFeatureCache, NonFiniteLossError, RunMismatchError, fit, load_trained
-
-sys.path.insert(0, str(Path(__file__).parent))
-from train_fakes import SquaresPairs, checkpoint_state, poison_loss_at, smoke_cfg  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread per process is faster under load
 
@@ -86,25 +85,16 @@ def test_same_seed_gives_identical_weights(baseline, tmp_path):
                                                    a["image_head.proj.weight"])
 
 
-class _Crash(Exception):
-    pass
-
-
-def test_kill_mid_epoch_and_resume_ends_exactly_like_an_uninterrupted_run(baseline, tmp_path, monkeypatch):
+def test_kill_mid_epoch_and_resume_ends_exactly_like_an_uninterrupted_run(baseline, tmp_path, fail_at):
     cfg, out, summary = baseline
     run = tmp_path / "resumed"
-
-    def crash(epoch, step):
-        if (epoch, step) == (1, 3):  # one step after the mid-epoch checkpoint at step 2
-            raise _Crash
-
-    monkeypatch.setattr(T, "_after_step", crash)
-    with pytest.raises(_Crash):
+    fail_at("step#7")  # epoch 2 (4 steps an epoch), step 3: one step after the mid-epoch checkpoint at step 2
+    with pytest.raises(FailPointError):
         fit(cfg, "contextclip", 3, run, progress=False)
     ckpt = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"]) == (1, 2)
     assert not (run / "summary.json").exists()
-    monkeypatch.setattr(T, "_after_step", lambda epoch, step: None)
+    fail_at.disarm()
     resumed = fit(cfg, "contextclip", 3, run, progress=False)
     a, b = _state(out), _state(run)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
@@ -136,7 +126,7 @@ def test_summary_and_run_folder(baseline):
 
 
 # ----------------------------------------------------------------------------- refusals
-def test_other_config_is_refused_unless_fresh(tmp_path, monkeypatch):
+def test_other_config_is_refused_unless_fresh(tmp_path, fail_at):
     ds, val = SquaresPairs(32), SquaresPairs(8, offset=32)
     cfg = _cfg(epochs=1, batch_size=16)
     fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
@@ -150,8 +140,8 @@ def test_other_config_is_refused_unless_fresh(tmp_path, monkeypatch):
     s = fit(other, "clip", 0, tmp_path, fresh=True, train_ds=ds, val_ds=val, progress=False)
     assert json.loads((tmp_path / "config.json").read_text())["train"]["lr_head"] == 5e-3 and s["epochs"] == 1
     # a mid-run checkpoint from another config is refused too
-    monkeypatch.setattr(T, "_after_step", lambda e, s: (_ for _ in ()).throw(_Crash()))
-    with pytest.raises(_Crash):
+    fail_at("step#1")
+    with pytest.raises(FailPointError):
         fit(cfg.updated({"checkpoint_every": 1, "epochs": 2}), "clip", 0, tmp_path / "mid", train_ds=ds,
             val_ds=val, progress=False)
     with pytest.raises(RunMismatchError, match="batch_size"):
@@ -159,11 +149,11 @@ def test_other_config_is_refused_unless_fresh(tmp_path, monkeypatch):
             progress=False)
 
 
-def test_non_finite_loss_stops_with_the_step_named(tmp_path, monkeypatch):
-    poison_loss_at(monkeypatch, 3)
+def test_non_finite_loss_stops_with_the_step_named(tmp_path):
     cfg = _cfg(epochs=1, batch_size=8, checkpoint_every=1)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 3 .*contrastive_loss=nan.*contextual_loss="):
-        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False,
+            loss_fn=poisoned_loss(cfg, "contextclip", 3))
     ckpt = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert ckpt["step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
@@ -183,7 +173,7 @@ def test_cached_frozen_features_agree_with_live_ones():
     subset = [ds.captions[i] for i in (3, 17, 0)]  # another batch composition, other padding
     live = model.text_features(**model.tokenize(subset))
     torch.testing.assert_close(text.lookup(subset), live, rtol=0, atol=1e-5)  # tolerance: 1e-5 absolute
-    collate = T.make_collator(model.tokenizer, 32)
+    collate = PairCollator(model.tokenizer, 32)
     images = FrozenFeatureCache.for_images(model, ds, collate, _cfg(), lambda: torch.autocast("cpu", enabled=False))
     live_img = model.image_features(torch.stack([ds[i][0] for i in (5, 1)]))
     torch.testing.assert_close(images.lookup([5, 1]), live_img, rtol=0, atol=1e-5)
@@ -246,3 +236,59 @@ def test_clip_runs_report_the_held_out_contextual_loss_without_training_on_it(tm
     summary = json.loads((tmp_path / "clip" / "summary.json").read_text())
     assert summary["final_val_contextual_loss"] > 0
     assert summary["final_val_loss"] == summary["final_val_contrastive_loss"]
+
+
+# ----------------------------------------------------------------------------- weights and data checked
+def test_non_finite_weights_are_never_checkpointed_and_the_first_bad_step_is_named(tmp_path):
+    """Decoupled weight decay of lr * wd = 1e40 sends the head weights to infinity in step 1 while the
+    loss, gradient and embeddings of step 1 are finite: the stop names step 1 and writes no checkpoint."""
+    cfg = _cfg(epochs=1, batch_size=8, log_every=100, checkpoint_every=1, optimizer="adamw", lr_head=1e20,
+               weight_decay=1e20)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 1 \(global step 1\).*weights finite after the "
+                                                 r"update=False.*stopped at step 1"):
+        fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_checkpoint_writer_refuses_non_finite_weights(tmp_path):
+    from contextclip.runs import save_checkpoint
+
+    state = {"model": {"w": torch.tensor([1.0, float("inf")]), "n": torch.tensor([3])}, "epoch": 0, "step": 5}
+    with pytest.raises(NonFiniteLossError, match=r"1 weight tensor\(s\) are not finite \(w\) at epoch 0 step 5"):
+        save_checkpoint(state, tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.iterdir())  # neither the checkpoint nor a temporary file
+
+
+def test_resume_on_other_data_is_refused_naming_what_changed(tmp_path, fail_at):
+    cfg = _cfg(epochs=2, batch_size=8, checkpoint_every=2)
+    ds, val = SquaresPairs(32), SquaresPairs(8, offset=32)
+    fail_at("step#3")
+    with pytest.raises(FailPointError):
+        fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    fail_at.disarm()
+    with pytest.raises(RunMismatchError, match=r"other data.*train pairs: 32 \(digest \w+\) -> 32 \(digest \w+\)"):
+        fit(cfg, "clip", 0, tmp_path, train_ds=SquaresPairs(32, offset=8), val_ds=val, progress=False)
+    with pytest.raises(RunMismatchError, match=r"val pairs: 8 .* -> 7"):
+        fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=SquaresPairs(7, offset=32), progress=False)
+    assert fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)["data"]["n_train"] == 32
+
+
+def test_resume_after_the_manifest_changed_is_refused(tmp_path, fail_at):
+    from PIL import Image
+
+    rows = []
+    for i in range(24):
+        Image.new("RGB", (20, 20), (10 * i, 255 - 10 * i, 128)).save(tmp_path / f"{i}.png")
+        rows.append(f"{i}.png,a square of shade {i}")
+    manifest = tmp_path / "pairs.csv"
+    manifest.write_text("image,caption\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    cfg = _cfg(train_data="manifest", manifest=str(manifest), data_root=str(tmp_path), val_fraction=0.25,
+               epochs=1, batch_size=6, checkpoint_every=1, image_size=32)
+    fail_at("step#2")
+    with pytest.raises(FailPointError):
+        fit(cfg, "clip", 0, tmp_path / "run", progress=False)
+    fail_at.disarm()
+    manifest.write_text("image,caption\n" + "\n".join(rows).replace("shade 5", "colour 5") + "\n", encoding="utf-8")
+    with pytest.raises(RunMismatchError, match=rf"other data than {manifest}.*--fresh"):
+        fit(cfg, "clip", 0, tmp_path / "run", progress=False)
+    assert fit(cfg, "clip", 0, tmp_path / "run", fresh=True, progress=False)["steps"] == 3

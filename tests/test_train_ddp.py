@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from contextclip import failpoints
 from contextclip.config import REPO_ROOT, load_config
 from contextclip.model import build_model
 from contextclip.train import fit
@@ -27,9 +28,9 @@ DRIVER = Path(__file__).parent / "ddp_driver.py"
 
 def _torchrun(out, over, crash=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
-    env.pop("CRASH_AT", None)
+    env.pop(failpoints.ENV, None)
     if crash:
-        env["CRASH_AT"] = crash
+        env[failpoints.ENV] = crash
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(DRIVER), str(out),
            json.dumps(over)]
     return subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
@@ -42,7 +43,7 @@ def test_two_processes_match_one_and_resume_after_a_kill(tmp_path):
             "device": "cpu", "data_root": str(tmp_path / "data"), "lr_head": 1e-2}
     single = fit(load_config("smoke", over), "contextclip", 0, tmp_path / "single", progress=False)
 
-    killed = _torchrun(tmp_path / "ddp", over, crash="1,3")
+    killed = _torchrun(tmp_path / "ddp", over, crash="step#7,exit,rank=0")  # epoch 2, step 3
     assert killed.returncode != 0
     ckpt = torch.load(tmp_path / "ddp" / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert (ckpt["epoch"], ckpt["step"], ckpt["world_size"]) == (1, 2, 2)

@@ -57,24 +57,20 @@ def checkpoint_state(run_dir):
     return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["model"]
 
 
-def poison_loss_at(monkeypatch, at: int) -> None:
-    """Make the training loss of the ``at``-th loss call (1-based) NaN, through ``train._make_loss``."""
-    import contextclip.train as T
+def poisoned_loss(cfg, method: str, at: int):
+    """``method``'s training loss, except that its ``at``-th call (1-based) gives a NaN contrastive
+    term; pass it to ``fit(..., loss_fn=...)``."""
+    from contextclip.train import make_loss
 
-    real = T._make_loss
+    loss = make_loss(cfg.for_method(method))
     calls = {"n": 0}
 
-    def poisoned(cfg):
-        loss = real(cfg)
+    def forward(img, txt, scale):
+        out = loss(img, txt, scale)
+        calls["n"] += 1
+        if calls["n"] == at:
+            out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
+            out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
+        return out
 
-        def forward(img, txt, scale):
-            out = loss(img, txt, scale)
-            calls["n"] += 1
-            if calls["n"] == at:
-                out = {**out, "contrastive_loss": out["contrastive_loss"] * float("nan")}
-                out["loss"] = out["contrastive_loss"] + out["contextual_loss"]
-            return out
-
-        return forward
-
-    monkeypatch.setattr(T, "_make_loss", poisoned)
+    return forward

@@ -19,6 +19,9 @@ validated on the same pairs.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +51,14 @@ class ArraySource:
     def image(self, i: int) -> np.ndarray:
         return self.images[i]
 
+    def content_digest(self) -> str:
+        """sha256 of the images and captions (computed once per source)."""
+        if getattr(self, "_digest", None) is None:
+            h = hashlib.sha256(np.ascontiguousarray(self.images).tobytes())
+            h.update(json.dumps(self.captions).encode())
+            self._digest = h.hexdigest()
+        return self._digest
+
 
 class RefSource:
     """Images decoded from files or tar members on access (already checked when built)."""
@@ -64,6 +75,22 @@ class RefSource:
             return load_ref(self.refs[i], self.size)
         except ImageProblem as exc:  # changed on disk since it was checked
             raise ImageProblem(exc.kind, f"{self.names[i]}: {exc.reason}") from None
+
+    def content_digest(self) -> str:
+        """sha256 of the captions, image references and image file sizes (no image is decoded)."""
+        if getattr(self, "_digest", None) is None:
+            sizes: dict[str, int | None] = {}
+            for _, r in self.refs:
+                path = r[0] if isinstance(r, (tuple, list)) else r  # a tar member's ref starts with the tar
+                if str(path) not in sizes:
+                    try:
+                        sizes[str(path)] = os.stat(path).st_size
+                    except (OSError, TypeError):
+                        sizes[str(path)] = None
+            blob = json.dumps([[list(map(str, ref)) if isinstance(ref, (tuple, list)) else str(ref)
+                                for ref in self.refs], self.captions, sizes], default=str)
+            self._digest = hashlib.sha256(blob.encode()).hexdigest()
+        return self._digest
 
 
 class PairDataset(Dataset):
@@ -82,6 +109,12 @@ class PairDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def content_digest(self) -> str:
+        """sha256 of the source's content and the indices this dataset takes from it."""
+        h = hashlib.sha256(self.source.content_digest().encode())
+        h.update(self.indices.tobytes())
+        return h.hexdigest()
 
     def captions_of(self, k: int) -> list[str]:
         return self.source.captions[int(self.indices[k])]

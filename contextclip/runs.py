@@ -1,0 +1,250 @@
+"""Run folders: what a training run leaves on disk, and how it is checked, resumed and loaded.
+
+A run folder holds ``checkpoint.pt`` (the full state: model, optimiser, scheduler, epoch, step
+within the epoch, every RNG state, config, data digest), ``history.jsonl``, ``summary.json``
+(written last: its presence means "finished"), ``config.json``, ``environment.json`` and
+``data_report.json``. This module writes and reads them; the training loop (``train.py``) and
+evaluation (``evaluate.py``) both build on it, evaluation never on training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from contextclip import fileio
+from contextclip.config import REPO_ROOT, Config, ConfigError
+from contextclip.model import build_model
+
+CHECKPOINT = "checkpoint.pt"
+SUMMARY = "summary.json"
+HISTORY = "history.jsonl"
+CONFIG = "config.json"
+ENVIRONMENT = "environment.json"
+DATA_REPORT = "data_report.json"
+
+#: Config keys that do not change what a run computes: a checkpoint or finished run made with
+#: other values of these is still "the same run" (evaluation knobs, logging, workers, paths).
+RESULT_NEUTRAL_KEYS = frozenset({
+    "num_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
+    "zero_shot_datasets", "fine_tune_datasets", "retrieval_dataset", "tsne_dataset", "eval_max_images",
+})
+
+
+class RunMismatchError(ConfigError):
+    """The run folder holds a checkpoint or finished run made with a different config or other data."""
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
+
+
+# --------------------------------------------------------------------------- checkpoints
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)``; any failure is a ``CheckpointError`` naming the file.
+
+    ``weights_only`` loading never runs code from the file: a pickle that would call a function
+    (a malicious ``__reduce__``) is refused, not executed.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - damaged zip, refused pickle, wrong file type
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {path} cannot be loaded ({type(exc).__name__}: {first[:200]}). It is damaged (e.g. a "
+            "copy cut short) or not a plain-weights ContextCLIP checkpoint (only weights_only loading is "
+            "allowed). Pass --fresh (fit(..., fresh=True)) to discard it and train from the start"
+        ) from None
+
+
+def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors in ``state`` holding a NaN or an infinity."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+            and not bool(torch.isfinite(v).all())]
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Write a checkpoint atomically, after checking that every weight in ``state["model"]`` is finite.
+
+    A non-finite weight raises ``NonFiniteLossError`` and leaves the previous checkpoint as it was.
+    """
+    bad = non_finite_tensors(state["model"])
+    if bad:
+        raise NonFiniteLossError(
+            f"{len(bad)} weight tensor(s) are not finite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}) "
+            f"at epoch {state['epoch']} step {state['step']}; {path} was not written (the previous checkpoint "
+            "is unchanged). Try lower learning rates or weight decay, precision=fp32 or grad_clip > 0.")
+    fileio.torch_save(state, path)
+
+
+# --------------------------------------------------------------------------- is it the same run?
+def result_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
+    """Flat view of a saved config restricted to the keys that change a run's result."""
+    flat: dict[str, Any] = {}
+    for section, values in cfg_dict.items():
+        if section in ("profile", "eval") or not isinstance(values, dict):
+            continue
+        flat.update({k: v for k, v in values.items() if k not in RESULT_NEUTRAL_KEYS})
+    return flat
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``["key: saved -> current", ...]`` over the result-changing keys (and method, seed)."""
+    a, b = result_config(saved), result_config(current)
+    for extra in ("method", "seed"):
+        if extra in saved or extra in current:
+            a[extra], b[extra] = saved.get(extra), current.get(extra)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def refuse_other_config(out_dir: Path, saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Raise ``RunMismatchError`` naming the differing keys when ``saved`` is another run's config."""
+    diff = config_differences(saved, current)
+    if diff:
+        raise RunMismatchError(f"run folder {out_dir} was made with a different config ({'; '.join(diff)}; "
+                               "saved -> now). Pass --fresh (fit(..., fresh=True)) to discard it and start over, "
+                               "or choose another --out")
+
+
+def dataset_captions(ds) -> list[str]:
+    """Every caption a pair dataset can return (all captions of each image when it has several)."""
+    if hasattr(ds, "captions_of"):
+        return [c for k in range(len(ds)) for c in ds.captions_of(k)]
+    caps = getattr(ds, "captions", None)
+    if caps is not None and len(caps) == len(ds) and all(isinstance(c, str) for c in caps):
+        return list(caps)
+    return [ds[i][1] for i in range(len(ds))]
+
+
+def _digest_of(ds) -> str:
+    if hasattr(ds, "content_digest"):  # the kit's pair datasets: captions, images (or files) and indices
+        return ds.content_digest()
+    h = hashlib.sha256(json.dumps([type(ds).__name__, len(ds), dataset_captions(ds)]).encode())
+    return h.hexdigest()
+
+
+def data_digest(train_ds, val_ds, report: dict | None = None) -> dict[str, Any]:
+    """What the run trains and validates on: pair counts and content digests, plus the data source.
+
+    The kit's datasets digest their captions, images (the generated corpus) or image files (path
+    and size: a manifest, cc3m, flickr8k) and the chosen indices; any other dataset its captions.
+    """
+    rep = report or {}
+    return {"source": rep.get("source"), "manifest": rep.get("manifest"),
+            "n_train": len(train_ds), "train": _digest_of(train_ds),
+            "n_val": len(val_ds) if val_ds is not None else 0,
+            "val": _digest_of(val_ds) if val_ds is not None else None}
+
+
+def refuse_other_data(out_dir: Path, saved: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """Raise ``RunMismatchError`` naming what changed when a checkpoint was trained on other data.
+
+    Checkpoints written before data digests existed (``saved`` is None) are accepted.
+    """
+    if not saved:
+        return
+    changed = []
+    for part in ("train", "val"):
+        if saved.get(part) != current.get(part):
+            changed.append(f"{part} pairs: {saved.get('n_' + part)} (digest {str(saved.get(part))[:12]}) -> "
+                           f"{current.get('n_' + part)} (digest {str(current.get(part))[:12]})")
+    if not changed:
+        return
+    source = current.get("manifest") or current.get("source") or "the datasets given to fit"
+    raise RunMismatchError(
+        f"run folder {out_dir} was trained on other data than {source} holds now ({'; '.join(changed)}; "
+        "checkpoint -> now). Restore the data the run started with to resume it, or pass --fresh "
+        "(fit(..., fresh=True)) to train from the start on the new data, or choose another --out")
+
+
+# --------------------------------------------------------------------------- RNG state
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG state as tensors and plain types (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- environment record
+def git_commit(short: bool = False) -> str | None:
+    """The repository's HEAD commit, or None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_name(device: torch.device) -> str:
+    return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
+
+
+def environment_info(device: torch.device | None = None, world_size: int = 1) -> dict[str, Any]:
+    """Versions, machine and git commit: what ``environment.json`` records for every run."""
+    import torchvision
+    import transformers
+
+    device = device if device is not None else torch.device("cpu")
+    return {
+        "python": sys.version.split()[0], "torch": str(torch.__version__), "torchvision": torchvision.__version__,
+        "transformers": transformers.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        "hostname": socket.gethostname(), "git_commit": git_commit(), "device": device_name(device),
+        "world_size": world_size, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    }
+
+
+# --------------------------------------------------------------------------- loading
+def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True):
+    """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: train first with `python -m contextclip train "
+                                f"--profile P --method M --seed S --out {run_dir}`")
+    ckpt = load_checkpoint(path)
+    cfg = Config.from_dict(ckpt["config"], source=str(path))
+    if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
+        raise RuntimeError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
+                           "run the same train command again to resume it")
+    model = build_model(cfg, pretrained=False)
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    return model, cfg
+
