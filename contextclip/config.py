@@ -24,7 +24,6 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
-PROFILES = ("smoke", "embedded", "paper")
 METHODS = ("clip", "contextclip")
 
 
@@ -399,10 +398,9 @@ def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as JSON, atomically."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(cfg.to_json() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from contextclip import fileio
+
+    fileio.atomic_write(path, cfg.to_json() + "\n")
 
 
 def config_from_json(path: Path) -> Config:

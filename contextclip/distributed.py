@@ -3,11 +3,10 @@
 What it is: ``init_distributed`` (reads torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``, NCCL
 on CUDA, gloo on CPU, a plain single-process ``DistInfo`` otherwise), ``all_gather_with_grad``
 and ``gather_embeddings`` (an autograd all-gather so that the losses see the global batch),
-and the small collectives the training loop uses: ``barrier``, ``reduce_mean``,
-``broadcast_object``, ``is_main``, ``cleanup``. Every helper is the identity / a no-op when
+and the small helpers the training loop uses: ``barrier``, ``is_main``, ``cleanup``. Every helper is the identity / a no-op when
 the process group is not initialised, so single-process code calls them unconditionally.
 
-What it is not: no sampler, no DDP wrapping, no checkpointing (``contextclip.train`` does those).
+What it is not: no sampler, no DDP wrapping, no checkpointing (``contextclip.train`` and ``contextclip.runs`` do those).
 
 How the global-batch loss gets the single-process gradient (tested in
 tests/test_distributed.py): every rank gathers the embeddings of all ranks (with gradient)
@@ -35,13 +34,11 @@ __all__ = [
     "DistInfo",
     "all_gather_with_grad",
     "barrier",
-    "broadcast_object",
     "cleanup",
     "gather_embeddings",
     "init_distributed",
     "is_distributed",
     "is_main",
-    "reduce_mean",
 ]
 
 DEVICE_PREFS = ("auto", "cpu", "cuda")
@@ -153,27 +150,6 @@ def barrier() -> None:
         dist.barrier(device_ids=[torch.cuda.current_device()])
     else:
         dist.barrier()
-
-
-def reduce_mean(tensor: Tensor) -> Tensor:
-    """Mean of ``tensor`` over the ranks (a detached copy; the input itself in a single process).
-
-    For logging: each rank's value counts once, whatever its local batch size.
-    """
-    if not is_distributed():
-        return tensor
-    out = tensor.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / dist.get_world_size()
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s (picklable) ``obj`` on every rank; ``obj`` itself in a single process."""
-    if not is_distributed():
-        return obj
-    box = [obj if dist.get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 class _AllGatherWithGrad(torch.autograd.Function):

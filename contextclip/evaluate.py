@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,9 +29,11 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from contextclip.config import REPO_ROOT, Config, config_from_json
+from contextclip import fileio
+from contextclip.config import Config, config_from_json
 from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
+from contextclip.layout import paths_for
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
 from contextclip.runs import load_trained
@@ -87,18 +88,12 @@ def checkpoint_fingerprint(run_dir: Path) -> str:
         for block in iter(lambda: fh.read(1 << 22), b""):
             h.update(block)
     memo.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(memo, json.dumps({"stamp": stamp, "sha256": h.hexdigest()}))
+    fileio.atomic_write(memo, json.dumps({"stamp": stamp, "sha256": h.hexdigest()}))
     return h.hexdigest()
 
 
 def results_dir_for(cfg: Config) -> Path:
-    return REPO_ROOT / "results" / cfg.profile
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    return paths_for(cfg.profile).results
 
 
 def _device(cfg: Config) -> torch.device:
@@ -206,9 +201,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
                    tsne_text_labels=torch.arange(len(view.classnames)).repeat_interleave(len(tsne_templates)),
                    splits=view.splits)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(out, tmp)
-    os.replace(tmp, path)
+    fileio.torch_save(out, path)
     return out
 
 

@@ -13,39 +13,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import platform
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contextclip.config import KNOB_SECTION, METHODS, REPO_ROOT, Config, ConfigError, load_config
-
-_T0 = time.time()
-
-
-@dataclass(frozen=True)
-class ProfilePaths:
-    """Where a profile's artefacts live (DESIGN.md "Results and outputs"), all absolute."""
-
-    runs: Path  # runs/<profile>/: one folder per <method>-seed<k>, executed notebooks
-    results: Path  # results/<profile>/: metrics.csv, table1/table2 .md/.csv
-    figures: Path  # figures/<profile>/: PNGs named after the paper's figures
-
-    def run_dir(self, method: str, seed: int) -> Path:
-        """``runs/<profile>/<method>-seed<k>/`` (the layout of docs/architecture.md)."""
-        if method not in METHODS:
-            raise ConfigError(f"method {method!r} is not one of {list(METHODS)}")
-        return self.runs / f"{method}-seed{int(seed)}"
+from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.layout import ProfilePaths, paths_for
+from contextclip.runs import environment_info as environment_summary  # noqa: F401 - for the notebooks
 
 
 def profile_paths(cfg: Config, root: Path | None = None) -> ProfilePaths:
     """The run, results and figures folders of ``cfg.profile`` under the repository root."""
-    root = Path(root) if root is not None else REPO_ROOT
-    name = cfg.profile
-    return ProfilePaths(runs=root / "runs" / name, results=root / "results" / name, figures=root / "figures" / name)
+    return paths_for(cfg.profile, root)
 
 
 def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = False, **knobs: Any) -> Config:
@@ -179,51 +157,6 @@ def _short(path: Path) -> str:
         return str(Path(path).resolve().relative_to(REPO_ROOT))
     except ValueError:
         return str(path)
-
-
-def git_commit(root: Path | None = None) -> str:
-    """The repository's commit (with ``-dirty`` when there are local changes), or ``unknown``."""
-    root = Path(root) if root is not None else REPO_ROOT
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def environment_summary() -> dict[str, Any]:
-    """Python, platform, CPU/GPU and the versions of the packages that produce the numbers."""
-    from importlib import metadata
-
-    env: dict[str, Any] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "git_commit": git_commit(),
-    }
-    for pkg in ("contextclip", "torch", "torchvision", "transformers", "numpy", "scikit-learn",
-                "matplotlib", "pandas", "papermill"):
-        try:
-            env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            env[pkg] = "not installed"
-    try:
-        import torch
-
-        env["torch_threads"] = torch.get_num_threads()
-        env["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    except ImportError:  # pragma: no cover
-        env["cuda"] = "unknown"
-    return env
-
-
-def elapsed() -> str:
-    """Time since this module was imported (i.e. since the notebook's first cell), as ``1m 23s``."""
-    s = int(time.time() - _T0)
-    return f"{s // 60}m {s % 60:02d}s"
 
 
 def pipeline_timings(cfg: Config, root: Path | None = None) -> Any:

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contextclip import fileio
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.layout import paths_for
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -197,9 +199,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
     """Write the state atomically (a temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.atomic_write(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
 
 # ------------------------------------------------------------------------------ running
@@ -327,12 +327,15 @@ def reproduce(
             f"effect; put them in a profile YAML (`base: {name_of_profile}`) and pass its path as the profile"
         )
 
-    runs_dir = root / "runs" / name_of_profile
+    where = paths_for(name_of_profile, root)
+    runs_dir = where.runs
     out_dir = runs_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = runs_dir / STATE_FILE
     state = read_state(state_path)
-    watched = [runs_dir, root / "results" / name_of_profile, root / "figures" / name_of_profile]
+    watched = [runs_dir, where.results, where.figures]
+    for folder in watched:  # temporary files of writers killed in an earlier attempt
+        fileio.clean_stale_tmp(folder, recursive=True)
     exclude = [out_dir, state_path]
     timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(name_of_profile, DEFAULT_CELL_TIMEOUT_S)
     pkg = package_hash()

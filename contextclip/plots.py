@@ -27,21 +27,16 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from contextclip.config import REPO_ROOT
 from contextclip.encoding import take_images
 from contextclip.evaluate import load_embeddings
 from contextclip.losses import TERMS
 from contextclip.retrieval import topk_images
 
-__all__ = ["figures_dir", "save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
+__all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "METHOD_LABELS"]
 
 METHOD_LABELS = {"clip": "CLIP (contrastive only)", "contextclip": "ContextCLIP (+ contextual loss)"}
 METHOD_COLOURS = {"clip": "tab:blue", "contextclip": "tab:orange"}
-
-
-def figures_dir(profile: str) -> Path:
-    return REPO_ROOT / "figures" / profile
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:

@@ -24,12 +24,13 @@ import contextlib
 import fcntl
 import json
 import math
-import os
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from contextclip import fileio
 
 __all__ = [
     "METRIC_COLUMNS", "NOT_RUN", "TABLES", "read_metrics", "append_metrics", "save_per_item", "load_per_item",
@@ -89,6 +90,7 @@ def append_metrics(path: Path, rows: list[dict]) -> pd.DataFrame:
         if set(METRIC_COLUMNS) - set(r):
             raise ValueError(f"row {i} lacks {sorted(set(METRIC_COLUMNS) - set(r))}: {r}")
     with _locked(path):
+        fileio.clean_stale_tmp(path.parent)  # left by a writer killed mid-write
         old = read_metrics(path)
         if len(new):
             keys = set(map(tuple, new[["method", "seed", "task", "dataset"]].astype(str).to_numpy()))
@@ -96,9 +98,7 @@ def append_metrics(path: Path, rows: list[dict]) -> pd.DataFrame:
             old = old[~old_keys.isin(keys)] if len(old) else old
         out = pd.concat([old, new], ignore_index=True) if len(old) else new
         out = out.sort_values(["task", "dataset", "method", "seed", "metric"], kind="stable")
-        tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-        out.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, path)
+        fileio.atomic_write(path, out.to_csv(index=False, float_format="%.6g"))
     return out
 
 
@@ -110,9 +110,7 @@ def save_per_item(results_dir: Path, method: str, seed: int, task: str, dataset:
     """Per-item credits of one evaluation (one array per metric), for the single-seed bootstrap."""
     path = _per_item_path(results_dir, method, seed, task, dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    fileio.atomic_write(path, lambda fh: np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
     return path
 
 
@@ -306,13 +304,8 @@ def build_tables(results_dir: Path, profile: str | None = None, bootstrap_sample
     for name, (tasks, metrics) in TABLES.items():
         table = comparison_table(df, tasks, metrics, results_dir, bootstrap_samples)
         title = titles[name] + (f" ({profile} profile)" if profile else "")
-        # temporary file + rename: a kill mid-write leaves the old table, never half a one
-        csv_tmp = results_dir / f"{name}.csv.tmp{os.getpid()}"
-        table.to_csv(csv_tmp, index=False, float_format="%.4g")
-        os.replace(csv_tmp, results_dir / f"{name}.csv")
-        md_tmp = results_dir / f"{name}.md.tmp{os.getpid()}"
-        md_tmp.write_text(to_markdown(table, title), encoding="utf-8")
-        os.replace(md_tmp, results_dir / f"{name}.md")
+        fileio.atomic_write(results_dir / f"{name}.csv", table.to_csv(index=False, float_format="%.4g"))
+        fileio.atomic_write(results_dir / f"{name}.md", to_markdown(table, title))
         out[name] = table
     return out
 

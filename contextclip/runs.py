@@ -202,32 +202,46 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- environment record
-def git_commit(short: bool = False) -> str | None:
-    """The repository's HEAD commit, or None outside a git checkout."""
+def git_commit(root: Path | None = None) -> str:
+    """The repository's short commit (with ``-dirty`` when tracked files have local changes), or ``unknown``."""
+    root = Path(root) if root is not None else REPO_ROOT
     try:
-        out = subprocess.run(["git", "rev-parse", *(["--short"] if short else []), "HEAD"], cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return "unknown"
 
 
 def device_name(device: torch.device) -> str:
     return f"cuda ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "cpu"
 
 
+#: The packages whose versions can change a number the kit reports.
+RECORDED_PACKAGES = ("contextclip", "torch", "torchvision", "transformers", "numpy", "scipy", "scikit-learn",
+                     "matplotlib", "pandas", "papermill")
+
+
 def environment_info(device: torch.device | None = None, world_size: int = 1) -> dict[str, Any]:
-    """Versions, machine and git commit: what ``environment.json`` records for every run."""
-    import torchvision
-    import transformers
+    """Python, machine, git commit, device and package versions: ``environment.json`` of every run,
+    and the environment section of the report."""
+    from importlib import metadata
 
     device = device if device is not None else torch.device("cpu")
-    return {
-        "python": sys.version.split()[0], "torch": str(torch.__version__), "torchvision": torchvision.__version__,
-        "transformers": transformers.__version__, "numpy": np.__version__, "platform": platform.platform(),
-        "hostname": socket.gethostname(), "git_commit": git_commit(), "device": device_name(device),
-        "world_size": world_size, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+    env: dict[str, Any] = {
+        "python": sys.version.split()[0], "platform": platform.platform(), "hostname": socket.gethostname(),
+        "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "git_commit": git_commit(),
+        "device": device_name(device), "world_size": world_size,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
+    for pkg in RECORDED_PACKAGES:
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = "not installed"
+    return env
 
 
 # --------------------------------------------------------------------------- loading

@@ -109,10 +109,11 @@ def test_sigkill_mid_epoch_in_validation_and_inside_checkpoint_writes_then_resum
         assert not (run / "summary.json").exists(), point
         if point.startswith("write:checkpoint"):
             # the new checkpoint was complete in its temporary file, the old one still in place
-            assert (run / "checkpoint.pt.tmp").exists()
+            assert len(list(run.glob("checkpoint.pt.*.tmp"))) == 1
     res = _train(run, data_root)
     assert res.returncode == 0, res.stderr[-3000:]
     _assert_same_as_baseline(run, baseline)
+    assert not list(run.glob("*.tmp"))  # the killed writers' temporary files were removed at the next start
 
 
 @pytest.mark.slow  # several train subprocesses (~20-35 s on 2 shared cores)
@@ -120,9 +121,9 @@ def test_killed_twice_at_random_points_reports_the_same_final_val_loss(baseline,
     """Done-when of issue 8: two kills at random drill points (seeded; any step, validation batch or file write)."""
     rng = random.Random(8)
     run = tmp_path / "run"
-    # a full run reaches 8 steps + 4 validation batches + 6 file writes (environment.json, data_report.json,
-    # 3 checkpoints, summary.json) = 18 drill points; the second kill counts in the resumed run's own points.
-    # (This seed draws 4 and 6: inside the first checkpoint write, then after step 3 of the rerun.)
+    # a full run reaches 8 steps + 4 validation batches + 7 file writes (config.json, environment.json,
+    # data_report.json, 3 checkpoints, summary.json) = 19 fail points; the second kill counts in the resumed
+    # run's own points. (This seed draws 4 and 6: after step 1, then after step 2 of the rerun.)
     first = rng.randint(1, 12)
     second = rng.randint(1, 14)
     for n in (first, second):
@@ -150,11 +151,7 @@ def test_a_truncated_checkpoint_is_named_with_the_fix(baseline, data_root, tmp_p
 
 # ----------------------------------------------------------------------------- results files
 class _Killed(BaseException):
-    """Stands for SIGKILL: no ``except Exception`` can catch it, so no cleanup runs."""
-
-
-def _die(*args, **kwargs):
-    raise _Killed
+    """Stands for a crash mid-write: no ``except Exception`` in the kit catches it."""
 
 
 def _row(method, seed, value):
@@ -162,7 +159,7 @@ def _row(method, seed, value):
 
 
 def test_metrics_csv_and_tables_are_old_or_new_never_half_written(tmp_path, monkeypatch):
-    from contextclip import evaluate, results
+    from contextclip import failpoints, fileio, results
 
     metrics = tmp_path / "metrics.csv"
     results.append_metrics(metrics, [_row("clip", 0, 50.0), _row("contextclip", 0, 55.0)])
@@ -171,34 +168,32 @@ def test_metrics_csv_and_tables_are_old_or_new_never_half_written(tmp_path, monk
     old_table = (tmp_path / "table1_zero_shot.md").read_bytes()
     old_csv = (tmp_path / "table1_zero_shot.csv").read_bytes()
 
-    # 1. killed between the complete temporary file and the rename
-    monkeypatch.setattr(os, "replace", _die)
-    with pytest.raises(_Killed):
-        results.append_metrics(metrics, [_row("clip", 1, 60.0)])
-    with pytest.raises(_Killed):
-        results.build_tables(tmp_path, "smoke", bootstrap_samples=10)
-    with pytest.raises(_Killed):
-        evaluate._atomic_write_text(tmp_path / "memo.json", "{}")
-    monkeypatch.undo()
+    # 1. killed between the complete temporary file and the rename (the fail point of every atomic write)
+    for target, write in (("metrics.csv", lambda: results.append_metrics(metrics, [_row("clip", 1, 60.0)])),
+                          ("table1_zero_shot.csv", lambda: results.build_tables(tmp_path, "smoke", 10)),
+                          ("table1_zero_shot.md", lambda: results.build_tables(tmp_path, "smoke", 10))):
+        monkeypatch.setenv(failpoints.ENV, f"write:{target}#1,raise")
+        failpoints.reset()
+        with pytest.raises(failpoints.FailPointError):
+            write()
+    monkeypatch.delenv(failpoints.ENV)
     assert metrics.read_bytes() == old and (tmp_path / "table1_zero_shot.md").read_bytes() == old_table
-    assert (tmp_path / "table1_zero_shot.csv").read_bytes() == old_csv and not (tmp_path / "memo.json").exists()
+    assert (tmp_path / "table1_zero_shot.csv").read_bytes() == old_csv
+    assert not list(tmp_path.glob("*.tmp"))  # a writer that fails removes its temporary file
 
-    # 2. killed in the middle of writing: half the text reaches the file it writes to, then death
-    real_to_csv = pd.DataFrame.to_csv
-
-    def half_then_die(self, path=None, *args, **kwargs):
-        text = real_to_csv(self, None, *args, **kwargs)
-        Path(path).write_text(text[: len(text) // 2])
+    # 2. killed in the middle of writing: half the content reaches the temporary file, then death
+    def half_then_die(fh):
+        fh.write(b"method,seed\nclip,")
         raise _Killed
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_die)
     with pytest.raises(_Killed):
-        results.append_metrics(metrics, [_row("clip", 1, 60.0)])
-    with pytest.raises(_Killed):
-        results.build_tables(tmp_path, "smoke", bootstrap_samples=10)
-    monkeypatch.undo()
-    assert metrics.read_bytes() == old and (tmp_path / "table1_zero_shot.csv").read_bytes() == old_csv
-    assert len(results.read_metrics(metrics)) == 2
+        fileio.atomic_write(metrics, half_then_die)
+    assert metrics.read_bytes() == old and len(results.read_metrics(metrics)) == 2
+    # a SIGKILLed writer leaves its temporary file: the next start removes it (its pid is gone)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"metrics.csv.{int(dead.stdout)}.tmp"
+    stale.write_text("method,seed\nclip,")
+    assert fileio.clean_stale_tmp(tmp_path) == [stale] and not stale.exists()
 
     # 3. the next run completes and ignores the leftovers
     results.append_metrics(metrics, [_row("clip", 1, 60.0)])

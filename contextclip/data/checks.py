@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from contextclip import fileio
 from contextclip.data.images import DEFAULT_MAX_PIXELS, MIN_SIDE, ImageProblem, decode_image
 
 IMAGE_COLUMNS = ("image", "filepath", "path", "file")
@@ -182,11 +183,10 @@ def write_clean(report: ManifestReport) -> Path:
     out = clean_path(report.manifest)
     if out.resolve() == Path(report.manifest).resolve():  # pragma: no cover - different names by construction
         raise ManifestError(f"refusing to overwrite the original manifest {out}")
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["image", "caption"])
-        for _, rel, caption in report.good:
-            w.writerow([rel, caption])
-    tmp.replace(out)
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["image", "caption"])
+    for _, rel, caption in report.good:
+        w.writerow([rel, caption])
+    fileio.atomic_write(out, text.getvalue())
     return out

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.images import array_to_square, load_square
 
@@ -192,9 +193,7 @@ def _cached_arrays(root, name: str, loader) -> tuple[np.ndarray, np.ndarray]:
     x, y = loader()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, images=x, labels=y)
-        tmp.replace(path)
+        fileio.atomic_write(path, lambda fh: np.savez(fh, images=x, labels=y))
     return x, y
 
 
@@ -246,9 +245,7 @@ def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.n
     labels = np.asarray(labels, dtype=np.int64)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, images=images, labels=labels)
-        tmp.replace(path)
+        fileio.atomic_write(path, lambda fh: np.savez_compressed(fh, images=images, labels=labels))
     return images, labels, names
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from contextclip import fileio
 from contextclip.data.fonts import FONT_STYLES, load_font
 
 GENERATOR_VERSION = "1"
@@ -584,13 +585,11 @@ def save_corpus(c: Corpus, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     flat = [cap for caps in c.captions for cap in caps]
     offsets = np.cumsum([0] + [len(caps) for caps in c.captions]).astype(np.int64)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(
-        tmp, images=c.images, captions=np.array(flat, dtype=str), offsets=offsets,
+    fileio.atomic_write(path, lambda fh: np.savez_compressed(
+        fh, images=c.images, captions=np.array(flat, dtype=str), offsets=offsets,
         specs=np.array(json.dumps(c.specs)), params=np.array(json.dumps(dataclasses.asdict(c.params))),
         seconds=np.array(c.seconds),
-    )
-    tmp.replace(path)
+    ))
 
 
 def load_corpus(path: Path) -> Corpus:
