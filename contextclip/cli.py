@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from contextclip.config import METHODS, ConfigError
+from contextclip.config import METHODS, TASKS, ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="one evaluation of one trained run")
     e.add_argument("--run", type=Path, required=True)
-    e.add_argument("--task", choices=("zero_shot", "fine_tune", "linear_probe", "retrieval"), required=True)
+    e.add_argument("--task", choices=TASKS, required=True)
     e.add_argument("--dataset", required=True)
     e.add_argument("--results", type=Path, default=None, help="results folder (default results/<profile>)")
 

@@ -25,6 +25,11 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 METHODS = ("clip", "contextclip")
+#: How tables and figures name the methods; ``METHOD_DESCRIPTIONS`` is added in figure legends.
+METHOD_LABELS = {"clip": "CLIP", "contextclip": "ContextCLIP"}
+METHOD_DESCRIPTIONS = {"clip": "contrastive only", "contextclip": "+ contextual loss"}
+#: The evaluation tasks (``python -m contextclip evaluate --task``).
+TASKS = ("zero_shot", "fine_tune", "linear_probe", "retrieval")
 
 
 class ConfigError(ValueError):

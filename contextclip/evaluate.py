@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from contextclip import fileio
-from contextclip.config import Config, config_from_json
+from contextclip.config import TASKS, Config, config_from_json
 from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
@@ -43,7 +43,6 @@ __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_ident
            "results_dir_for", "load_embeddings", "cache_path"]
 
 CACHE_VERSION = 1
-TASKS = ("zero_shot", "fine_tune", "linear_probe", "retrieval")
 
 
 # --------------------------------------------------------------------------- run folder

@@ -27,15 +27,17 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from contextclip.config import METHOD_DESCRIPTIONS, METHOD_LABELS
 from contextclip.encoding import take_images
 from contextclip.evaluate import load_embeddings
 from contextclip.losses import TERMS
 from contextclip.retrieval import topk_images
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
-           "retrieval_grid_from_runs", "training_curves", "read_history", "METHOD_LABELS"]
+           "retrieval_grid_from_runs", "training_curves", "read_history", "LEGEND_LABELS"]
 
-METHOD_LABELS = {"clip": "CLIP (contrastive only)", "contextclip": "ContextCLIP (+ contextual loss)"}
+#: Legend labels: the method's name and what it trains on.
+LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
 METHOD_COLOURS = {"clip": "tab:blue", "contextclip": "tab:orange"}
 
 
@@ -50,7 +52,7 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
 
 
 def _label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
+    return LEGEND_LABELS.get(method, method)
 
 
 def _class_colours(n: int) -> list:
@@ -251,7 +253,7 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
         for ax, term in zip(axes[0], TERMS):
             xs = [h.get("global_step", i) for i, h in enumerate(steps) if term in h]
             ys = [h[term] for h in steps if term in h]
-            name_l = _label(label) if label in METHOD_LABELS else label
+            name_l = _label(label) if label in LEGEND_LABELS else label
             if ys and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
                 ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.85, label=f"{name_l} train",
                         marker="." if len(ys) < 30 else None)

@@ -39,7 +39,6 @@ __all__ = [
 
 METRIC_COLUMNS = ["method", "seed", "task", "dataset", "metric", "value", "n"]
 NOT_RUN = "not run: missing"
-METHOD_LABELS = {"clip": "CLIP", "contextclip": "ContextCLIP"}
 
 #: table name -> (tasks, metrics); retrieval metrics are filled in from what metrics.csv holds
 TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
