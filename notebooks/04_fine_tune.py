@@ -24,7 +24,7 @@
 # **Inputs.** The trained runs of `02_train`; the profile's `fine_tune_datasets`.
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table2_fine_tune.{md,csv}`.
 #
-# **Runtime.** smoke: 15-30 s (measured on 2 busy CPU cores); embedded: about 2 min (estimate, 2 CPU cores); paper: about 1 h (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 67 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -25,7 +25,7 @@
 # **Inputs.** The trained runs of `02_train` (first seed); the profile's `tsne_dataset`.
 # **Outputs.** `figures/<profile>/fig6_tsne_image_<dataset>.png`, `fig7_tsne_text_<dataset>.png`.
 #
-# **Runtime.** smoke: 25 s to 1.5 min (measured on 2 busy CPU cores); embedded: about 1 min (estimate, 2 CPU cores); paper: about 2 min (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 10 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -26,7 +26,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`, `results/<profile>/table3_retrieval.{md,csv}`,
 # `figures/<profile>/fig5_retrieval_<dataset>.png`.
 #
-# **Runtime.** smoke: about 15 s (measured on 2 busy CPU cores); embedded: about 30 s (estimate, 2 CPU cores); paper: about 5 min (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 17 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -25,7 +25,7 @@
 # **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
 # `results/<profile>/report.md` (the verdict and the environment).
 #
-# **Runtime.** smoke: about 5 s (measured on 2 busy CPU cores); embedded: about 15 s (estimate, 2 CPU cores); paper: about 30 s (estimate, one GPU).
+# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-11-28); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -1,4 +1,4 @@
-"""Speed-ups change no number beyond a stated tolerance (issue 7), and the GPU check runs on a CPU.
+"""Speed-ups change no number beyond a stated tolerance, and the GPU check runs on a CPU.
 
 Each test names the speed-up and its tolerance:
 - the finiteness check without a per-step host sync: bit-identical weights whatever log_every,

@@ -1,4 +1,4 @@
-"""Reliability drills, bad inputs (issue 8): the cases the data, config and train tests do not cover.
+"""Reliability drills, bad inputs: the cases the data, config and train tests do not cover.
 
 Each test gives one defined outcome: a clear error naming the thing and what to do, or (only
 when ``skip_bad`` asks for it) a counted skip. docs/reliability.md lists every case of the issue

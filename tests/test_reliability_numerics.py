@@ -1,4 +1,4 @@
-"""Reliability drills, numerics (issue 8): what tests/test_losses.py does not already cover.
+"""Reliability drills, numerics: what tests/test_losses.py does not already cover.
 
 - bf16 autocast over the whole ``ContextCLIPLoss`` (embeddings made by a bf16 matmul, as in
   training), every variant, batch 2-256, bandwidth 0.01-2, duplicates, near-identical sets and

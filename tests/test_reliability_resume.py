@@ -1,4 +1,4 @@
-"""Reliability drills: killed runs resume exactly and never leave a half-written file (issue 8).
+"""Reliability drills: killed runs resume exactly and never leave a half-written file.
 
 Training runs are real ``python -m contextclip train`` subprocesses, killed with SIGKILL at named
 points through the fail-point switch ``contextclip.failpoints`` (environment variable
@@ -118,7 +118,7 @@ def test_sigkill_mid_epoch_in_validation_and_inside_checkpoint_writes_then_resum
 
 @pytest.mark.slow  # several train subprocesses (~20-35 s on 2 shared cores)
 def test_killed_twice_at_random_points_reports_the_same_final_val_loss(baseline, data_root, tmp_path):
-    """Done-when of issue 8: two kills at random drill points (seeded; any step, validation batch or file write)."""
+    """Two kills at random drill points (seeded; any step, validation batch or file write)."""
     rng = random.Random(8)
     run = tmp_path / "run"
     # a full run reaches 8 steps + 4 validation batches + 7 file writes (config.json, environment.json,
