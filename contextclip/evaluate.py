@@ -31,6 +31,7 @@ import torch
 
 from contextclip import fileio
 from contextclip.config import TASKS, Config, config_from_json
+from contextclip.data import DatasetMissing
 from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
@@ -111,14 +112,6 @@ def _get_dataset(name: str, cfg: Config):
 
     kind = DATASETS[name].kind if name in DATASETS else None
     return get_dataset(name, cfg, split="test" if kind == "captions" else "all")
-
-
-def _dataset_missing_type():
-    try:
-        from contextclip.data import DatasetMissing
-    except ImportError:  # the data package is not importable (yet): nothing can be "missing"
-        return ()
-    return DatasetMissing
 
 
 def _classification_view(ds):
@@ -232,12 +225,11 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     method, seed = run_identity(run_dir)
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
     metrics_csv = results_dir / "metrics.csv"
-    missing = _dataset_missing_type()
     try:
         if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):
             data = _get_dataset(dataset, cfg)
         cache = embed_dataset(run_dir, dataset, cfg, model=model, dataset=data)
-    except missing:
+    except DatasetMissing:
         if cfg.data.missing_datasets != "skip":
             raise
         rows = [dict(method=method, seed=seed, task=task, dataset=dataset, metric=NOT_RUN, value=math.nan, n=0)]
@@ -299,7 +291,6 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
     """
     rows: list[dict] = []
     data_cache: dict[str, object] = {}
-    missing = _dataset_missing_type()
     for run_dir in run_dirs:
         run_dir = Path(run_dir)
         run_cfg = cfg or run_config(run_dir)
@@ -311,7 +302,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                 if name not in data_cache:
                     try:
                         data_cache[name] = _get_dataset(name, run_cfg)
-                    except missing:
+                    except DatasetMissing:
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]
                 if data is not None and model is None:
