@@ -30,9 +30,11 @@ Where our contextual loss differs from the paper's wording (details in docs/deci
   are centred on the mean of the *target* set (text) before the cosine.
 - The paper's Eq. 5 reads ``max_j``; Mechrez et al. take the max over the generated points
   ``i`` and the mean over the targets ``j``, and so do we.
-- What a "point" is: batch items (``"batch"``, default), each scalar feature of one
-  sample's embedding (``"per_sample_features"``, the authors' sibling code) or each
-  embedding dimension as a vector over the batch (``"feature_columns"``).
+- What a "point" is: batch items (``"batch"``, default; our reading: the paper says
+  ``|U| = |V| = 256`` points per image and text "in a batch of image-text pairs"), each scalar
+  feature of one sample's embedding (``"per_sample_features"``, the authors' sibling code) or
+  each embedding dimension as a vector over the batch (``"feature_columns"``).
+- The bandwidth ``h = 0.5`` is ours: the paper gives no value.
 """
 
 from __future__ import annotations

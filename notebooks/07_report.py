@@ -18,8 +18,11 @@
 #
 # **Purpose.** One page with the answer: Table 1 (zero-shot) and Table 2 (fine-tuning, linear probe)
 # beside the paper's numbers and chance, retrieval Recall@K, the figures, the decisions we took
-# where the paper is silent, the environment and the time it took, and a plain-language verdict
-# computed from the numbers: which ContextCLIP - CLIP differences lie outside their 95 % interval.
+# where the paper is silent, the environment and the time it took, and the three-way verdict computed
+# from the numbers: for every row, does the 95 % interval of ContextCLIP - CLIP support the paper
+# (excludes 0 on the paper's side), contradict it (excludes the paper's gain), or is it inconclusive
+# (holds both)? Everything here is rendered from one comparison summary, `results.summarize`, the
+# same one `report.md` and the README's results section are rendered from.
 #
 # **Inputs.** `results/<profile>/metrics.csv` (from 03, 04, 06), `figures/<profile>/`, the run folders.
 # **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
@@ -50,45 +53,40 @@ from contextclip.notebook_utils import (
 
 cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples)
 paths = profile_paths(cfg)
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+comparison = results.summarize(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
 
 # %% [markdown]
 # ## 1. Table 1: zero-shot classification
 
 # %%
-show_table(paths.results / "table1_zero_shot.md")
+show_markdown(comparison.table_markdown("table1_zero_shot"))
 
 # %% [markdown]
 # ## 2. Table 2: fine-tuning and linear probe
 
 # %%
-show_table(paths.results / "table2_fine_tune.md")
+show_markdown(comparison.table_markdown("table2_fine_tune"))
 
 # %% [markdown]
 # ## 3. Retrieval
 
 # %%
-show_table(paths.results / "table3_retrieval.md")
+show_markdown(comparison.table_markdown("table3_retrieval"))
 
 # %% [markdown]
 # ## 4. Verdict
 #
-# Computed from the tables by `results.verdict`: for each dataset and metric, whether 0 (no
-# difference) lies inside the 95 % interval of ContextCLIP - CLIP, and whether the paper's reported
-# difference does.
+# The headline counts the three verdicts and names every interval that excludes 0; then one sentence
+# per row. *Detectable* is the interval's half-width: a true difference smaller than that would
+# not have been seen by this run. An *inconclusive* row is not a failure to reproduce: it says this
+# run is too small to tell 0 from the paper's gain.
 
 # %%
-verdict = "\n\n".join(f"**{title}**\n\n" + results.verdict(tables[key]) for key, title in [
-    ("table1_zero_shot", "Zero-shot (Table 1)"), ("table2_fine_tune", "Fine-tuning and linear probe (Table 2)"),
-    ("table3_retrieval", "Retrieval")])
-t1 = tables["table1_zero_shot"]
-t1 = t1[(t1["status"] == "ok") & (t1["metric"] == "top1")]
-outside = t1[(t1["ci_low"] > 0) | (t1["ci_high"] < 0)]
-better, worse = int((outside["diff"] > 0).sum()), int((outside["diff"] < 0).sum())
-summary = (f"On zero-shot top-1, ContextCLIP is better than CLIP on {better} and worse on {worse} of "
-           f"{len(t1)} sets with 95 % confidence; on the other {len(t1) - better - worse} the difference "
-           "is not distinguishable from noise.")
-show_markdown(summary + "\n\n" + verdict)
+show_markdown(comparison.headline() + "\n\n" + comparison.reading())
+# the facts this section exists to show: every interval that excludes 0 is named in the headline,
+# and every compared row carries one of the verdicts
+assert all(results.row_name(r) in comparison.headline() for _, r in comparison.excluding_zero().iterrows())
+assert set(comparison.rows()["verdict"]) <= set(results.VERDICTS), comparison.rows()["verdict"].unique()
 
 # %% [markdown]
 # ## 5. Figures
@@ -130,6 +128,5 @@ if len(timings):
 
 # %%
 report = paths.results / "report.md"
-report.write_text(f"# Report ({cfg.profile} profile)\n\n{summary}\n\n{verdict}\n\n## Environment\n\n"
-                  + "\n".join(f"- {k}: {v}" for k, v in env.items()) + "\n", encoding="utf-8")
+report.write_text(comparison.report_markdown(env), encoding="utf-8")
 print(f"wrote {report.relative_to(REPO_ROOT)}")

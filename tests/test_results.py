@@ -10,13 +10,21 @@ import pytest
 from scipy import stats
 
 from contextclip.results import (
+    CONTRADICTS,
+    EXCLUDES_ZERO,
+    HOLDS_ZERO,
+    INCONCLUSIVE,
+    NO_INTERVAL,
     NOT_RUN,
+    SUPPORTS,
     append_metrics,
     build_tables,
     load_paper_results,
     paired_bootstrap,
     read_metrics,
     save_per_item,
+    summarize,
+    three_way,
     verdict,
 )
 
@@ -104,8 +112,10 @@ def test_table_over_seeds_mean_std_t_interval(tmp_path):
     md = (tmp_path / "table1_zero_shot.md").read_text()
     assert NOT_RUN in md and "13.00 ± 3.61 (3 seeds)" in md
     assert (tmp_path / "table2_fine_tune.csv").exists() and (tmp_path / "table3_retrieval.md").exists()
-    text = verdict(t1)
-    assert "0 is inside the interval" in text and "+6.16" in text and "not run" in text
+    text = verdict(t1)  # [-1.97, +6.97] holds 0 and the paper's MNIST gain (+6.16)
+    assert "**inconclusive**" in text and "+6.16" in text and "not run" in text and "not reproduced" not in text
+    assert r.verdict == INCONCLUSIVE and r.half_width == pytest.approx(half)
+    assert "(stand-in)" not in md and "| inconclusive |" in md
 
 
 def test_single_seed_uses_paired_bootstrap_over_items(tmp_path):
@@ -123,11 +133,76 @@ def test_single_seed_uses_paired_bootstrap_over_items(tmp_path):
     lo, hi = np.percentile(diffs, [2.5, 97.5]) * 100
     assert (r.ci_low, r.ci_high) == pytest.approx((lo, hi))
     assert r.ci_low > 0 and "bootstrap" in r.ci_method and r.plays == "MNIST"
-    # an analogue shows the paper's figure of the row it plays, marked as such, never compared
+    # an analogue shows the paper's figures of the row it plays, marked as a stand-in
     assert (r.paper_clip, r.paper_contextclip, r.paper_is_analogue) == (12.26, 18.42, True)
     md = (tmp_path / "table1_zero_shot.md").read_text()
-    assert "(12.26)" in md and "(18.42)" in md and "not comparable" in md
+    assert "stand-in: MNIST 12.26 / 18.42 (+6.16)" in md and "never the accuracies" in md
+    # a stand-in is compared with the gain of the paper row it plays (MNIST, +6.16), labelled as such
     text = verdict(pd.DataFrame([r]))
-    assert "0 is outside the interval: ContextCLIP is better" in text and "The paper reports" not in text
+    assert r.verdict == SUPPORTS and "**supports the paper**" in text and "+6.16 on MNIST" in text
+    assert "stands in" in text and "supports the paper (stand-in)" in md
     with pytest.raises(ValueError, match="equal-length"):
         paired_bootstrap(a, b[:10])
+
+
+def naive_three_way(lo, hi, gain):
+    """The issue's definitions, written out case by case."""
+    if math.isnan(lo):
+        return NO_INTERVAL
+    if math.isnan(gain):
+        return EXCLUDES_ZERO if (lo > 0 or hi < 0) else HOLDS_ZERO
+    excludes_zero_on_paper_side = (gain > 0 and lo > 0) or (gain < 0 and hi < 0)
+    if excludes_zero_on_paper_side:
+        return SUPPORTS
+    if gain < lo or gain > hi:
+        return CONTRADICTS
+    return INCONCLUSIVE
+
+
+@pytest.mark.parametrize("lo, hi, gain, expected", [
+    (-9.4, 8.6, 6.16, INCONCLUSIVE),     # holds both
+    (-9.4, 3.9, 6.16, CONTRADICTS),      # excludes the gain, holds 0
+    (-11.2, -2.8, 0.37, CONTRADICTS),    # excludes both, on the wrong side
+    (1.0, 9.0, 6.16, SUPPORTS),          # excludes 0 on the paper's side, holds the gain
+    (0.5, 2.0, 6.16, SUPPORTS),          # on the paper's side, but smaller than claimed
+    (-3.0, -0.5, -1.93, SUPPORTS),       # the paper's loss (RESISC45 zero-shot top-1), reproduced
+    (0.5, 3.0, -1.93, CONTRADICTS),
+    (-1.0, 1.0, math.nan, HOLDS_ZERO),
+    (0.1, 1.0, math.nan, EXCLUDES_ZERO),
+    (math.nan, math.nan, 6.16, NO_INTERVAL),
+])
+def test_three_way_verdict(lo, hi, gain, expected):
+    assert three_way(lo, hi, gain) == expected == naive_three_way(lo, hi, gain)
+
+
+def test_three_way_agrees_with_the_definitions_on_random_intervals():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        lo, hi = sorted(rng.normal(0, 5, 2))
+        gain = float(rng.choice([rng.normal(0, 5), math.nan]))
+        assert three_way(lo, hi, gain) == naive_three_way(lo, hi, gain), (lo, hi, gain)
+
+
+def test_summary_names_every_interval_that_excludes_zero_and_never_says_not_reproduced(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = []
+    shifts = {("zero_shot", "mnist_real", "top5"): -7.0, ("zero_shot", "mnist_real", "top1"): 0.0,
+              ("linear_probe", "digits", "top1"): 3.0, ("retrieval", "synthetic_captions", "text_to_image_R@1"): 0.0}
+    for (task, ds, metric), shift in shifts.items():
+        for s in range(5):
+            base = 50 + rng.normal(0, 2)
+            rows += [row("clip", s, task, ds, metric, base), row("contextclip", s, task, ds, metric,
+                                                                  base + shift + rng.normal(0, 0.3))]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    comp = summarize(tmp_path, "smoke")
+    excl = comp.excluding_zero()
+    assert sorted(excl["metric"]) == ["top1", "top5"] and set(excl["task"]) == {"zero_shot", "linear_probe"}
+    head = comp.headline()
+    assert "mnist_real zero-shot top5 -6.95 [" in head and "digits linear-probe top1 +2.92 [" in head
+    assert "Intervals that exclude 0 (2 of 4)" in head
+    # top-1 holds 0 but, being narrow, excludes the paper's +6.16: contradicts too, without excluding 0
+    assert comp.counts()[CONTRADICTS] == 2 and comp.counts()[EXCLUDES_ZERO] == 1
+    report = comp.report_markdown({"python": "3"})
+    for text in (head, report, comp.table_markdown("table1_zero_shot")):
+        assert "not reproduced" not in text
+    assert report.count("\n- ") == 4 + 1  # one bullet per compared row, plus the environment line

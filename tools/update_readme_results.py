@@ -1,142 +1,134 @@
-"""Rewrite the README's "Results (embedded profile)" section from the files `make reproduce` wrote.
+"""Rewrite the README's generated sections from the files `make reproduce` wrote.
 
 Usage: ``.venv/bin/python tools/update_readme_results.py [--profile embedded]`` after
-``make reproduce``. Every number in the section is read from ``results/<profile>/table*.csv``,
-``runs/<profile>/*/summary.json`` and ``runs/<profile>/pipeline_state.json`` / the executed
-notebooks; nothing is typed by hand. The section sits between two HTML comment markers.
+``make reproduce``. Sections, each between two HTML comment markers:
+
+- "Results (<profile> profile)": the tables and the reading, rendered from the one comparison
+  summary of ``contextclip.results.summarize`` (``results/<profile>/metrics.csv``), plus the run
+  facts (notebook times, training seconds, held-out contextual loss);
+- "Ablation": an overlay profile's ContextCLIP beside the baseline's two methods;
+- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``.
+
+The run facts are read from ``runs/<profile>/`` (git-ignored) and written to
+``results/<profile>/run_facts.json`` (committed), so that ``tests/test_readme_numbers.py`` can
+regenerate every number of the sections from committed files and fail when the README drifts.
+Without ``runs/<profile>/`` the committed ``run_facts.json`` is used. Nothing is typed by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import re
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from contextclip import results  # noqa: E402 - after the path set-up above
+from contextclip.config import load_config  # noqa: E402
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+SENS_BEGIN, SENS_END = "<!-- sensitivity:begin -->", "<!-- sensitivity:end -->"
+RUN_FACTS = "run_facts.json"
 
 
-def _cell(mean: float, std: float, k: int) -> str:
-    return "-" if k == 0 or math.isnan(mean) else (f"{mean:.1f} ± {std:.1f}" if k > 1 else f"{mean:.1f}")
-
-
-def _diff(r) -> str:
-    if math.isnan(r["diff"]):
-        return "-"
-    s = f"{r['diff']:+.1f}"
-    if not math.isnan(r["ci_low"]):
-        s += f" [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-    return s
-
-
-def _paper(r) -> str:
-    if math.isnan(r["paper_clip"]):
-        return "-"
-    text = f"{r['paper_clip']:.2f} / {r['paper_contextclip']:.2f}"
-    return f"({text})" if str(r.get("paper_is_analogue")) == "True" else text
-
-
-def table(csv: Path, metrics: tuple[str, ...]) -> list[str]:
-    df = pd.read_csv(csv)
-    df = df[df["metric"].isin(metrics)]
-    out = ["| task | dataset (plays) | metric | n | chance | CLIP | ContextCLIP | ContextCLIP − CLIP [95% CI] | paper CLIP / ContextCLIP |",
-           "|---|---|---|---|---|---|---|---|---|"]
-    for _, r in df.iterrows():
-        plays = f" ({r['plays']})" if isinstance(r["plays"], str) and r["plays"] else ""
-        out.append(f"| {r['task']} | {r['dataset']}{plays} | {r['metric']} | {int(r['n'])} | {r['chance']:.1f} | "
-                   f"{_cell(r['clip_mean'], r['clip_std'], int(r['clip_seeds']))} | "
-                   f"{_cell(r['contextclip_mean'], r['contextclip_std'], int(r['contextclip_seeds']))} | "
-                   f"{_diff(r)} | {_paper(r)} |")
-    return out
-
-
-def notebook_times(profile: str) -> list[tuple[str, float]]:
+# --------------------------------------------------------------------------- run facts
+def collect_run_facts(profile: str, runs_root: Path) -> dict:
+    """Training seconds, seeds, held-out L_CX and notebook times of ``runs_root/<profile>``."""
+    runs = runs_root / profile
+    summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("*-seed*/summary.json"))]
     times = []
-    for nb in sorted((ROOT / "runs" / profile / "notebooks").glob("0*.ipynb")):
-        if nb.name.endswith(".failed.ipynb"):
+    for nb in sorted((runs / "notebooks").glob("0*.ipynb")):
+        if nb.name.endswith((".failed.ipynb", ".running.ipynb")):
             continue
         meta = json.loads(nb.read_text())["metadata"].get("papermill", {})
         if meta.get("duration") is not None:
-            times.append((nb.stem, float(meta["duration"])))
-    return times
+            times.append([nb.stem, round(float(meta["duration"]), 1)])
+    cx = {m: [s["final_val_contextual_loss"] for s in summaries
+              if s.get("method") == m and s.get("final_val_contextual_loss") is not None]
+          for m in ("clip", "contextclip")}
+    return {"source": f"runs/{profile}/ (summary.json of each run, the executed notebooks' papermill durations)",
+            "machine": platform.machine(), "notebook_seconds": times,
+            "runs": len(summaries), "seeds": sorted({s["seed"] for s in summaries}),
+            "train_seconds": [round(s["seconds"], 1) for s in summaries],
+            "val_contextual_loss": {m: round(sum(v) / len(v), 4) for m, v in cx.items() if v}}
 
 
-def section(profile: str) -> str:
-    res = ROOT / "results" / profile
-    runs = sorted((ROOT / "runs" / profile).glob("*-seed*/summary.json"))
-    summaries = [json.loads(p.read_text()) for p in runs]
-    times = notebook_times(profile)
+def run_facts(profile: str, runs_root: Path | None = None, write: bool = True, results_root: Path | None = None) -> dict:
+    """The run facts: collected from the run folders when they exist (and saved), else the saved ones."""
+    saved = (results_root or ROOT / "results") / profile / RUN_FACTS
+    runs_root = runs_root or ROOT / "runs"
+    if list((runs_root / profile).glob("*-seed*/summary.json")):
+        facts = collect_run_facts(profile, runs_root)
+        if write:
+            saved.write_text(json.dumps(facts, indent=1) + "\n", encoding="utf-8")
+        return facts
+    if saved.exists():
+        return json.loads(saved.read_text(encoding="utf-8"))
+    raise SystemExit(f"error: neither {runs_root / profile} (run folders) nor {saved} exists; "
+                     f"run `make reproduce PROFILE={profile}` first")
+
+
+# --------------------------------------------------------------------------- sections
+def comparison(profile: str, results_dir: Path | None = None) -> results.Comparison:
+    """The comparison summary of a profile, with that profile's bootstrap setting (nothing written)."""
+    cfg = load_config(profile)
+    return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile,
+                             cfg.eval.bootstrap_samples, write=False)
+
+
+def section(profile: str, comp: results.Comparison, facts: dict) -> str:
+    times = facts["notebook_seconds"]
     total = sum(t for _, t in times)
-    seeds = sorted({s["seed"] for s in summaries})
-    train_s = [s["seconds"] for s in summaries]
     per_nb = ", ".join(f"{name.split('_', 1)[0]} {t:.0f} s" for name, t in times)
+    seeds = facts.get("seeds") or sorted(set(comp.rows()["clip_seeds"].astype(int)))
+    runs = (f"{facts['runs']} training runs (CLIP and ContextCLIP x seeds {seeds})"
+            + (f", {min(facts['train_seconds']):.0f}-{max(facts['train_seconds']):.0f} s each"
+               if facts.get("train_seconds") else "") + ". ") if facts.get("runs") else ""
     lines = [BEGIN, f"## Results ({profile} profile)", "",
-             f"Produced by `make reproduce` (profile `{profile}`) on one {platform.machine()} machine with "
-             f"2 CPU cores, no GPU: **{total / 60:.1f} minutes** for all eight notebooks "
-             f"({per_nb}), after the one-time `make setup`. "
-             f"{len(summaries)} training runs (CLIP and ContextCLIP x seeds {seeds}), "
-             f"{min(train_s):.0f}-{max(train_s):.0f} s each. Values: mean ± std over the {len(seeds)} seeds, "
-             "in percent; the interval is a t-interval over the seeds' paired differences. "
-             "Full tables: [`results/" + profile + "/`](results/" + profile + "/); regenerate this section with "
+             f"Produced by `make reproduce` (profile `{profile}`) on one {facts['machine']} machine with "
+             f"2 CPU cores, no GPU: **{total / 60:.1f} minutes** for the {len(times)} notebooks "
+             f"({per_nb}), after the one-time `make setup`. {runs}"
+             f"Values: mean ± std over the seeds, in percent; the interval is a 95% t-interval over the seeds' "
+             "paired differences and *detectable ±* its half-width. Full tables: [`results/" + profile
+             + "/`](results/" + profile + "/); regenerate this section with "
              "`.venv/bin/python tools/update_readme_results.py`.", "",
-             "**Table 1 analogue: zero-shot top-1** (an embedded set plays a paper row; the paper's numbers for "
-             "that row are in brackets, for scale only: different data, model and budget)", ""]
-    lines += table(res / "table1_zero_shot.csv", ("top1",))
+             "**Table 1 analogue: zero-shot top-1.** " + results.VERDICT_LEGEND, ""]
+    lines += comp.table_markdown("table1_zero_shot", ("top1",), 1, compact=True, title=False).splitlines()[:-2]
     lines += ["", "**Table 2 analogue: fine-tuning and linear probe, top-1**", ""]
-    lines += table(res / "table2_fine_tune.csv", ("top1",))
+    lines += comp.table_markdown("table2_fine_tune", ("top1",), 1, compact=True, title=False).splitlines()[:-2]
     lines += ["", "**Retrieval on held-out captioned scenes (Fig. 1/5 made quantitative)**", ""]
-    lines += table(res / "table3_retrieval.csv", ("text_to_image_R@1", "text_to_image_R@10",
-                                                    "image_to_text_R@1", "image_to_text_R@10"))
-    t1 = pd.read_csv(res / "table1_zero_shot.csv")
-    mnist = t1[(t1["dataset"] == "mnist_real") & (t1["metric"] == "top1")]
-    worse = t1[(t1["metric"] == "top1") & (t1["ci_high"] < 0)]
-    better = t1[(t1["metric"] == "top1") & (t1["ci_low"] > 0)]
-    verdict = ["", "**Reading.** "]
-    if len(mnist):
-        r = mnist.iloc[0]
-        verdict[-1] += (f"Both methods learn: zero-shot top-1 on the 5,000 real MNIST digits is "
-                        f"{r['clip_mean']:.1f}% (CLIP) and {r['contextclip_mean']:.1f}% (ContextCLIP) against "
-                        f"a chance level of {r['chance']:.0f}% (the paper reports 12.26 and 18.42 on the full "
-                        "MNIST test set with its CC3M-trained models). ")
-    verdict[-1] += (f"Zero-shot top-1 differences whose 95% interval excludes 0: {len(better)} in favour of "
-                    f"ContextCLIP, {len(worse)} against, out of {int((t1['metric'] == 'top1').sum())} sets. ")
-    if len(better) and not len(worse):
-        verdict[-1] += "Here the contextual loss helps where the interval excludes 0. "
-    elif len(worse) and not len(better):
-        verdict[-1] += "Here the contextual loss hurts where the interval excludes 0, unlike in the paper. "
-    else:
-        verdict[-1] += "So in this setting the zero-shot gains the paper reports are not reproduced. "
-    cx = {m: [x["final_val_contextual_loss"] for x in summaries if x["method"] == m and
-              x.get("final_val_contextual_loss") is not None] for m in ("clip", "contextclip")}
-    if all(cx.values()):
-        verdict[-1] += (f"The contextual term itself does what it is trained for: the held-out L_CX is "
-                        f"{sum(cx['contextclip']) / len(cx['contextclip']):.2f} for ContextCLIP against "
-                        f"{sum(cx['clip']) / len(cx['clip']):.2f} for CLIP, which is not trained on it "
-                        "(`final_val_contextual_loss` in each run's `summary.json`). ")
-    verdict[-1] += "`results/" + profile + "/report.md` (notebook 07) gives the verdict for every cell."
-    lines += verdict
+    lines += comp.table_markdown("table3_retrieval", ("text_to_image_R@1", "text_to_image_R@10",
+                                                      "image_to_text_R@1", "image_to_text_R@10"),
+                                 1, compact=True, title=False).splitlines()[:-2]
+    reading = f"**Reading.** {comp.headline()} "
+    cx = facts.get("val_contextual_loss", {})
+    if "clip" in cx and "contextclip" in cx:
+        reading += (f"The contextual term itself does what it is trained for: the held-out L_CX is "
+                    f"{cx['contextclip']:.2f} for ContextCLIP against {cx['clip']:.2f} for CLIP, which is not "
+                    "trained on it (`final_val_contextual_loss` in each run's `summary.json`). ")
+    reading += ("`results/" + profile + "/report.md` (notebook 07) gives the verdict of every row, "
+                "every metric included.")
+    lines += ["", reading]
     figs = ROOT / "figures" / profile
-    shown = [p for p in (sorted(figs.glob("fig6_tsne_image_*.png"))[:1] + sorted(figs.glob("fig5_*.png"))[:1])]
+    shown = sorted(figs.glob("fig6_tsne_image_*.png"))[:1] + sorted(figs.glob("fig5_*.png"))[:1]
     if shown:
         lines += ["", " ".join(f"![{p.stem}](figures/{profile}/{p.name})" for p in shown)]
     lines += ["", END]
     return "\n".join(lines)
 
 
-def ablation_section(profile: str, baseline: str) -> str:
+def ablation_section(profile: str, baseline: str, abl: results.Comparison, base: results.Comparison,
+                     variant: str) -> str:
     """Zero-shot top-1 of an overlay profile's ContextCLIP beside the baseline profile's two methods."""
-    base = pd.read_csv(ROOT / "results" / baseline / "table1_zero_shot.csv")
-    abl = pd.read_csv(ROOT / "results" / profile / "table1_zero_shot.csv")
-    base, abl = base[base["metric"] == "top1"].set_index("dataset"), abl[abl["metric"] == "top1"].set_index("dataset")
-    variant = json.loads(next((ROOT / "runs" / profile).glob("contextclip-seed*/config.json")).read_text())
-    variant = variant["loss"]["cx_variant"]
+    t_base, t_abl = base.tables["table1_zero_shot"], abl.tables["table1_zero_shot"]
+    t_base = t_base[t_base["metric"] == "top1"].set_index("dataset")
+    t_abl = t_abl[t_abl["metric"] == "top1"].set_index("dataset")
     lines = [ABL_BEGIN, "## Ablation: what a \"point\" is in the contextual loss", "",
              f"`make reproduce PROFILE=configs/{profile}.yaml` reruns the embedded profile with "
              f"`cx_variant: {variant}` (each embedding dimension is a point, so the loss depends on which "
@@ -144,23 +136,39 @@ def ablation_section(profile: str, baseline: str) -> str:
              f"mean ± std over seeds, ContextCLIP − CLIP with its 95% interval ({profile} vs `{baseline}` results; "
              "CLIP is the same model in both, alpha = 0):", "",
              "| dataset (plays) | CLIP | ContextCLIP, `batch` | ContextCLIP, `" + variant + "` | `" + variant
-             + "` − CLIP [95% CI] |", "|---|---|---|---|---|"]
-    for ds, r in abl.iterrows():
-        b = base.loc[ds] if ds in base.index else None
+             + "` − CLIP [95% CI] | verdict |", "|---|---|---|---|---|---|"]
+    for ds, r in t_abl.iterrows():
+        b = t_base.loc[ds] if ds in t_base.index else None
         plays = f" ({r['plays']})" if isinstance(r["plays"], str) and r["plays"] else ""
-        lines.append(f"| {ds}{plays} | {_cell(r['clip_mean'], r['clip_std'], int(r['clip_seeds']))} | "
-                     + (_cell(b["contextclip_mean"], b["contextclip_std"], int(b["contextclip_seeds"]))
-                        if b is not None else "-")
-                     + f" | {_cell(r['contextclip_mean'], r['contextclip_std'], int(r['contextclip_seeds']))} | "
-                     f"{_diff(r)} |")
-    excl = abl[(abl["ci_low"] > 0) | (abl["ci_high"] < 0)]
-    same_clip = all(abs(r["clip_mean"] - base.loc[ds, "clip_mean"]) < 1e-9 for ds, r in abl.iterrows() if ds in base.index)
-    lines += ["", f"Intervals that exclude 0: {len(excl)} of {len(abl)}. "
+        lines.append(f"| {ds}{plays} | {results.cell_text(r['clip_mean'], r['clip_std'], int(r['clip_seeds']), 1, False)} | "
+                     + (results.cell_text(b["contextclip_mean"], b["contextclip_std"], int(b["contextclip_seeds"]), 1,
+                                          False) if b is not None else "-")
+                     + " | " + results.cell_text(r["contextclip_mean"], r["contextclip_std"],
+                                                 int(r["contextclip_seeds"]), 1, False)
+                     + f" | {results.diff_text(r, 1, False)} | {r['verdict']}"
+                     + (" (stand-in)" if results.is_stand_in(r) and r["verdict"] in results.VERDICTS[:3] else "") + " |")
+    excl = t_abl[(t_abl["ci_low"] > 0) | (t_abl["ci_high"] < 0)]
+    same_clip = all(abs(r["clip_mean"] - t_base.loc[ds, "clip_mean"]) < 1e-9
+                    for ds, r in t_abl.iterrows() if ds in t_base.index)
+    lines += ["", f"Zero-shot top-1 intervals that exclude 0: {len(excl)} of {len(t_abl)}"
+              + ("" if excl.empty else " (" + "; ".join(
+                  f"{ds} {r['diff']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" for ds, r in excl.iterrows())
+                 + ")") + ". "
               + ("CLIP's numbers are identical in both profiles, as they must be (same seeds, alpha = 0). "
                  if same_clip else "CLIP's numbers differ between the two profiles: check the runs. ")
               + ("The pairing-aware variant does not change the picture at this scale." if excl.empty
                  else "The pairing-aware variant changes the result where its interval excludes 0."), "", ABL_END]
     return "\n".join(lines)
+
+
+def ablation_variant(profile: str) -> str:
+    return load_config(profile).loss.cx_variant
+
+
+def block(text: str, begin: str, end: str) -> str | None:
+    """The text from ``begin`` to ``end`` (markers included), or None."""
+    m = re.search(re.escape(begin) + ".*?" + re.escape(end), text, flags=re.S)
+    return m.group(0) if m else None
 
 
 def _replace(text: str, begin: str, end: str, new: str, anchor: str) -> str:
@@ -169,25 +177,39 @@ def _replace(text: str, begin: str, end: str, new: str, anchor: str) -> str:
     return text.replace(anchor, anchor + "\n\n" + new, 1)
 
 
+def sections(profile: str, ablation: str | None, runs_root: Path | None = None, write_facts: bool = True,
+             results_root: Path | None = None) -> dict[tuple[str, str], str]:
+    """Every generated README section, keyed by its markers (what the drift test regenerates)."""
+    results_root = results_root or ROOT / "results"
+    comp = comparison(profile, results_root / profile)
+    out = {(BEGIN, END): section(profile, comp, run_facts(profile, runs_root, write_facts, results_root))}
+    if ablation and (results_root / ablation / "metrics.csv").exists():
+        out[(ABL_BEGIN, ABL_END)] = ablation_section(ablation, profile, comparison(ablation, results_root / ablation),
+                                                     comp, ablation_variant(ablation))
+    sens = results_root / "sensitivity"
+    if (sens / "metrics.csv").exists():
+        from contextclip import sensitivity
+
+        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(sens, SENS_BEGIN, SENS_END)
+    return out
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="embedded")
     ap.add_argument("--ablation", default="ablation_feature_columns",
                     help="overlay profile compared with --profile (skipped when it has no results)")
+    ap.add_argument("--runs-root", type=Path, default=None,
+                    help="folder holding runs/<profile>/ (default: this checkout's runs/)")
     args = ap.parse_args(argv)
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
-    new = section(args.profile)
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: new, text, flags=re.S)
-    else:
-        text = text.replace("RESULTS_PLACEHOLDER", new)
-    if args.ablation and (ROOT / "results" / args.ablation / "table1_zero_shot.csv").exists():
-        abl = ablation_section(args.ablation, args.profile)
-        text = _replace(text, ABL_BEGIN, ABL_END, abl, END)
-        new += "\n\n" + abl
+    anchor = END
+    for (begin, end), new in sections(args.profile, args.ablation, args.runs_root).items():
+        text = _replace(text, begin, end, new, anchor)
+        anchor = end
+        print(new + "\n")
     readme.write_text(text, encoding="utf-8")
-    print(new)
     return 0
 
 

@@ -1,0 +1,91 @@
+"""Number drift: every number the README's generated sections, each ``report.md`` and each table
+file quote is regenerated here from the committed ``results/<profile>/metrics.csv`` (and the
+committed run facts); a hand edit, a stale section or a changed metrics.csv fails the test.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from contextclip import results
+from contextclip.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results"
+PROFILES = sorted(p.name for p in RESULTS.iterdir() if (p / "metrics.csv").exists() and p.name != "sensitivity")
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("update_readme_results", ROOT / "tools" / "update_readme_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def numbers(text: str) -> Counter:
+    return Counter(re.findall(r"[-+]?\d+(?:\.\d+)?", text))
+
+
+def drift(quoted: str, regenerated: str) -> str:
+    """'' when equal; else the numbers that differ, for a readable failure."""
+    if quoted == regenerated:
+        return ""
+    a, b = numbers(quoted), numbers(regenerated)
+    first = next((f"{x!r} != {y!r}" for x, y in zip(quoted.splitlines(), regenerated.splitlines()) if x != y), "")
+    return (f"first differing line: {first[:300]}; quoted but not regenerated: {sorted((a - b).elements())[:20]}; "
+            f"regenerated but not quoted: {sorted((b - a).elements())[:20]} "
+            "(rerun `.venv/bin/python tools/update_readme_results.py` or notebook 07)")
+
+
+def _regenerated_sections(results_root: Path, tmp_path: Path) -> dict:
+    tool = _tool()
+    # an empty runs root: the committed run_facts.json is what the README was rendered from
+    return tool.sections("embedded", "ablation_feature_columns", runs_root=tmp_path / "no_runs",
+                         write_facts=False, results_root=results_root)
+
+
+@pytest.mark.skipif(not (RESULTS / "embedded" / "metrics.csv").exists(), reason="no embedded results committed")
+def test_readme_sections_are_regenerated_from_metrics(tmp_path):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tool = _tool()
+    for (begin, end), new in _regenerated_sections(RESULTS, tmp_path).items():
+        quoted = tool.block(readme, begin, end)
+        assert quoted is not None, f"README lacks the section {begin}"
+        assert not drift(quoted, new), f"README section {begin}: {drift(quoted, new)}"
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_report_and_tables_are_regenerated_from_metrics(profile):
+    cfg = load_config(profile)
+    comp = results.summarize(RESULTS / profile, cfg.profile, cfg.eval.bootstrap_samples, write=False)
+    report = (RESULTS / profile / "report.md").read_text(encoding="utf-8")
+    quoted = report.split("\n## Environment", 1)[0]
+    new = comp.report_markdown().rstrip("\n")
+    assert not drift(quoted.rstrip("\n"), new), f"{profile}/report.md: {drift(quoted.rstrip(chr(10)), new)}"
+    for name in results.TABLES:
+        md = (RESULTS / profile / f"{name}.md").read_text(encoding="utf-8")
+        assert not drift(md, comp.table_markdown(name)), f"{profile}/{name}.md: {drift(md, comp.table_markdown(name))}"
+
+
+@pytest.mark.skipif(not (RESULTS / "embedded" / "metrics.csv").exists(), reason="no embedded results committed")
+def test_a_changed_metric_is_caught(tmp_path):
+    """The check can fail: one value moved in a copy of metrics.csv changes the regenerated README."""
+    root = tmp_path / "results"
+    for p in ("embedded", "ablation_feature_columns"):
+        if (RESULTS / p).exists():
+            shutil.copytree(RESULTS / p, root / p)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    tool = _tool()
+    df = pd.read_csv(root / "embedded" / "metrics.csv")
+    i = df.index[(df["task"] == "zero_shot") & (df["metric"] == "top1") & (df["method"] == "contextclip")][0]
+    df.loc[i, "value"] += 3.0
+    df.to_csv(root / "embedded" / "metrics.csv", index=False)
+    new = _regenerated_sections(root, tmp_path)[(tool.BEGIN, tool.END)]
+    assert drift(tool.block(readme, tool.BEGIN, tool.END), new)
