@@ -54,6 +54,27 @@ def median(xs) -> float:
     return float(statistics.median(xs))
 
 
+def ratio_summary(num: list[float], den: list[float], max_spread: float = 0.10) -> dict:
+    """Ratio of two interleaved timings, robust to a loaded machine.
+
+    ``num[r]`` and ``den[r]`` were measured in the same round ``r``, so their ratio cancels load
+    that lasts a round. Returns the median of the per-round ratios (the figure), its quartiles and
+    relative spread ``(q75 - q25) / median``, the ratio of the fastest rounds (``min / min``: other
+    jobs only ever add time), and ``trusted``: False when the spread exceeds ``max_spread`` or the
+    two estimates disagree by more than ``max_spread / 2``.
+    """
+    if len(num) != len(den) or not num:
+        raise ValueError(f"ratio_summary needs equal, non-empty lists, got {len(num)} and {len(den)}")
+    ratios = sorted(n / d for n, d in zip(num, den))
+    q25, med, q75 = (float(statistics.quantiles(ratios, n=4)[i]) for i in range(3)) if len(ratios) >= 2 else (
+        ratios[0],) * 3
+    by_min = min(num) / min(den)
+    spread = (q75 - q25) / med
+    trusted = spread <= max_spread and abs(by_min / med - 1) <= max_spread / 2
+    return {"median": round(med, 4), "q25": round(q25, 4), "q75": round(q75, 4), "relative_spread": round(spread, 4),
+            "min_based": round(by_min, 4), "rounds": len(ratios), "trusted": trusted}
+
+
 def save(name: str, result: dict, out: str | None = None) -> Path:
     """Write ``result`` to ``benchmarks/results/<name>.json`` (or ``out``) and print it as the last line."""
     path = Path(out) if out else RESULTS / f"{name}.json"

@@ -10,10 +10,15 @@ once before timing so that every variant gets the same inputs) and times
   (b) ``clip``        the kit's ``contextclip.train.train_step`` with alpha = 0;
   (c) ``contextclip`` the same with the profile's alpha (the contextual term on).
 
-Each variant is warmed up, then the variants are timed in interleaved rounds (a, b, c, a, b,
-c, ...: ``--steps`` optimiser steps per variant per round), so that machine noise (other jobs on
-a shared box) hits all of them alike; the figure of a variant is the median over rounds. Pairs
-per second = steps x batch / seconds of the round. ``--threads 1,2`` also times (b) at each
+Each variant is warmed up, then the variants are timed in many short interleaved rounds
+(``--rounds``, each running every variant for ``--steps`` optimiser steps, in a fresh random
+order per round so that no variant always follows another), so that machine noise (other jobs
+on a shared box) hits all of them alike. A ratio is computed per round (b / a and c / b measured
+seconds apart) and reported as the median over rounds with its quartiles, its relative spread and
+the ratio of the fastest rounds (other jobs only ever add time); when the spread is wider than
+``--max-spread`` or the two estimates disagree, the script warns that the ratio is not to be
+trusted and says so in the JSON (``trusted: false``). Pairs per second = steps x batch / median
+seconds of a round. ``--threads 1,2`` also times (b) at each
 torch thread count, interleaved the same way. The data pipeline (augmentation + collation, the
 kit's DataLoader) is timed separately as ``loader_pairs_per_s``.
 
@@ -23,7 +28,8 @@ same for all variants) or of evaluation (``benchmarks/eval.py``).
 The last printed line is one JSON object (also saved to
 ``benchmarks/results/train_step_<profile>.json``) with ``bare_pairs_per_s``, ``clip_pairs_per_s``,
 ``contextclip_pairs_per_s``, ``trainer_vs_bare`` (b / a) and ``contextual_overhead``
-(step time c / step time b).
+(step time c / step time b), each with its ``*_spread`` summary (quartiles, relative spread,
+fastest-round ratio, ``trusted``), and the load average before and after.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_step.py --profile embedded
 """
@@ -33,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -41,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, median, save, sync  # noqa: E402
+from _common import machine, median, ratio_summary, save, sync  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -80,8 +87,10 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="embedded")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=3, help="optimiser steps per variant per round")
+    ap.add_argument("--rounds", type=int, default=21, help="interleaved rounds (more rounds: a tighter spread)")
+    ap.add_argument("--steps", type=int, default=2, help="optimiser steps per variant per round")
+    ap.add_argument("--max-spread", type=float, default=0.10,
+                    help="warn when a ratio's interquartile range over rounds exceeds this share of it")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--num-threads", type=int, default=0,
                     help="torch threads for (a), (b), (c); 0 = leave torch's default (one per core)")
@@ -187,8 +196,10 @@ def main(argv=None) -> dict:
         fn(args.warmup)
         sync(device)
     times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    order_rng = random.Random(0)
     for r in range(args.rounds):
-        for name, fn, n in variants:
+        for name, fn, n in order_rng.sample(variants, len(variants)):
             torch.set_num_threads(n)
             sync(device)
             t = time.perf_counter()
@@ -202,6 +213,9 @@ def main(argv=None) -> dict:
 
     pps = {k: args.steps * B / median(v) for k, v in times.items()}
     step_s = {k: median(v) / args.steps for k, v in times.items()}
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
+    trainer = ratio_summary(times["clip"], times["bare"], args.max_spread)
+    overhead = ratio_summary(times["contextclip"], times["clip"], args.max_spread)
     result = {
         "benchmark": "train_step", "profile": args.profile, "overrides": overrides, "batch_size": B,
         "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,
@@ -210,8 +224,11 @@ def main(argv=None) -> dict:
         "text_features_cached": text_cache is not None, "image_features_cached": img_cache is not None,
         "bare_pairs_per_s": round(pps["bare"], 2), "clip_pairs_per_s": round(pps["clip"], 2),
         "contextclip_pairs_per_s": round(pps["contextclip"], 2),
-        "trainer_vs_bare": round(pps["clip"] / pps["bare"], 4),
-        "contextual_overhead": round(step_s["contextclip"] / step_s["clip"], 4),
+        "trainer_vs_bare": trainer["median"], "trainer_vs_bare_spread": trainer,
+        "contextual_overhead": overhead["median"], "contextual_overhead_spread": overhead,
+        "trusted": trainer["trusted"] and overhead["trusted"],
+        "load_average_before": [round(x, 2) for x in load_before] if load_before else None,
+        "load_average_after": [round(x, 2) for x in load_after] if load_after else None,
         "step_seconds": {k: round(v, 5) for k, v in step_s.items()},
         "round_seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "torch_threads": threads0, "loader_pairs_per_s": round(loader_pps, 1), "loader_workers": base.train.num_workers,
@@ -221,8 +238,15 @@ def main(argv=None) -> dict:
     print(f"{'variant':<22}{'pairs/s':>10}{'s/step':>10}")
     for k in pps:
         print(f"{k:<22}{pps[k]:>10.1f}{step_s[k]:>10.4f}")
-    print(f"trainer_vs_bare {result['trainer_vs_bare']:.3f}  contextual_overhead {result['contextual_overhead']:.3f}  "
-          f"loader {loader_pps:.0f} pairs/s")
+    for label, r in (("trainer_vs_bare", trainer), ("contextual_overhead", overhead)):
+        print(f"{label} {r['median']:.3f} (rounds' quartiles {r['q25']:.3f}-{r['q75']:.3f}, spread "
+              f"{100 * r['relative_spread']:.1f}%, fastest rounds {r['min_based']:.3f}, {r['rounds']} rounds)")
+    print(f"loader {loader_pps:.0f} pairs/s")
+    if not result["trusted"]:
+        print(f"WARNING: a ratio's spread over rounds is wider than {100 * args.max_spread:.0f}% or its median and "
+              f"fastest-round estimates disagree (load average {result['load_average_before']} -> "
+              f"{result['load_average_after']} on {os.cpu_count()} cores): the machine is too busy for these "
+              "ratios to be trusted; rerun on a quiet machine or with more --rounds", file=sys.stderr)
     save(f"train_step_{args.profile}", result, args.out)
     return result
 

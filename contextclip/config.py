@@ -116,13 +116,33 @@ class EvalConfig:
     bootstrap_samples: int = 1000  # resamples for single-seed intervals
 
 
+@dataclass
+class SensitivityConfig:
+    """The sensitivity study of notebook 08: alpha x variant at the profile's h, then h at its alpha."""
+
+    sens_alphas: list = field(default_factory=lambda: [0.0, 0.5])  # alpha values swept (0 = CLIP, trained once)
+    sens_variants: list = field(default_factory=lambda: ["batch"])  # cx_variant values swept at every alpha
+    sens_bandwidths: list = field(default_factory=lambda: [0.5])  # h values swept at the profile's alpha, per variant
+    sens_dataset: str = ""  # zero-shot set the study reports ("": the first of zero_shot_datasets)
+
+
+@dataclass
+class PipelineConfig:
+    notebooks: list = field(default_factory=list)  # numbered notebooks `reproduce` runs, as "NN" (empty: all)
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelConfig,
     "loss": LossConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "sensitivity": SensitivityConfig,
+    "pipeline": PipelineConfig,
 }
+
+#: sections that never change a training run's result (not compared when a run folder is resumed)
+RESULT_NEUTRAL_SECTIONS = ("eval", "sensitivity", "pipeline")
 
 CHOICES: dict[str, tuple] = {
     "train_data": ("synthetic", "manifest", "cc3m", "flickr8k"),
@@ -220,6 +240,20 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
             raise ConfigError(f"config key 'methods': {value!r}; valid methods are {list(METHODS)}")
         if key == "retrieval_ks" and not all(isinstance(k, int) and k >= 1 for k in value):
             raise ConfigError(f"config key 'retrieval_ks': expected positive integers, got {value!r}")
+        if key in ("sens_alphas", "sens_bandwidths"):
+            low = "> 0" if key == "sens_bandwidths" else ">= 0"
+            ok = [isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v != float("inf")
+                  and (v > 0 if key == "sens_bandwidths" else v >= 0) for v in value]
+            if not value or not all(ok):
+                raise ConfigError(f"config key '{key}': expected a non-empty list of finite numbers {low}, "
+                                  f"got {value!r}")
+            value = [float(v) for v in value]
+        if key == "sens_variants" and (not value or not set(value) <= set(CHOICES["cx_variant"])):
+            raise ConfigError(f"config key 'sens_variants': {value!r}; give one or more of "
+                              f"{list(CHOICES['cx_variant'])}")
+        if key == "notebooks" and not all(isinstance(v, str) and len(v) == 2 and v.isdigit() for v in value):
+            raise ConfigError(f"config key 'notebooks': {value!r}; give two-digit notebook numbers as strings, "
+                              "for example [\"00\", \"08\"] (an empty list runs them all)")
     else:  # pragma: no cover - only the types above are used
         raise ConfigError(f"config key '{key}': unsupported type {tname}")
     if key in CHOICES and value not in CHOICES[key]:
@@ -248,6 +282,8 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sensitivity: SensitivityConfig = field(default_factory=SensitivityConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     # ----------------------------------------------------------------- views
     def to_dict(self) -> dict[str, Any]:

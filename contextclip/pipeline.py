@@ -254,6 +254,19 @@ def list_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     return nbs
 
 
+def select_notebooks(paths: Sequence[Path], cfg: Config) -> list[Path]:
+    """The notebooks of ``paths`` the profile runs: those numbered in ``cfg.pipeline.notebooks`` (all if empty)."""
+    wanted = list(cfg.pipeline.notebooks)
+    if not wanted:
+        return list(paths)
+    by_number = {Path(p).stem[:2]: Path(p) for p in paths}
+    unknown = [n for n in wanted if n not in by_number]
+    if unknown:
+        raise PipelineError(f"config key 'notebooks': {unknown} match no notebook; the numbered notebooks are "
+                            f"{sorted(by_number)}")
+    return [by_number[n] for n in sorted(wanted)]
+
+
 class DatasetsMissingError(PipelineError):
     """Datasets the profile needs are absent and ``missing_datasets`` is not ``skip``."""
 
@@ -306,7 +319,7 @@ def reproduce(
     cfg = load_config(profile, overrides or {})
     name_of_profile = cfg.profile
     _check_data(cfg)
-    nb_paths = [Path(p) for p in notebooks] if notebooks is not None else list_notebooks()
+    nb_paths = [Path(p) for p in notebooks] if notebooks is not None else select_notebooks(list_notebooks(), cfg)
     stems = [p.stem for p in nb_paths]
     for key in notebook_params or {}:
         if key not in stems:
@@ -417,6 +430,6 @@ def reproduce(
 
 __all__ = [
     "CELL_TIMEOUT_S", "KERNEL_NAME", "PipelineError", "declared_parameters", "fingerprint",
-    "list_notebooks", "notebook_parameters", "package_hash", "read_state", "reproduce", "write_state",
+    "list_notebooks", "select_notebooks", "notebook_parameters", "package_hash", "read_state", "reproduce", "write_state",
     "ConfigError",
 ]

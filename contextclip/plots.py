@@ -10,6 +10,7 @@ What it is:
   takes the top-k from the cached embeddings (a dot product; nothing is encoded).
 - ``training_curves``: every loss term of ``history.jsonl`` for each run, train steps as lines,
   validation at epoch ends as markers.
+- ``sensitivity_figure``: accuracy against alpha (and h) per contextual-loss variant, with bands.
 - ``save_figure``: PNG and PDF under ``figures/<profile>/``, named after the paper's figures.
 
 What it is not: plotting never encodes images or captions and never trains; it reads the caches
@@ -34,7 +35,7 @@ from contextclip.losses import TERMS
 from contextclip.retrieval import topk_images
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
-           "retrieval_grid_from_runs", "training_curves", "read_history", "LEGEND_LABELS"]
+           "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS"]
 
 #: Legend labels: the method's name and what it trains on.
 LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
@@ -273,6 +274,60 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
     fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.3 * rows)
     fig.tight_layout(rect=(0, min(0.45, 0.05 + 0.3 * rows / fig.get_figheight()), 1, 1))
     fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    if out_dir is not None:
+        save_figure(fig, out_dir, name)
+    return fig
+
+
+VARIANT_COLOURS = {"batch": "tab:orange", "feature_columns": "tab:green", "per_sample_features": "tab:purple"}
+
+
+def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | None = None,
+                       name: str = "fig_sensitivity_alpha") -> Figure:
+    """Accuracy against alpha per contextual-loss variant, with the 95% band of the mean over seeds
+    (left), and against h at the profile's alpha (right). ``table``: ``sensitivity.study_table``.
+
+    alpha = 0 is CLIP, shared by every variant (its band is drawn in grey across the panel);
+    the x positions are evenly spaced and labelled with the values.
+    """
+    clip = table[table["label"] == "clip"].iloc[0]
+    pts = table[table["label"] != "clip"]
+    variants = list(dict.fromkeys(pts["variant"]))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
+    panels = [(axes[0], "alpha", np.isclose(pts["bandwidth"], bandwidth), f"alpha (h = {bandwidth:g})"),
+              (axes[1], "bandwidth", np.isclose(pts["alpha"], alpha), f"bandwidth h (alpha = {alpha:g})")]
+    for ax, key, keep, xlabel in panels:
+        sub = pts[keep]
+        values = sorted(set(sub[key]) | ({0.0} if key == "alpha" else set()))
+        pos = {v: i for i, v in enumerate(values)}
+        ax.axhline(clip["mean"], color="tab:blue", lw=1, ls="--", label=f"CLIP (alpha 0): {clip['mean']:.1f}%")
+        if not np.isnan(clip["band_low"]):
+            ax.axhspan(clip["band_low"], clip["band_high"], color="tab:blue", alpha=0.12)
+        for v in variants:
+            rows = sub[sub["variant"] == v].sort_values(key)
+            if rows.empty:
+                continue
+            if key == "alpha":  # every alpha curve starts at CLIP
+                xs = [pos[0.0]] + [pos[a] for a in rows[key]]
+                ys = [clip["mean"], *rows["mean"]]
+                lo = [clip["band_low"], *rows["band_low"]]
+                hi = [clip["band_high"], *rows["band_high"]]
+            else:
+                xs, ys = [pos[h] for h in rows[key]], list(rows["mean"])
+                lo, hi = list(rows["band_low"]), list(rows["band_high"])
+            colour = VARIANT_COLOURS.get(v)
+            ax.plot(xs, ys, marker="o", color=colour, label=f"ContextCLIP, {v}")
+            if not np.all(np.isnan(np.asarray(lo, dtype=float))):
+                ax.fill_between(xs, lo, hi, color=colour, alpha=0.18)
+        ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    k = int(table["seeds"].min())
+    axes[0].set_ylabel(f"{clip['dataset']} zero-shot {clip['metric']} (%)")
+    axes[0].legend(fontsize=8, loc="best")
+    fig.suptitle(f"When does the contextual term help? Mean over {k} seed{'s' if k > 1 else ''}, "
+                 "band = 95% t-interval of the mean", fontsize=11)
+    fig.tight_layout()
     if out_dir is not None:
         save_figure(fig, out_dir, name)
     return fig

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from contextclip import fileio
-from contextclip.config import REPO_ROOT, Config, ConfigError
+from contextclip.config import REPO_ROOT, RESULT_NEUTRAL_SECTIONS, Config, ConfigError
 from contextclip.model import build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -97,7 +97,7 @@ def result_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Flat view of a saved config restricted to the keys that change a run's result."""
     flat: dict[str, Any] = {}
     for section, values in cfg_dict.items():
-        if section in ("profile", "eval") or not isinstance(values, dict):
+        if section == "profile" or section in RESULT_NEUTRAL_SECTIONS or not isinstance(values, dict):
             continue
         flat.update({k: v for k, v in values.items() if k not in RESULT_NEUTRAL_KEYS})
     return flat

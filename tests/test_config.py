@@ -138,7 +138,7 @@ def test_every_knob_name_is_unique_across_sections():
 def test_saved_config_is_json_with_sections(tmp_path):
     save_config(Config(), tmp_path / "c.json")
     d = json.loads((tmp_path / "c.json").read_text())
-    assert set(d) == {"profile", "data", "model", "loss", "train", "eval"}
+    assert set(d) == {"profile", "data", "model", "loss", "train", "eval", "sensitivity", "pipeline"}
 
 
 def test_environment_yml_parses_and_points_at_requirements():

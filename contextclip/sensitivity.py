@@ -1,0 +1,337 @@
+"""The sensitivity study: when does the contextual term help? (notebook 08, profile ``sensitivity``)
+
+What it is:
+- ``grid(cfg)``: the training runs of the study. alpha = 0 (CLIP: the contextual term is off, so
+  the variant and h do not matter) once; every other alpha of ``sens_alphas`` for each
+  ``cx_variant`` of ``sens_variants`` at the profile's h (``bandwidth``); then every h of
+  ``sens_bandwidths`` at the profile's alpha, for each variant. Each point is trained for every
+  seed of ``seeds``, with the same seeds as CLIP, so each difference is paired by seed.
+- ``run_study(cfg, runs_dir, results_dir)``: trains (or resumes, or reuses) each run with
+  ``train.fit`` and evaluates zero-shot on one set (``sens_dataset``) with ``evaluate_run``; the
+  rows go to ``results_dir/sensitivity_metrics.csv`` (the columns of ``metrics.csv``; ``method``
+  is the point's label, ``clip`` or ``cx-<variant>-a<alpha>-h<h>``).
+- ``study_table(results_dir)``: per point, the mean ± std over seeds, the 95% t-band of that mean,
+  and ContextCLIP - CLIP paired by seed with its 95% interval (``results.paired_difference``),
+  its half-width and whether it excludes 0. Built from the files alone.
+- ``variant_sentence`` / ``bandwidth_sentence`` / ``readme_section``: text generated from the
+  intervals; ``plots.sensitivity_figure`` draws the figure.
+
+The study reports; it chooses nothing. No setting of any profile is picked from it.
+
+What it is not: no training loop (``train``), no metric arithmetic (``zeroshot``), no drawing.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from contextclip import results
+from contextclip.config import Config, ConfigError
+
+__all__ = ["GridPoint", "grid", "study_dataset", "run_study", "study_table", "variant_sentence",
+           "bandwidth_sentence", "table_sentence", "figure_sentence", "write_outputs", "readme_section",
+           "METRICS_FILE", "TABLE_NAME", "FIGURE_NAME"]
+
+METRICS_FILE = "sensitivity_metrics.csv"
+PER_ITEM_DIR = "sensitivity"  # results/<profile>/sensitivity/per_item/<label>-seed<k>/: single-seed bootstrap
+TABLE_NAME = "sensitivity"  # results/<profile>/sensitivity.{md,csv}
+FIGURE_NAME = "fig_sensitivity_alpha"  # figures/<profile>/fig_sensitivity_alpha.png
+_LABEL = re.compile(r"^cx-(?P<variant>[a-z_]+)-a(?P<alpha>[0-9.e+-]+)-h(?P<h>[0-9.e+-]+)$")
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One setting of the study: CLIP (alpha = 0) or ContextCLIP with a variant, alpha and h."""
+
+    alpha: float
+    variant: str = ""
+    bandwidth: float = math.nan
+
+    @property
+    def method(self) -> str:
+        return "clip" if self.alpha == 0 else "contextclip"
+
+    @property
+    def label(self) -> str:
+        return "clip" if self.alpha == 0 else f"cx-{self.variant}-a{self.alpha:g}-h{self.bandwidth:g}"
+
+    def config(self, cfg: Config) -> Config:
+        """The profile's config with this point's loss settings (CLIP: alpha 0, set by ``fit``)."""
+        if self.alpha == 0:
+            return cfg
+        return cfg.updated({"alpha": self.alpha, "cx_variant": self.variant, "bandwidth": self.bandwidth})
+
+    def run_name(self, cfg: Config) -> str:
+        """Run folder stem: ``clip`` / ``contextclip`` for the profile's own two runs (so notebook 02's
+        runs are reused), the label otherwise."""
+        own = (self.alpha, self.variant, self.bandwidth) == (cfg.loss.alpha, cfg.loss.cx_variant, cfg.loss.bandwidth)
+        return self.method if self.alpha == 0 or own else self.label
+
+
+def parse_label(label: str) -> GridPoint:
+    """The point a ``sensitivity_metrics.csv`` label stands for (the inverse of ``GridPoint.label``)."""
+    if label == "clip":
+        return GridPoint(0.0)
+    m = _LABEL.match(label)
+    if not m:
+        raise ValueError(f"{label!r} is not a sensitivity label (clip or cx-<variant>-a<alpha>-h<h>)")
+    return GridPoint(float(m["alpha"]), m["variant"], float(m["h"]))
+
+
+def grid(cfg: Config) -> list[GridPoint]:
+    """The study's points, CLIP first; see the module docstring."""
+    s = cfg.sensitivity
+    if 0.0 not in s.sens_alphas:
+        raise ConfigError(f"config key 'sens_alphas': {s.sens_alphas} must include 0, the CLIP baseline every "
+                          "point is compared with")
+    points = [GridPoint(0.0)]
+    for variant in s.sens_variants:
+        points += [GridPoint(a, variant, cfg.loss.bandwidth) for a in s.sens_alphas if a > 0]
+    if cfg.loss.alpha > 0:
+        for variant in s.sens_variants:
+            points += [GridPoint(cfg.loss.alpha, variant, h) for h in s.sens_bandwidths]
+    return list(dict.fromkeys(points))
+
+
+def study_dataset(cfg: Config) -> str:
+    name = cfg.sensitivity.sens_dataset or (cfg.data.zero_shot_datasets or [""])[0]
+    if not name:
+        raise ConfigError("config key 'sens_dataset': empty, and the profile has no zero_shot_datasets to default to")
+    return name
+
+
+# --------------------------------------------------------------------------- running
+def run_study(cfg: Config, runs_dir: Path, results_dir: Path, *, progress: bool = True,
+              log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Train and evaluate every point and seed (finished runs are reused); returns the new rows."""
+    from contextclip.data import build_pair_datasets
+    from contextclip.evaluate import evaluate_run
+    from contextclip.train import fit
+
+    runs_dir, results_dir = Path(runs_dir), Path(results_dir)
+    dataset = study_dataset(cfg)
+    points = grid(cfg)
+    train_ds, val_ds = build_pair_datasets(cfg)  # one set of pairs for every run, as notebook 02
+    rows = []
+    for k, point in enumerate(points, 1):
+        pcfg = point.config(cfg)
+        for seed in cfg.train.seeds:
+            run_dir = runs_dir / f"{point.run_name(cfg)}-seed{seed}"
+            log(f"[{k}/{len(points)}] {point.label}, seed {seed} -> {run_dir}")
+            fit(pcfg, point.method, seed, run_dir, train_ds=train_ds, val_ds=val_ds, progress=progress)
+            # per-run scratch results: the run's own rows and per-item credits, then relabelled here
+            evaluated = evaluate_run(run_dir, "zero_shot", dataset, results_dir=run_dir / "eval")
+            per_item = results.load_per_item(run_dir / "eval", point.method, seed, "zero_shot", dataset)
+            if per_item is not None:
+                results.save_per_item(results_dir / PER_ITEM_DIR, point.label, seed, "zero_shot", dataset, per_item)
+            new = [{**r, "method": point.label} for r in evaluated]
+            results.append_metrics(results_dir / METRICS_FILE, new)  # after each run: a stop loses nothing
+            rows += new
+    return pd.DataFrame(rows, columns=results.METRIC_COLUMNS)
+
+
+# --------------------------------------------------------------------------- the table
+def _band(values: np.ndarray) -> tuple[float, float]:
+    """95% t-interval of the mean of ``values`` over seeds (NaN with fewer than 2)."""
+    if len(values) < 2:
+        return math.nan, math.nan
+    return results.t_interval(values)
+
+
+def study_table(results_dir: Path, metric: str = "top1", bootstrap_samples: int = 1000) -> pd.DataFrame:
+    """One row per point (CLIP first): accuracy over seeds with its band, and the paired difference."""
+    results_dir = Path(results_dir)
+    df = results.read_metrics(results_dir / METRICS_FILE)
+    df = df[(df["task"] == "zero_shot") & (df["metric"] == metric)]
+    if df.empty:
+        raise FileNotFoundError(f"{results_dir / METRICS_FILE} has no zero-shot {metric} rows; run notebook 08 "
+                                "(or `make reproduce PROFILE=sensitivity`) first")
+    out = []
+    for dataset, g in df.groupby("dataset", sort=True):
+        clip = dict(zip(g[g["method"] == "clip"]["seed"], g[g["method"] == "clip"]["value"]))
+        labels = sorted(set(g["method"]), key=lambda lab: (lab != "clip", _sort_key(parse_label(lab))))
+        for label in labels:
+            point = parse_label(label)
+            by = dict(zip(g[g["method"] == label]["seed"], g[g["method"] == label]["value"]))
+            vals = np.array([by[s] for s in sorted(by)], dtype=float)
+            lo, hi = _band(vals)
+            row = {"dataset": dataset, "metric": metric, "label": label, "variant": point.variant or "-",
+                   "alpha": point.alpha, "bandwidth": point.bandwidth, "seeds": len(vals), "n": int(g["n"].max()),
+                   "mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else math.nan,
+                   "band_low": lo, "band_high": hi}
+            if label == "clip":
+                row.update(diff=math.nan, ci_low=math.nan, ci_high=math.nan, ci_method="", half_width=math.nan,
+                           verdict="baseline")
+            else:
+                per_item = {}
+                for s in set(clip) & set(by):
+                    a = results.load_per_item(results_dir / PER_ITEM_DIR, "clip", s, "zero_shot", dataset)
+                    b = results.load_per_item(results_dir / PER_ITEM_DIR, label, s, "zero_shot", dataset)
+                    per_item[s] = (a.get(metric) if a else None, b.get(metric) if b else None)
+                d = results.paired_difference(clip, by, per_item, bootstrap_samples)
+                row.update(diff=d["diff"], ci_low=d["ci_low"], ci_high=d["ci_high"], ci_method=d["ci_method"],
+                           half_width=(d["ci_high"] - d["ci_low"]) / 2,
+                           verdict=results.three_way(d["ci_low"], d["ci_high"]))
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _sort_key(p: GridPoint) -> tuple:
+    return (p.variant, p.bandwidth if not math.isnan(p.bandwidth) else 0.0, p.alpha)
+
+
+def _alpha_rows(table: pd.DataFrame, variant: str, bandwidth: float) -> pd.DataFrame:
+    t = table[(table["variant"] == variant) & np.isclose(table["bandwidth"], bandwidth)]
+    return t.sort_values("alpha")
+
+
+def _h_rows(table: pd.DataFrame, variant: str, alpha: float) -> pd.DataFrame:
+    t = table[(table["variant"] == variant) & np.isclose(table["alpha"], alpha)]
+    return t.sort_values("bandwidth")
+
+
+def _grouped(rows: pd.DataFrame, key: str, name: str) -> str:
+    def vals(sub):
+        return ", ".join(f"{v:g}" for v in sub[key])
+
+    def each(sub):
+        return "; ".join(f"{name} {r[key]:g}: {r['diff']:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+                         for _, r in sub.iterrows())
+
+    no_ci = rows[rows["ci_low"].isna()]
+    rows = rows[rows["ci_low"].notna()]
+    helps, hurts = rows[rows["ci_low"] > 0], rows[rows["ci_high"] < 0]
+    holds = rows[(rows["ci_low"] <= 0) & (rows["ci_high"] >= 0)]
+    parts = []
+    if len(helps):
+        parts.append(f"is better than CLIP at {name} {vals(helps)} ({each(helps)})")
+    if len(hurts):
+        parts.append(f"is worse than CLIP at {name} {vals(hurts)} ({each(hurts)})")
+    if len(holds):
+        parts.append(f"is not distinguishable from CLIP at {name} {vals(holds)} (the intervals hold 0; detectable "
+                     f"±{holds['half_width'].min():.1f} to ±{holds['half_width'].max():.1f} points)")
+    if len(no_ci):
+        parts.append(f"has no interval at {name} {vals(no_ci)} (one seed and no per-item results)")
+    return "; ".join(parts)
+
+
+def variant_sentence(table: pd.DataFrame, variant: str, bandwidth: float) -> str:
+    """One sentence on one variant across alpha, generated from its intervals."""
+    rows = _alpha_rows(table, variant, bandwidth)
+    if rows.empty:
+        return f"`{variant}`: not in this study."
+    ds, metric, k = rows["dataset"].iloc[0], rows["metric"].iloc[0], int(rows["seeds"].min())
+    return (f"`{variant}` (h = {bandwidth:g}, {ds} zero-shot {metric}, {k} seed{'s' if k > 1 else ''}): ContextCLIP "
+            f"{_grouped(rows, 'alpha', 'alpha')}.")
+
+
+def bandwidth_sentence(table: pd.DataFrame, alpha: float) -> str:
+    """One sentence on the bandwidth h at the profile's alpha, over every variant."""
+    parts = []
+    for variant in sorted(set(table["variant"]) - {"-"}):
+        rows = _h_rows(table, variant, alpha)
+        if len(rows) > 1:
+            parts.append(f"`{variant}` {_grouped(rows, 'bandwidth', 'h')}")
+    if not parts:
+        return f"Bandwidth h: only one value at alpha = {alpha:g} in this study."
+    return f"Bandwidth h at alpha = {alpha:g}: " + "; ".join(parts) + "."
+
+
+def table_sentence(table: pd.DataFrame) -> str:
+    """One sentence on the whole table: how many intervals exclude 0, and which."""
+    pts = table[table["label"] != "clip"]
+    excl = pts[(pts["ci_low"] > 0) | (pts["ci_high"] < 0)]
+    ds, metric = table["dataset"].iloc[0], table["metric"].iloc[0]
+    text = (f"{len(excl)} of the {len(pts)} ContextCLIP settings have a 95% interval of ContextCLIP − CLIP "
+            f"({ds} zero-shot {metric}, paired by seed) that excludes 0")
+    if len(excl):
+        text += ": " + "; ".join(f"{r['variant']} alpha {r['alpha']:g} h {r['bandwidth']:g} {r['diff']:+.1f} "
+                                 f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" for _, r in excl.iterrows())
+    hw = pts["half_width"].dropna()
+    if len(hw):
+        text += f" (detectable differences ±{hw.min():.1f} to ±{hw.max():.1f} points)"
+    return text + "."
+
+
+def figure_sentence(table: pd.DataFrame) -> str:
+    """One sentence on the figure: what it shows, CLIP's level, the best and worst settings."""
+    clip = table[table["label"] == "clip"].iloc[0]
+    pts = table[table["label"] != "clip"]
+    best, worst = pts.loc[pts["mean"].idxmax()], pts.loc[pts["mean"].idxmin()]
+    k = int(table["seeds"].min())
+    return (f"{clip['dataset']} zero-shot {clip['metric']} against alpha for {pts['variant'].nunique()} variant(s), "
+            f"mean over {k} seed{'s' if k > 1 else ''} with the 95% t-band of the mean: CLIP (alpha = 0) "
+            f"{clip['mean']:.1f}%, the best setting {best['variant']} alpha {best['alpha']:g} h {best['bandwidth']:g} "
+            f"{best['mean']:.1f}%, the worst {worst['variant']} alpha {worst['alpha']:g} h {worst['bandwidth']:g} "
+            f"{worst['mean']:.1f}%.")
+
+
+def sentences(table: pd.DataFrame, cfg: Config) -> list[str]:
+    """One sentence per variant, then one on h."""
+    variants = [v for v in cfg.sensitivity.sens_variants if v in set(table["variant"])]
+    return ([variant_sentence(table, v, cfg.loss.bandwidth) for v in variants]
+            + [bandwidth_sentence(table, cfg.loss.alpha)])
+
+
+def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
+    head = ["variant", "alpha", "h", "seeds", "accuracy (mean ± std)", "95% band of the mean",
+            "ContextCLIP − CLIP [95% CI]", "detectable ±", "interval"]
+    lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        band = "-" if math.isnan(r["band_low"]) else f"[{r['band_low']:.1f}, {r['band_high']:.1f}]"
+        diff = "-" if math.isnan(r["diff"]) else results.diff_text(r, 1, False)
+        h = "-" if math.isnan(r["bandwidth"]) else f"{r['bandwidth']:g}"
+        lines.append("| " + " | ".join([
+            r["variant"], f"{r['alpha']:g}", h, str(int(r["seeds"])),
+            results.cell_text(r["mean"], r["std"], int(r["seeds"]), 1, False), band, diff,
+            "-" if math.isnan(r["half_width"]) else f"{r['half_width']:.1f}", r["verdict"]]) + " |")
+    ds, metric = table["dataset"].iloc[0], table["metric"].iloc[0]
+    lines += ["", f"{ds} zero-shot {metric} in percent (n = {int(table['n'].max())} images). alpha = 0 is CLIP (the "
+              "contextual term is off, so variant and h do not apply), trained once per seed; every other row "
+              "is compared with it seed by seed (95% t-interval of the paired differences; with one seed, a "
+              "paired bootstrap over the test images). *Detectable ±* is the interval's half-width."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[Path, Path]:
+    """``sensitivity.csv`` and ``sensitivity.md`` (the table and the generated sentences)."""
+    import os
+
+    results_dir = Path(results_dir)
+    csv, md = results_dir / f"{TABLE_NAME}.csv", results_dir / f"{TABLE_NAME}.md"
+    tmp = csv.with_name(csv.name + f".tmp{os.getpid()}")
+    table.to_csv(tmp, index=False, float_format="%.4g")
+    os.replace(tmp, csv)
+    text = (table_markdown(table, f"Sensitivity: when does the contextual term help? ({cfg.profile} profile)")
+            + "\n" + "\n".join(f"- {s}" for s in sentences(table, cfg)) + "\n")
+    tmp = md.with_name(md.name + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, md)
+    return csv, md
+
+
+def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity") -> str:
+    """The README's sensitivity section: a link to the table and to the figure, one generated sentence each."""
+    from contextclip.config import load_config
+
+    cfg = load_config(profile)
+    table = study_table(results_dir, bootstrap_samples=cfg.eval.bootstrap_samples)
+    rel = f"results/{profile}"
+    lines = [begin, "## Sensitivity: when does the contextual term help?", "",
+             f"`make reproduce PROFILE={profile}` (notebook `08_sensitivity`) trains CLIP and ContextCLIP for alpha "
+             f"in {{{', '.join(f'{a:g}' for a in cfg.sensitivity.sens_alphas)}}} with each contextual-loss variant "
+             f"({', '.join(f'`{v}`' for v in cfg.sensitivity.sens_variants)}) and h in "
+             f"{{{', '.join(f'{h:g}' for h in cfg.sensitivity.sens_bandwidths)}}}, {len(cfg.train.seeds)} seeds "
+             f"each ({cfg.train.epochs} epochs per run; see `configs/{profile}.yaml`). Beyond the paper, which "
+             "reports one setting; nothing is chosen from it.", "",
+             f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): {table_sentence(table)}",
+             f"- [Figure (`figures/{profile}/{FIGURE_NAME}.png`)](figures/{profile}/{FIGURE_NAME}.png): "
+             f"{figure_sentence(table)}", "", end]
+    return "\n".join(lines)
