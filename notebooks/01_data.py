@@ -92,6 +92,8 @@ for epoch in (0, 1):
     train_ds.set_epoch(epoch)
     samples += [train_ds[i] for i in range(6)]
 train_ds.set_epoch(0)
+# what the grid shows: with augmentation on, the same pair gives a different image each epoch (and the same without)
+assert any(not torch.equal(samples[i][0], samples[i + 6][0]) for i in range(6)) == cfg.data.augment
 fig = image_grid([img for img, _ in samples], [cap for _, cap in samples], ncols=6,
                  title=f"training pairs: epoch 0 (top), epoch 1 (bottom); augment = {cfg.data.augment}")
 show_figure(fig, figures / "01_pairs_train.png")

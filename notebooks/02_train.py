@@ -63,6 +63,9 @@ for method in cfg.train.methods:
         summaries.append(fit(cfg, method, seed, run_dir, train_ds=train_ds, val_ds=val_ds))
 cols = ["method", "seed", "epochs", "final_val_loss", "seconds", "pairs_per_second", "n_train", "global_batch"]
 show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training runs")
+# the two methods differ in alpha alone, and every run ended with a finite validation loss
+assert {k for k, v in cfg.for_method("clip").to_flat().items() if v != cfg.to_flat()[k]} <= {"alpha"}
+assert all(s["final_val_loss"] == s["final_val_loss"] for s in summaries), summaries
 
 # %% [markdown]
 # ## 2. The loss terms

@@ -70,6 +70,10 @@ show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "
 tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
 show_table(paths.results / "table1_zero_shot.md")
 show_markdown(results.verdict(tables["table1_zero_shot"]))
+# Table 1 has every set of the profile; per run, top-1 never exceeds top-5 and both are percentages
+assert set(tables["table1_zero_shot"]["dataset"]) == set(cfg.data.zero_shot_datasets)
+acc = per_run.pivot_table(index=["method", "seed", "dataset"], columns="metric", values="value")
+assert ((0 <= acc["top1"]) & (acc["top1"] <= acc["top5"]) & (acc["top5"] <= 100)).all()
 
 # %% [markdown]
 # **Next:** `04_fine_tune.ipynb` (Table 2).

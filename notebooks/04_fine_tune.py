@@ -65,6 +65,10 @@ show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["me
 tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
 show_table(paths.results / "table2_fine_tune.md")
 show_markdown(results.verdict(tables["table2_fine_tune"]))
+# both evaluations ran for every run and set, and their accuracies are percentages
+assert set(map(tuple, per_run[["task", "dataset"]].drop_duplicates().to_numpy())) == {
+    (t, d) for t in ("fine_tune", "linear_probe") for d in cfg.data.fine_tune_datasets}
+assert per_run[per_run["metric"] == "top1"]["value"].between(0, 100).all()
 
 # %% [markdown]
 # **Next:** `05_tsne.ipynb` looks at the embeddings themselves.

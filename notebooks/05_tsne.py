@@ -61,6 +61,8 @@ show_table([{"method": m, "images": len(c["labels"]), "classes": len(c["classnam
 fig = plots.tsne_from_runs(run_dirs, cfg.data.tsne_dataset, kind="image", out_dir=paths.figures,
                            perplexity=cfg.eval.tsne_perplexity, seed=seed, max_points=cfg.eval.tsne_max_points)
 show_figure(fig)  # saved as fig6_tsne_image_<dataset>.png/.pdf
+# both panels project the same images (same labels, same order): only the model differs
+assert caches["clip"]["labels"].tolist() == caches["contextclip"]["labels"].tolist()
 
 # %% [markdown]
 # ## 3. Figure 7: text embeddings of the class prompts

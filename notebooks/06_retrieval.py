@@ -62,6 +62,11 @@ show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], value
            caption=f"Recall@K on {name} (percent)")
 tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
 show_table(paths.results / "table3_retrieval.md")
+# recall@K never falls as K grows, in both directions, for every run
+recall = per_run.pivot_table(index=["method", "seed"], columns="metric", values="value")
+for direction in ("text_to_image", "image_to_text"):
+    by_k = recall[[f"{direction}_R@{k}" for k in sorted(cfg.eval.retrieval_ks)]].to_numpy()
+    assert (by_k[:, 1:] >= by_k[:, :-1] - 1e-9).all(), by_k
 
 # %% [markdown]
 # ## 2. The retrieval grid (Fig. 1/5)
