@@ -36,7 +36,7 @@ from contextclip import results
 from contextclip.config import Config, ConfigError
 
 __all__ = ["GridPoint", "grid", "study_dataset", "run_study", "study_table", "variant_sentence",
-           "bandwidth_sentence", "table_sentence", "figure_sentence", "write_outputs", "readme_section",
+           "bandwidth_sentence", "table_sentence", "figure_sentence", "markdown", "write_outputs", "readme_section",
            "METRICS_FILE", "TABLE_NAME", "FIGURE_NAME"]
 
 METRICS_FILE = "sensitivity_metrics.csv"
@@ -300,6 +300,12 @@ def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def markdown(table: pd.DataFrame, cfg: Config) -> str:
+    """``sensitivity.md``: the table, then one sentence per variant and one on h."""
+    return (table_markdown(table, f"Sensitivity: when does the contextual term help? ({cfg.profile} profile)")
+            + "\n" + "\n".join(f"- {s}" for s in sentences(table, cfg)) + "\n")
+
+
 def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[Path, Path]:
     """``sensitivity.csv`` and ``sensitivity.md`` (the table and the generated sentences)."""
     import os
@@ -309,15 +315,15 @@ def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[
     tmp = csv.with_name(csv.name + f".tmp{os.getpid()}")
     table.to_csv(tmp, index=False, float_format="%.4g")
     os.replace(tmp, csv)
-    text = (table_markdown(table, f"Sensitivity: when does the contextual term help? ({cfg.profile} profile)")
-            + "\n" + "\n".join(f"- {s}" for s in sentences(table, cfg)) + "\n")
+    text = markdown(table, cfg)
     tmp = md.with_name(md.name + f".tmp{os.getpid()}")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, md)
     return csv, md
 
 
-def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity") -> str:
+def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity",
+                   seconds: float | None = None) -> str:
     """The README's sensitivity section: a link to the table and to the figure, one generated sentence each."""
     from contextclip.config import load_config
 
@@ -329,8 +335,9 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
              f"in {{{', '.join(f'{a:g}' for a in cfg.sensitivity.sens_alphas)}}} with each contextual-loss variant "
              f"({', '.join(f'`{v}`' for v in cfg.sensitivity.sens_variants)}) and h in "
              f"{{{', '.join(f'{h:g}' for h in cfg.sensitivity.sens_bandwidths)}}}, {len(cfg.train.seeds)} seeds "
-             f"each ({cfg.train.epochs} epochs per run; see `configs/{profile}.yaml`). Beyond the paper, which "
-             "reports one setting; nothing is chosen from it.", "",
+             f"each ({cfg.train.epochs} epochs per run; see `configs/{profile}.yaml`)"
+             + (f", in {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
+             + ". Beyond the paper, which reports one setting; nothing is chosen from it.", "",
              f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): {table_sentence(table)}",
              f"- [Figure (`figures/{profile}/{FIGURE_NAME}.png`)](figures/{profile}/{FIGURE_NAME}.png): "
              f"{figure_sentence(table)}", "", end]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from contextclip import results
+from contextclip import results, sensitivity
 from contextclip.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +72,16 @@ def test_report_and_tables_are_regenerated_from_metrics(profile):
     for name in results.TABLES:
         md = (RESULTS / profile / f"{name}.md").read_text(encoding="utf-8")
         assert not drift(md, comp.table_markdown(name)), f"{profile}/{name}.md: {drift(md, comp.table_markdown(name))}"
+
+
+@pytest.mark.skipif(not (RESULTS / "sensitivity" / sensitivity.METRICS_FILE).exists(),
+                    reason="no sensitivity results committed")
+def test_sensitivity_table_is_regenerated_from_its_metrics():
+    cfg = load_config("sensitivity")
+    table = sensitivity.study_table(RESULTS / "sensitivity", bootstrap_samples=cfg.eval.bootstrap_samples)
+    new = sensitivity.markdown(table, cfg)
+    quoted = (RESULTS / "sensitivity" / f"{sensitivity.TABLE_NAME}.md").read_text(encoding="utf-8")
+    assert not drift(quoted, new), f"sensitivity.md: {drift(quoted, new)}"
 
 
 @pytest.mark.skipif(not (RESULTS / "embedded" / "metrics.csv").exists(), reason="no embedded results committed")

@@ -82,6 +82,31 @@ def comparison(profile: str, results_dir: Path | None = None) -> results.Compari
                              cfg.eval.bootstrap_samples, write=False)
 
 
+#: zero-shot sets whose top-1 level the reading states, with how to say what they measure
+LEVELS = (("mnist_test", "on the {n:,} real MNIST test digits (never tuned on)"),
+          ("mnist_real", "on the {n:,} real MNIST digits"),
+          ("mnist_test_heldout_templates", "with prompt templates that occur in no training caption"),
+          ("novel_shapes", "on shapes that no training caption names (held-out classes)"))
+
+
+def levels(comp: results.Comparison) -> str:
+    """Both methods' zero-shot top-1 on the sets that say what the models learnt, with chance."""
+    t1 = comp.tables["table1_zero_shot"]
+    paper = results.load_paper_results()["tables"]["zero_shot"]["mnist"]["top1"]
+    text = ""
+    for name, what in LEVELS:
+        row = t1[(t1["dataset"] == name) & (t1["metric"] == "top1") & (t1["status"] == "ok")]
+        if row.empty:
+            continue
+        r = row.iloc[0]
+        text += (f"Zero-shot top-1 {what.format(n=int(r['n']))}: {r['clip_mean']:.1f}% (CLIP) and "
+                 f"{r['contextclip_mean']:.1f}% (ContextCLIP), chance {r['chance']:.1f}%"
+                 + (f" (the paper reports {paper['clip']:.2f} and {paper['contextclip']:.2f} on the full MNIST test "
+                    "set with its CC3M-trained models)" if name.startswith("mnist") and "templates" not in name else "")
+                 + ". ")
+    return text
+
+
 def section(profile: str, comp: results.Comparison, facts: dict) -> str:
     times = facts["notebook_seconds"]
     total = sum(t for _, t in times)
@@ -106,7 +131,7 @@ def section(profile: str, comp: results.Comparison, facts: dict) -> str:
     lines += comp.table_markdown("table3_retrieval", ("text_to_image_R@1", "text_to_image_R@10",
                                                       "image_to_text_R@1", "image_to_text_R@10"),
                                  1, compact=True, title=False).splitlines()[:-2]
-    reading = f"**Reading.** {comp.headline()} "
+    reading = f"**Reading.** {levels(comp)}{comp.headline()} "
     cx = facts.get("val_contextual_loss", {})
     if "clip" in cx and "contextclip" in cx:
         reading += (f"The contextual term itself does what it is trained for: the held-out L_CX is "
@@ -186,11 +211,13 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
     if ablation and (results_root / ablation / "metrics.csv").exists():
         out[(ABL_BEGIN, ABL_END)] = ablation_section(ablation, profile, comparison(ablation, results_root / ablation),
                                                      comp, ablation_variant(ablation))
-    sens = results_root / "sensitivity"
-    if (sens / "metrics.csv").exists():
-        from contextclip import sensitivity
+    from contextclip import sensitivity
 
-        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(sens, SENS_BEGIN, SENS_END)
+    sens = results_root / "sensitivity"
+    if (sens / sensitivity.METRICS_FILE).exists():
+        facts = run_facts("sensitivity", runs_root, write_facts, results_root)
+        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(sens, SENS_BEGIN, SENS_END,
+                                                                 seconds=sum(t for _, t in facts["notebook_seconds"]))
     return out
 
 
