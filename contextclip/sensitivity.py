@@ -323,21 +323,32 @@ def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[
 
 
 def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity",
-                   seconds: float | None = None) -> str:
-    """The README's sensitivity section: a link to the table and to the figure, one generated sentence each."""
+                   facts: dict | None = None) -> str:
+    """The README's sensitivity section: a link to the table and to the figure, one generated sentence each.
+
+    What was run is read from the results (settings, seeds) and ``facts`` (epochs per run and the
+    notebook's time, from the run folders), not from today's profile YAML.
+    """
     from contextclip.config import load_config
 
     cfg = load_config(profile)
+    facts = facts or {}
     table = study_table(results_dir, bootstrap_samples=cfg.eval.bootstrap_samples)
+    pts = table[table["label"] != "clip"]
+    alphas = sorted({0.0, *pts["alpha"]})
+    hs = sorted(set(pts["bandwidth"]))
+    epochs = facts.get("epochs") or []
+    seconds = sum(t for _, t in facts.get("notebook_seconds", []))
     rel = f"results/{profile}"
     lines = [begin, "## Sensitivity: when does the contextual term help?", "",
              f"`make reproduce PROFILE={profile}` (notebook `08_sensitivity`) trains CLIP and ContextCLIP for alpha "
-             f"in {{{', '.join(f'{a:g}' for a in cfg.sensitivity.sens_alphas)}}} with each contextual-loss variant "
-             f"({', '.join(f'`{v}`' for v in cfg.sensitivity.sens_variants)}) and h in "
-             f"{{{', '.join(f'{h:g}' for h in cfg.sensitivity.sens_bandwidths)}}}, {len(cfg.train.seeds)} seeds "
-             f"each ({cfg.train.epochs} epochs per run; see `configs/{profile}.yaml`)"
-             + (f", in {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
-             + ". Beyond the paper, which reports one setting; nothing is chosen from it.", "",
+             f"in {{{', '.join(f'{a:g}' for a in alphas)}}} with each contextual-loss variant "
+             f"({', '.join(f'`{v}`' for v in dict.fromkeys(pts['variant']))}) and h in "
+             f"{{{', '.join(f'{h:g}' for h in hs)}}}, {int(table['seeds'].min())} seeds each"
+             + (f", {'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''} per run" if epochs else "")
+             + (f"; {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
+             + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; nothing is chosen from it.",
+             "",
              f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): {table_sentence(table)}",
              f"- [Figure (`figures/{profile}/{FIGURE_NAME}.png`)](figures/{profile}/{FIGURE_NAME}.png): "
              f"{figure_sentence(table)}", "", end]

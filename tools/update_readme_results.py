@@ -56,6 +56,7 @@ def collect_run_facts(profile: str, runs_root: Path) -> dict:
             "machine": platform.machine(), "notebook_seconds": times,
             "runs": len(summaries), "seeds": sorted({s["seed"] for s in summaries}),
             "train_seconds": [round(s["seconds"], 1) for s in summaries],
+            "epochs": sorted({s["epochs"] for s in summaries if "epochs" in s}),
             "val_contextual_loss": {m: round(sum(v) / len(v), 4) for m, v in cx.items() if v}}
 
 
@@ -215,9 +216,8 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
 
     sens = results_root / "sensitivity"
     if (sens / sensitivity.METRICS_FILE).exists():
-        facts = run_facts("sensitivity", runs_root, write_facts, results_root)
-        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(sens, SENS_BEGIN, SENS_END,
-                                                                 seconds=sum(t for _, t in facts["notebook_seconds"]))
+        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(
+            sens, SENS_BEGIN, SENS_END, facts=run_facts("sensitivity", runs_root, write_facts, results_root))
     return out
 
 
