@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contextclip import results
+from contextclip import fileio, results
 from contextclip.config import Config, ConfigError
 
 __all__ = ["GridPoint", "grid", "study_dataset", "run_study", "study_table", "variant_sentence",
@@ -308,17 +308,10 @@ def markdown(table: pd.DataFrame, cfg: Config) -> str:
 
 def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[Path, Path]:
     """``sensitivity.csv`` and ``sensitivity.md`` (the table and the generated sentences)."""
-    import os
-
     results_dir = Path(results_dir)
     csv, md = results_dir / f"{TABLE_NAME}.csv", results_dir / f"{TABLE_NAME}.md"
-    tmp = csv.with_name(csv.name + f".tmp{os.getpid()}")
-    table.to_csv(tmp, index=False, float_format="%.4g")
-    os.replace(tmp, csv)
-    text = markdown(table, cfg)
-    tmp = md.with_name(md.name + f".tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, md)
+    fileio.atomic_write(csv, table.to_csv(index=False, float_format="%.4g"))
+    fileio.atomic_write(md, markdown(table, cfg))
     return csv, md
 
 

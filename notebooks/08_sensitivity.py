@@ -27,7 +27,7 @@
 # **Outputs.** Runs in `runs/<profile>/`; `results/<profile>/sensitivity_metrics.csv`,
 # `results/<profile>/sensitivity.{md,csv}`; `figures/<profile>/fig_sensitivity_alpha.{png,pdf}`.
 #
-# **Runtime.** smoke: about 1 min (2 runs; reuses the runs of 02 when they exist) (measured on 2 busy
+# **Runtime.** smoke: not measured yet; embedded: not measured yet; paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 # CPU cores); sensitivity: see `configs/sensitivity.yaml` (its header gives the measured time);
 # embedded and paper do not run this notebook (their `notebooks` list stops at 07).
 
