@@ -6,11 +6,11 @@ What it is:
   (method, seed, task, dataset) are replaced, so re-evaluating a run never duplicates it.
 - ``save_per_item`` / ``load_per_item``: per-test-item correctness (0/1, or a fraction on ties)
   of one evaluation, kept beside metrics.csv for the single-seed bootstrap.
-- ``build_tables(results_dir)``: ``table1_zero_shot``, ``table2_fine_tune`` (fine-tuning and
+- ``build_tables(results_dir)`` (= ``summarize(...).tables``): ``table1_zero_shot``, ``table2_fine_tune`` (fine-tuning and
   linear probe) and ``table3_retrieval`` as ``.md`` and ``.csv``. Per dataset and metric: CLIP
   and ContextCLIP mean +- sample std over seeds, the paired difference ContextCLIP - CLIP with
-  its 95% interval, n, chance, and the paper's number (``assets/paper_results.json``; only for
-  the paper's own datasets -- an embedded analogue names the paper row it plays).
+  its 95% interval, n, chance, and the paper's numbers (``assets/paper_results.json``; an
+  embedded stand-in shows those of the paper row it plays, labelled "stand-in").
   The interval is a Student-t interval over the paired seed differences when >= 2 seeds are
   paired, and a paired percentile bootstrap over test items when one seed is.
 - The three-way verdict of each row (``three_way``): the 95% interval of ContextCLIP - CLIP against
