@@ -32,7 +32,7 @@ import torch
 from contextclip import fileio
 from contextclip.config import TASKS, Config, config_from_json
 from contextclip.data import DatasetMissing
-from contextclip.encoding import encode_images, encode_texts, image_features
+from contextclip.encoding import encode_images, encode_texts, image_features, model_device
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
@@ -184,9 +184,8 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         # Fig. 7 points: every class name in the dataset's templates and in a fixed generic list
         tsne_templates = list(dict.fromkeys(list(view.templates) + list(GENERIC_TEMPLATES)))
         _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
-        out.update(kind="classification",
-                   image=encode_images(model, view.images, bs),
-                   features=image_features(model, view.images, bs),
+        image, features = _image_embeddings_and_features(model, view.images, bs)
+        out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
                    class_emb=class_emb, prompt_emb=prompt_emb,
                    tsne_text_emb=tsne_emb.reshape(-1, tsne_emb.shape[-1]),
@@ -195,6 +194,25 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     path.parent.mkdir(parents=True, exist_ok=True)
     fileio.torch_save(out, path)
     return out
+
+
+def _image_embeddings_and_features(model, images, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(joint-space embeddings, tower features) of every image, with ONE pass of the image tower:
+    the embeddings are the head applied to the features (``encode_image`` = head(tower(x))).
+    Models without ``embed_image_features`` (test fakes) are encoded twice."""
+    feats = image_features(model, images, bs)
+    if not hasattr(model, "embed_image_features"):
+        return encode_images(model, images, bs), feats
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            dev = model_device(model)
+            emb = torch.cat([model.embed_image_features(feats[i : i + bs].to(dev)).float().cpu()
+                             for i in range(0, len(feats), bs)])
+    finally:
+        model.train(was_training)
+    return emb, feats
 
 
 # --------------------------------------------------------------------------- tasks

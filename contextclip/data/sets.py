@@ -354,7 +354,7 @@ def build_birdsnap(name, cfg, split="test", root=None):
         raise DatasetMissing(name, root, f"no images under {base / 'images'}/<species dir>/ (run get_birdsnap.py)")
     images_dir = base / "images" if (base / "images").is_dir() else base / "download" / "images"
     s = _folder_set(name, cfg, split, paths, labels, [birdsnap_clip_name(c) for c in commons], test, images_dir)
-    s.info["source"] = f"{base} (species.txt + images/)"
+    s.info["source"] = f"{base} (species.txt + {images_dir.relative_to(base)}/)"
     return s
 
 
