@@ -98,6 +98,28 @@ def test_folder_sets_splits_and_dead_links(tree):
     assert any("," in c for c in f.captions[0])  # Kaggle's unquoted commas survive
 
 
+def test_large_file_sets_are_decoded_once_into_a_memmap(tree, monkeypatch):
+    """At the paper's size RESISC45/Birdsnap/Flickr8k do not fit in memory: each file is decoded
+    once into <data_root>/decoded/*.npy, and every later build (run, task, epoch) reads that."""
+    import contextclip.data.sets as S
+
+    monkeypatch.setattr(S, "MAX_TENSOR_BYTES", 1000)  # everything counts as "too large"
+    cfg = _cfg(tree)
+    a = get_dataset("resisc45", cfg, split="all")
+    assert isinstance(a.images, S.MemmapImages)
+    files = sorted((tree / "decoded").glob("*.npy"))
+    assert len(files) == 1 and not list((tree / "decoded").glob("*.tmp"))
+    stamp = files[0].stat().st_mtime_ns
+    b = get_dataset("resisc45", cfg, split="all")
+    assert sorted((tree / "decoded").glob("*.npy")) == files and files[0].stat().st_mtime_ns == stamp
+    direct = S.FileImages([a.images.paths[3]], [0], 32)[0][0]  # the same file decoded now
+    assert bool((a.images[3][0] == direct).all()) and bool((b.images[3][0] == direct).all())
+    import pickle
+
+    clone = pickle.loads(pickle.dumps(a.images))  # what a DataLoader worker receives: the path, not the pixels
+    assert clone._arr is None and bool((clone[3][0] == a.images[3][0]).all())
+
+
 @pytest.mark.parametrize("layout", ["webdataset", "files"])
 def test_cc3m_img2dataset_layouts_train(tmp_path, layout):
     from dataclasses import replace
@@ -147,7 +169,7 @@ def test_paper_rehearsal_changes_only_the_commented_keys():
     paper, reh = load_config("paper").to_flat(), load_config("paper_rehearsal").to_flat()
     changed = {k for k in paper if paper[k] != reh[k]}
     assert changed == {"data_root", "n_pairs", "image_size", "image_weights", "text_tower", "epochs", "seeds",
-                       "ft_epochs"}
+                       "ft_epochs", "num_workers"}
     lines = (REPO_ROOT / "configs" / "paper_rehearsal.yaml").read_text().splitlines()
     for key in changed:  # each change says what the paper uses
         line = next(ln for ln in lines if ln.strip().startswith(f"{key}:"))
