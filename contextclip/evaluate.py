@@ -183,7 +183,12 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
         # Fig. 7 points: every class name in the dataset's templates and in a fixed generic list
         tsne_templates = list(dict.fromkeys(list(view.templates) + list(GENERIC_TEMPLATES)))
-        _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
+        if tsne_templates[: len(view.templates)] == list(view.templates):  # own prompts: already in prompt_emb
+            extra = tsne_templates[len(view.templates):]
+            tsne_emb = prompt_emb if not extra else torch.cat(
+                [prompt_emb, class_embeddings(model, view.classnames, extra, bs, return_prompts=True)[1]], dim=1)
+        else:  # a template list with repeats: encode the deduplicated list as it is
+            _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
         image, features = _image_embeddings_and_features(model, view.images, bs)
         out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,

@@ -30,7 +30,7 @@ from contextclip.data.pairs import build_pair_datasets
 from contextclip.data.rehearsal import MARKER, RehearsalParams, gz_only, make_rehearsal_tree
 
 PAPER_SETS = ["cc3m", "cifar10", "cifar100", "mnist", "resisc45", "birdsnap", "flickr8k"]
-SMALL = RehearsalParams(per_class=1, birdsnap_per_class=1, cc3m_pairs=40, flickr_images=6, max_side=64)
+SMALL = RehearsalParams(per_class=1, birdsnap_per_class=1, cc3m_pairs=40, flickr_images=18, max_side=64)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ def test_folder_sets_splits_and_dead_links(tree):
     assert len(b.classnames) == 500 and len(b) == listed - failed > 0
     assert "Says Phoebe" in b.classnames  # apostrophes dropped, as CLIP's Birdsnap names
     f = get_dataset("flickr8k", _cfg(tree))
-    assert len(f) == 1 and all(len(c) == 5 for c in f.captions)
+    assert len(f) == 3 and all(len(c) == 5 for c in f.captions)  # the Karpathy test list: 18 // 6
     assert any("," in c for c in f.captions[0])  # Kaggle's unquoted commas survive
 
 
@@ -264,3 +264,27 @@ def test_paper_rehearsal_pipeline_fills_every_cell(tree, tmp_path):
         assert (res / f"{table}.md").is_file() and (res / f"{table}.csv").is_file()
     assert (res / "report.md").is_file()
     assert any((REPO_ROOT / "figures" / name).glob("fig6_tsne_image_cifar10.png"))
+
+
+# ------------------------------------------------------------ fixes the rehearsal led to, held
+def test_embed_dataset_one_tower_pass_equals_the_direct_encodings(tree, tmp_path):
+    """The cache's embeddings (head applied to the one pass of tower features) and its t-SNE prompts
+    (the dataset's prompts reused, the generic ones added) equal encoding everything directly."""
+    import torch
+
+    from contextclip.encoding import encode_images, image_features
+    from contextclip.evaluate import embed_dataset
+    from contextclip.model import build_model
+    from contextclip.zeroshot import GENERIC_TEMPLATES, class_embeddings
+
+    torch.manual_seed(0)
+    cfg = _cfg(tree)
+    model = build_model(cfg, pretrained=False).eval()
+    ds = get_dataset("cifar10", cfg, split="all")
+    (tmp_path / "checkpoint.pt").write_bytes(b"stand-in: only its hash keys the cache")
+    out = embed_dataset(tmp_path, "cifar10", cfg, model=model, dataset=ds)
+    torch.testing.assert_close(out["image"], encode_images(model, ds.images, 64), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["features"], image_features(model, ds.images, 64), atol=1e-5, rtol=1e-5)
+    templates = list(dict.fromkeys(list(ds.templates) + list(GENERIC_TEMPLATES)))
+    direct = class_embeddings(model, ds.classnames, templates, 64, return_prompts=True)[1]
+    torch.testing.assert_close(out["tsne_text_emb"], direct.reshape(-1, direct.shape[-1]), atol=1e-5, rtol=1e-5)
