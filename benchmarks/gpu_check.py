@@ -135,8 +135,8 @@ def kit_rehearsal(device: torch.device, batches: list[int], *, cpu_smoke: bool, 
 
     data_root = work_dir / "data"
     t = time.perf_counter()
-    params = (RehearsalParams(per_class=1, birdsnap_per_class=1, cc3m_pairs=pairs, flickr_images=6, max_side=64)
-              if cpu_smoke else RehearsalParams(per_class=3, birdsnap_per_class=2, cc3m_pairs=pairs))
+    params = (RehearsalParams(per_class=1, birdsnap_per_class=3, cc3m_pairs=pairs, flickr_images=6, max_side=64)
+              if cpu_smoke else RehearsalParams(per_class=3, birdsnap_per_class=3, cc3m_pairs=pairs))
     make_rehearsal_tree(data_root, params, log=lambda m: print(m, file=sys.stderr))
     fixture_s = time.perf_counter() - t
     over = {"data_root": str(data_root), "n_pairs": pairs, "val_fraction": 0.0, "epochs": epochs,

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                          "(generated images) for the paper_rehearsal profile")
     dr.add_argument("--root", type=Path, default=Path("data/rehearsal"))
     dr.add_argument("--per-class", type=int, default=3, help="images per class and split")
-    dr.add_argument("--birdsnap-per-class", type=int, default=2)
+    dr.add_argument("--birdsnap-per-class", type=int, default=3, help="non-test images per species (>= 3)")
     dr.add_argument("--cc3m-pairs", type=int, default=240)
     dr.add_argument("--cc3m-layout", choices=("webdataset", "files"), default="webdataset",
                     help="img2dataset --output_format the CC3M copy imitates")

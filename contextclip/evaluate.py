@@ -220,6 +220,16 @@ def _image_embeddings_and_features(model, images, bs: int) -> tuple[torch.Tensor
     return emb, feats
 
 
+def _splits_of(dataset: str, labels, official, seed: int) -> dict:
+    """``make_splits`` with the dataset named in its error (e.g. a split left empty by too few images)."""
+    try:
+        return make_splits(labels, official, seed)
+    except ValueError as exc:
+        counts = np.bincount(np.asarray(torch.as_tensor(labels)))
+        raise ValueError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
+                         "the 80/20 train/val split of the non-test images needs about 3 per class)") from None
+
+
 # --------------------------------------------------------------------------- tasks
 def _zero_shot_index(cache: dict) -> torch.Tensor:
     splits = cache.get("splits")
@@ -270,7 +280,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         rows = _rows(method, seed, task, dataset, {k: v for k, v in res.items() if k not in ("n", "n_classes")},
                      res["n"])
     elif task == "linear_probe":
-        splits = make_splits(cache["labels"], cache.get("splits"), seed)
+        splits = _splits_of(dataset, cache["labels"], cache.get("splits"), seed)
         res = linear_probe(cache["features"], cache["labels"], splits, seed=seed,
                            n_classes=len(cache["classnames"]), per_item=True)
         per_item = res.pop("per_item")
@@ -281,7 +291,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         if model is None:
             model, _ = load_trained(run_dir, device=_device(cfg))
         view = _classification_view(data)
-        splits = make_splits(view.labels, view.splits, seed)
+        splits = _splits_of(dataset, view.labels, view.splits, seed)
         res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])
         per_item = res.pop("per_item")
         metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),

@@ -30,7 +30,7 @@ from contextclip.data.pairs import build_pair_datasets
 from contextclip.data.rehearsal import MARKER, RehearsalParams, gz_only, make_rehearsal_tree
 
 PAPER_SETS = ["cc3m", "cifar10", "cifar100", "mnist", "resisc45", "birdsnap", "flickr8k"]
-SMALL = RehearsalParams(per_class=1, birdsnap_per_class=1, cc3m_pairs=40, flickr_images=18, max_side=64)
+SMALL = RehearsalParams(per_class=1, birdsnap_per_class=3, cc3m_pairs=40, flickr_images=18, max_side=64)
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,8 @@ def test_marker_makes_a_second_call_a_no_op_and_force_rewrites(tree, capsys):
     assert "nothing to do" in capsys.readouterr().out
     with pytest.raises(ValueError, match="cc3m_layout"):
         RehearsalParams(cc3m_layout="parquet")
+    with pytest.raises(ValueError, match="needs 3 non-test images per class"):
+        RehearsalParams(birdsnap_per_class=2)
 
 
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
@@ -79,7 +81,7 @@ def test_torchvision_reads_mnist_raw_and_gz_only(tree, tmp_path):
     gz_only(tmp_path)
     assert not (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").exists()
     s = get_dataset("mnist", _cfg(tmp_path), split="all")  # unpacks the .gz beside them, as torchvision's download
-    assert len(s) == 30 and (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert len(s) == 40 and (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
 
 
 def test_folder_sets_splits_and_dead_links(tree):
@@ -87,7 +89,7 @@ def test_folder_sets_splits_and_dead_links(tree):
 
     r = get_dataset("resisc45", _cfg(tree), split="all")
     assert len(ImageFolder(str(tree / "resisc45" / "NWPU-RESISC45")).classes) == len(r.classnames) == 45
-    assert {k: len(v) for k, v in r.splits.items()} == {"train": 90, "test": 45}  # torchgeo's resisc45-test.txt
+    assert {k: len(v) for k, v in r.splits.items()} == {"train": 135, "test": 45}  # torchgeo's resisc45-test.txt
     b = get_dataset("birdsnap", _cfg(tree), split="all")
     listed = len((tree / "birdsnap" / "images.txt").read_text().splitlines()) - 1
     failed = len((tree / "birdsnap" / "download" / "fail.txt").read_text().split())

@@ -48,7 +48,7 @@ from PIL import Image, ImageDraw, ImageFont
 from contextclip.data import formats, synthetic
 from contextclip.data.sets import classnames_for
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 MARKER = "REHEARSAL.json"
 
 CIFAR10_META_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -73,8 +73,8 @@ _PARTS = ["back", "beak", "belly", "breast", "crown", "forehead", "left_cheek", 
 class RehearsalParams:
     """What the fixture tree holds (recorded in ``REHEARSAL.json``)."""
 
-    per_class: int = 3  # test images per class (CIFAR, MNIST), and per CIFAR-10 batch file / RESISC45 split
-    birdsnap_per_class: int = 2  # images per species listed in images.txt (1 of them in test_images.txt)
+    per_class: int = 3  # test images per class; the training parts get max(3, per_class) or more per class
+    birdsnap_per_class: int = 3  # non-test images per species in images.txt (+1 in test_images.txt)
     cc3m_pairs: int = 240  # image+caption pairs img2dataset "downloaded"
     cc3m_layout: str = "webdataset"  # webdataset | files (img2dataset --output_format)
     flickr_images: int = 60  # split like Karpathy's 6,000/1,000/1,000 (here 4/6, 1/6, 1/6)
@@ -84,8 +84,9 @@ class RehearsalParams:
     def __post_init__(self):
         if self.cc3m_layout not in ("webdataset", "files"):
             raise ValueError(f"cc3m_layout {self.cc3m_layout!r}: use 'webdataset' or 'files'")
-        if min(self.per_class, self.birdsnap_per_class) < 1 or self.cc3m_pairs < 2 or self.flickr_images < 6:
-            raise ValueError("per_class and birdsnap_per_class must be >= 1, cc3m_pairs >= 2, flickr_images >= 6")
+        if self.per_class < 1 or self.birdsnap_per_class < 3 or self.cc3m_pairs < 2 or self.flickr_images < 6:
+            raise ValueError("per_class must be >= 1, birdsnap_per_class >= 3 (fine-tuning's 80/20 train/val split "
+                             "needs 3 non-test images per class), cc3m_pairs >= 2, flickr_images >= 6")
 
 
 # ----------------------------------------------------------------------------- images
@@ -189,10 +190,11 @@ def write_cifar(root: Path, name: str, p: RehearsalParams) -> dict:
                                           "url=http://www.cs.toronto.edu/~kriz/cifar.html\">\n")
         counts = {"train": 5 * n_cls * p.per_class, "test": n_cls * p.per_class}
     else:
-        _write_pickle(base / "train", batch(p.per_class, "training batch 1 of 1"))
+        n_train = max(3, p.per_class)  # fine-tuning splits the train part 80/20 per class: 3 leave 1 for val
+        _write_pickle(base / "train", batch(n_train, "training batch 1 of 1"))
         _write_pickle(base / "test", batch(p.per_class, "testing batch 1 of 1"))
         _write_pickle(base / "meta", {"fine_label_names": names, "coarse_label_names": CIFAR100_COARSE})
-        counts = {"train": n_cls * p.per_class, "test": n_cls * p.per_class}
+        counts = {"train": n_cls * n_train, "test": n_cls * p.per_class}
     return counts
 
 
@@ -201,7 +203,7 @@ def write_mnist(root: Path, p: RehearsalParams) -> dict:
     raw = Path(root) / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     counts = {}
-    for split, n_per in (("train", 2 * p.per_class), ("test", p.per_class)):
+    for split, n_per in (("train", max(3, 2 * p.per_class)), ("test", p.per_class)):
         rng = np.random.default_rng([p.seed, 28, len(split)])
         labels = np.tile(np.arange(10), n_per)
         rng.shuffle(labels)
@@ -224,11 +226,12 @@ def write_resisc45(root: Path, p: RehearsalParams) -> dict:
     for k, folder in enumerate(folders):
         d = base / "NWPU-RESISC45" / folder
         d.mkdir(parents=True, exist_ok=True)
-        n = 3 * p.per_class  # one third each to train / val / test, as torchgeo's 60/20/20 is per class
-        for i in range(1, n + 1):
+        n_rest = max(3, 2 * p.per_class)  # torchgeo's train + val (the kit fine-tunes on them, 80/20)
+        for i in range(1, p.per_class + n_rest + 1):
             fname = f"{folder}_{i:03d}.jpg"
             (d / fname).write_bytes(_jpeg(class_image(folder.replace("_", " "), k, 45, w, h, rng)))
-            splits["test" if i % 3 == 0 else "val" if i % 3 == 2 else "train"].append(fname)
+            part = "test" if i <= p.per_class else "val" if i % 2 == 0 else "train"
+            splits[part].append(fname)
     for s, names in splits.items():
         (base / f"resisc45-{s}.txt").write_text("\n".join(names) + "\n")
     return {s: len(v) for s, v in splits.items()}
@@ -260,7 +263,7 @@ def write_birdsnap(root: Path, p: RehearsalParams) -> dict:
     rows, test, ok, fail = [], [], [], []
     for k, (common, dirname) in enumerate(species, 1):
         (images_dir / dirname).mkdir(exist_ok=True)
-        for i in range(p.birdsnap_per_class):
+        for i in range(p.birdsnap_per_class + 1):
             rel = f"{dirname}/{rng.integers(10**9):09d}.jpg"
             w, h = _size(p, int(rng.integers(400, 640)), int(rng.integers(300, 480)))
             blob = _jpeg(class_image(common, k, 500, w, h, rng))
