@@ -12,11 +12,11 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: help setup test test-fast reproduce lint lab data notebooks clean
+.PHONY: help setup test test-fast reproduce rehearsal-data lint lab data notebooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: PROFILE=smoke|embedded|paper (default embedded)"
+	@echo "  variables: PROFILE=smoke|embedded|paper|paper_rehearsal (default embedded)"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-
 test-fast: $(STAMP)  ## unit tests only, without the slow ones
 	$(PY) -m pytest -q -m "not slow" tests
 
-reproduce: $(STAMP)  ## run the whole pipeline for PROFILE (default embedded)
+# paper_rehearsal reads generated copies of the paper's datasets: write them first (a no-op when
+# data/rehearsal/REHEARSAL.json already matches).
+reproduce: $(STAMP) $(if $(filter paper_rehearsal,$(PROFILE)),rehearsal-data)  ## run the whole pipeline for PROFILE (default embedded)
 	$(PY) -m contextclip reproduce --profile $(PROFILE)
+
+rehearsal-data: $(STAMP)  ## write the paper_rehearsal fixtures (format-exact copies of the paper's datasets) to data/rehearsal
+	$(PY) -m contextclip data make-rehearsal --root data/rehearsal
 
 data: $(STAMP)  ## prepare the datasets of PROFILE (prints what to download where needed)
 	$(PY) -m contextclip data prepare-profile --profile $(PROFILE)

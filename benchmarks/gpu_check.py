@@ -1,7 +1,9 @@
-"""Paper-scale training step on a GPU: ResNet-50 at 224 px + BERT-base, bf16, pairs per second.
+"""Paper-scale check on a GPU: ResNet-50 at 224 px + BERT-base (random), bf16, pairs/s, memory, eval time.
 
-What it is: the body of ``benchmarks/gpu_check.sh`` (one prepared check of at most ~5 minutes
-for an H100/H200-class card). Both towers are built from their architectures with random
+What it is: the body of ``benchmarks/gpu_check.sh`` (one prepared check of at most ~8 minutes
+for an H100/H200-class card), in two parts.
+
+Part 1, the model step alone. Both towers are built from their architectures with random
 weights (torchvision ``resnet50(weights=None)``, ``transformers.BertModel(BertConfig())`` =
 BERT-base), so nothing is downloaded; inputs are random uint8 images and random token ids of
 ``--seq-len`` tokens, kept on the device (the kit's data path: uint8 on the device, normalised
@@ -12,10 +14,22 @@ warm-up, timed steps between two synchronisations, pairs/s and peak GPU memory; 
 (the reference code, B1). The last line printed is one JSON object (also saved to
 ``benchmarks/results/gpu_check.json`` unless ``--out``).
 
-What it is not: a measure of the data pipeline or of a real run's accuracy.
+Part 2, the kit's own path (``kit`` in the JSON): the rehearsal fixtures at their real sizes
+(``contextclip.data.rehearsal``, CC3M images 256 px on the short side) into a temporary folder,
+then ``contextclip.train.fit`` on the CC3M copy with the ``paper_rehearsal`` profile at the paper's
+224 px, ``image_tower: resnet50``, ``text_tower: bert_base_random`` (bert-base-uncased's shape,
+random), ``precision: bf16`` (the model in channels_last, as ``fit`` does on CUDA), for each
+``--kit-batches`` a fixed number of epochs over the pairs (steps = epochs x pairs / batch), data
+decoded by ``--workers`` DataLoader workers: pairs/s of the training steps (``summary.json``) and
+peak GPU memory. Then ``evaluate_runs(zero_shot)`` on the five Table 1 sets of the fixture: wall
+time and images/s. The result goes to ``benchmarks/results/gpu_<card>.json``.
+
+What it is not: a measure of a real run's accuracy (random towers, generated images).
 
 ``--cpu-smoke`` runs the same code with tiny sizes on the CPU (ResNet-50 at 32 px, a 2-layer
-BERT, batch 4, 1 step, no warm-up) so the script is tested without a GPU (tests/test_perf_equivalence.py).
+BERT, batch 4, 1 step, no warm-up; the kit part at 32 px with tiny_cnn + tiny_bert, small fixtures,
+batch 8, 10 images per evaluation split)
+so the script is tested without a GPU (tests/test_perf_equivalence.py).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -102,6 +117,69 @@ def measure(model, opt, loss_fn, batch: int, image_size: int, seq_len: int, step
     }
 
 
+def card_slug(device: torch.device) -> str:
+    """``nvidia_h200`` from "NVIDIA H200" (the result file's name); ``cpu_smoke`` on the CPU."""
+    if device.type != "cuda":
+        return "cpu_smoke"
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "_", torch.cuda.get_device_name(device).lower()).strip("_")
+
+
+def kit_rehearsal(device: torch.device, batches: list[int], *, cpu_smoke: bool, epochs: int, pairs: int,
+                  workers: int, work_dir: Path) -> dict:
+    """Fixtures at real sizes -> ``fit`` per batch size -> zero-shot on the Table 1 sets (see the docstring)."""
+    from contextclip.config import load_config
+    from contextclip.data.rehearsal import RehearsalParams, make_rehearsal_tree
+    from contextclip.evaluate import evaluate_runs
+
+    data_root = work_dir / "data"
+    t = time.perf_counter()
+    params = (RehearsalParams(per_class=1, birdsnap_per_class=3, cc3m_pairs=pairs, flickr_images=6, max_side=64)
+              if cpu_smoke else RehearsalParams(per_class=3, birdsnap_per_class=3, cc3m_pairs=pairs))
+    make_rehearsal_tree(data_root, params, log=lambda m: print(m, file=sys.stderr))
+    fixture_s = time.perf_counter() - t
+    over = {"data_root": str(data_root), "n_pairs": pairs, "val_fraction": 0.0, "epochs": epochs,
+            "seeds": [0], "num_workers": workers, "log_every": 1000, "eval_max_images": 0}
+    over.update({"image_size": 32, "image_tower": "tiny_cnn", "text_tower": "tiny_bert", "device": "cpu",
+                 "precision": "fp32", "eval_max_images": 10} if cpu_smoke else
+                {"image_size": 224, "image_tower": "resnet50", "text_tower": "bert_base_random", "device": "cuda",
+                 "precision": "bf16"})
+    rows, run_dir = [], None
+    for b in batches:
+        cfg = load_config("paper_rehearsal", {**over, "batch_size": b})
+        run_dir = work_dir / "runs" / f"contextclip-seed0-b{b}"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        t = time.perf_counter()
+        try:
+            from contextclip.train import fit
+
+            s = fit(cfg, "contextclip", 0, run_dir, fresh=True, progress=False)
+        except torch.OutOfMemoryError:
+            rows.append({"batch": b, "error": "out of memory"})
+            continue
+        rows.append({"batch": b, "steps": s["steps"], "pairs_per_s": s["pairs_per_second"],
+                     "train_seconds": s["train_seconds"], "wall_seconds": round(time.perf_counter() - t, 1),
+                     "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+                     if device.type == "cuda" else None})
+        print(f"kit fit batch {b}: {rows[-1]}", file=sys.stderr)
+    zs = None
+    if run_dir is not None and (run_dir / "checkpoint.pt").exists():
+        sets = list(cfg.data.zero_shot_datasets)
+        t = time.perf_counter()
+        out = evaluate_runs([run_dir], "zero_shot", sets, work_dir / "results", cfg=cfg)
+        secs = time.perf_counter() - t
+        n_images = sum(int(r["n"]) for r in out if r["metric"] == "top1")
+        zs = {"datasets": sets, "seconds": round(secs, 2), "test_images": n_images,
+              "note": "every image of each set is encoded (all splits); top-1 is on the test split"}
+    return {"fixture_seconds": round(fixture_s, 1), "fixture": asdict(params),
+            "epochs": epochs, "pairs": pairs, "workers": workers, "rows": rows, "zero_shot": zs,
+            "image_size": over["image_size"], "image_tower": over["image_tower"], "text_tower": over["text_tower"],
+            "precision": over["precision"]}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU (tests the script)")
@@ -112,6 +190,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--alpha", type=float, default=0.5, help="contextual weight (0 = CLIP)")
     ap.add_argument("--max-seconds", type=float, default=240.0, help="skip the remaining batch sizes after this")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--kit-batches", default="32,128", help="batch sizes of the kit part (0 or empty: skip it)")
+    ap.add_argument("--kit-epochs", type=int, default=3, help="epochs over the CC3M copy per batch size")
+    ap.add_argument("--kit-pairs", type=int, default=1024, help="CC3M pairs the fixture holds")
+    ap.add_argument("--workers", type=int, default=8, help="DataLoader workers of the kit part")
+    ap.add_argument("--work-dir", default=None, help="where the fixtures and runs go (default: a temporary folder)")
     args = ap.parse_args(argv)
 
     from contextclip.losses import ContextCLIPLoss
@@ -149,6 +232,20 @@ def main(argv=None) -> dict:
             torch.cuda.empty_cache()
             continue
         print(f"batch {b}: {rows[-1]['pairs_per_s']} pairs/s, peak {rows[-1]['peak_memory_gib']} GiB", file=sys.stderr)
+    kit = None
+    kit_batches = [int(b) for b in str(args.kit_batches).split(",") if b.strip() and int(b) > 0]
+    if kit_batches:
+        import tempfile
+
+        del model, opt
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="gpu_check_"))
+        if args.cpu_smoke:
+            kit = kit_rehearsal(device, [8], cpu_smoke=True, epochs=1, pairs=24, workers=0, work_dir=work)
+        else:
+            kit = kit_rehearsal(device, kit_batches, cpu_smoke=False, epochs=args.kit_epochs, pairs=args.kit_pairs,
+                                workers=args.workers, work_dir=work)
     best = max(rows, key=lambda r: r["pairs_per_s"]) if rows else None
     result = {
         "benchmark": "gpu_check", "cpu_smoke": args.cpu_smoke, "image_size": image_size, "bert_layers": layers,
@@ -158,10 +255,9 @@ def main(argv=None) -> dict:
         "best_batch": best["batch"] if best else None,
         "realistic_h100_pairs_per_s": REALISTIC_H100_PAIRS_PER_S,
         "reference_code_pairs_per_s": REFERENCE_CODE_PAIRS_PER_S,
-        "wall_seconds": round(time.perf_counter() - t_start, 1), "machine": machine(device),
+        "kit": kit, "wall_seconds": round(time.perf_counter() - t_start, 1), "machine": machine(device),
     }
-    default_out = None if not args.cpu_smoke else str(Path(__file__).resolve().parent / "results" / "gpu_check_cpu_smoke.json")
-    save("gpu_check", result, args.out or default_out)
+    save(f"gpu_{card_slug(device)}", result, args.out)
     return result
 
 

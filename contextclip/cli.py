@@ -43,6 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     dp.add_argument("--root", type=Path, default=Path("data"))
     dpp = dsub.add_parser("prepare-profile", help="prepare every dataset a profile uses")
     dpp.add_argument("--profile", default="embedded")
+    dr = dsub.add_parser("make-rehearsal", help="write small format-exact copies of the paper's datasets "
+                         "(generated images) for the paper_rehearsal profile")
+    dr.add_argument("--root", type=Path, default=Path("data/rehearsal"))
+    dr.add_argument("--per-class", type=int, default=3, help="images per class and split")
+    dr.add_argument("--birdsnap-per-class", type=int, default=3, help="non-test images per species (>= 3)")
+    dr.add_argument("--cc3m-pairs", type=int, default=240)
+    dr.add_argument("--cc3m-layout", choices=("webdataset", "files"), default="webdataset",
+                    help="img2dataset --output_format the CC3M copy imitates")
+    dr.add_argument("--flickr-images", type=int, default=60)
+    dr.add_argument("--max-side", type=int, default=0, help="cap on generated JPEG sides (0: the real sizes)")
+    dr.add_argument("--force", action="store_true", help="rewrite even when REHEARSAL.json matches")
     dc = dsub.add_parser("check", help="validate an image,caption manifest")
     dc.add_argument("manifest", type=Path)
     dc.add_argument("--skip-bad", action="store_true", help="write a cleaned copy beside it")

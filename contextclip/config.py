@@ -58,7 +58,7 @@ class DataConfig:
 class ModelConfig:
     image_tower: str = "tiny_cnn"  # tiny_cnn | resnet18 | resnet50 | efficientnet_lite0
     image_weights: str = "none"  # none | imagenet | package | path/to/weights.pt
-    text_tower: str = "tiny_bert"  # tiny_bert | minilm | a Hugging Face name or local folder
+    text_tower: str = "tiny_bert"  # tiny_bert | bert_base_random | minilm | a Hugging Face name or local folder
     pooling: str = "mean"  # cls | mean
     head: str = "linear"  # linear (paper) | mlp (residual MLP of the code the paper used)
     embed_dim: int = 256  # joint embedding size

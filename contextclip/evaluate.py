@@ -32,7 +32,7 @@ import torch
 from contextclip import fileio
 from contextclip.config import TASKS, Config, config_from_json
 from contextclip.data import DatasetMissing
-from contextclip.encoding import encode_images, encode_texts, image_features
+from contextclip.encoding import encode_images, encode_texts, image_features, model_device
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
@@ -183,10 +183,14 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
         # Fig. 7 points: every class name in the dataset's templates and in a fixed generic list
         tsne_templates = list(dict.fromkeys(list(view.templates) + list(GENERIC_TEMPLATES)))
-        _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
-        out.update(kind="classification",
-                   image=encode_images(model, view.images, bs),
-                   features=image_features(model, view.images, bs),
+        if tsne_templates[: len(view.templates)] == list(view.templates):  # own prompts: already in prompt_emb
+            extra = tsne_templates[len(view.templates):]
+            tsne_emb = prompt_emb if not extra else torch.cat(
+                [prompt_emb, class_embeddings(model, view.classnames, extra, bs, return_prompts=True)[1]], dim=1)
+        else:  # a template list with repeats: encode the deduplicated list as it is
+            _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
+        image, features = _image_embeddings_and_features(model, view.images, bs)
+        out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
                    class_emb=class_emb, prompt_emb=prompt_emb,
                    tsne_text_emb=tsne_emb.reshape(-1, tsne_emb.shape[-1]),
@@ -195,6 +199,35 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     path.parent.mkdir(parents=True, exist_ok=True)
     fileio.torch_save(out, path)
     return out
+
+
+def _image_embeddings_and_features(model, images, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(joint-space embeddings, tower features) of every image, with ONE pass of the image tower:
+    the embeddings are the head applied to the features (``encode_image`` = head(tower(x))).
+    Models without ``embed_image_features`` (test fakes) are encoded twice."""
+    feats = image_features(model, images, bs)
+    if not hasattr(model, "embed_image_features"):
+        return encode_images(model, images, bs), feats
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            dev = model_device(model)
+            emb = torch.cat([model.embed_image_features(feats[i : i + bs].to(dev)).float().cpu()
+                             for i in range(0, len(feats), bs)])
+    finally:
+        model.train(was_training)
+    return emb, feats
+
+
+def _splits_of(dataset: str, labels, official, seed: int) -> dict:
+    """``make_splits`` with the dataset named in its error (e.g. a split left empty by too few images)."""
+    try:
+        return make_splits(labels, official, seed)
+    except ValueError as exc:
+        counts = np.bincount(np.asarray(torch.as_tensor(labels)))
+        raise ValueError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
+                         "the 80/20 train/val split of the non-test images needs about 3 per class)") from None
 
 
 # --------------------------------------------------------------------------- tasks
@@ -247,7 +280,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         rows = _rows(method, seed, task, dataset, {k: v for k, v in res.items() if k not in ("n", "n_classes")},
                      res["n"])
     elif task == "linear_probe":
-        splits = make_splits(cache["labels"], cache.get("splits"), seed)
+        splits = _splits_of(dataset, cache["labels"], cache.get("splits"), seed)
         res = linear_probe(cache["features"], cache["labels"], splits, seed=seed,
                            n_classes=len(cache["classnames"]), per_item=True)
         per_item = res.pop("per_item")
@@ -258,7 +291,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         if model is None:
             model, _ = load_trained(run_dir, device=_device(cfg))
         view = _classification_view(data)
-        splits = make_splits(view.labels, view.splits, seed)
+        splits = _splits_of(dataset, view.labels, view.splits, seed)
         res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])
         per_item = res.pop("per_item")
         metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),

@@ -206,13 +206,22 @@ def _auto_tokenizer(source: str | Path):
     return AutoTokenizer.from_pretrained(str(source))
 
 
-def _tiny_bert(cfg: ModelConfig, pretrained: bool):
-    from transformers import BertConfig, BertModel
+def _config_bert(hidden: int, layers: int, heads: int, intermediate: int) -> Callable:
+    """A random-init BERT built from a config (no download), with MiniLM's tokenizer: the
+    uncased WordPiece vocabulary of bert-base-uncased, shipped by pip."""
+    def build(cfg: ModelConfig, pretrained: bool):
+        from transformers import BertConfig, BertModel
 
-    tok = _auto_tokenizer(minilm_dir())
-    bcfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=256, max_position_embeddings=max(64, cfg.max_length))
-    return BertModel(bcfg, add_pooling_layer=False), tok
+        tok = _auto_tokenizer(minilm_dir())
+        bcfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                          num_attention_heads=heads, intermediate_size=intermediate,
+                          max_position_embeddings=max(64, cfg.max_length) if hidden < 768 else 512)
+        return BertModel(bcfg, add_pooling_layer=False), tok
+
+    return build
+
+
+_tiny_bert = _config_bert(128, 2, 2, 256)
 
 
 def _hf_tower(source: str | Path, pretrained: bool):
@@ -248,6 +257,7 @@ def _hf_tower(source: str | Path, pretrained: bool):
 #: is treated as a Hugging Face model name or local folder.
 TEXT_TOWERS: dict[str, Callable] = {
     "tiny_bert": _tiny_bert,
+    "bert_base_random": _config_bert(768, 12, 12, 3072),  # bert-base-uncased's shape, random (GPU check)
     "minilm": lambda cfg, pretrained: _hf_tower(minilm_dir(), pretrained),
 }
 

@@ -166,9 +166,13 @@ def test_gpu_check_cpu_smoke(tmp_path, capsys):
     import gpu_check
 
     out = tmp_path / "gpu.json"
-    result = gpu_check.main(["--cpu-smoke", "--out", str(out)])
+    result = gpu_check.main(["--cpu-smoke", "--out", str(out), "--work-dir", str(tmp_path / "work")])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(last) == json.loads(out.read_text()) == result
     row = result["rows"][0]
     assert result["cpu_smoke"] and row["batch"] == 4 and row["loss_finite"] and row["pairs_per_s"] > 0
     assert result["realistic_h100_pairs_per_s"] == 3300.0 and result["reference_code_pairs_per_s"] == 22.0
+    kit = result["kit"]  # the kit part: fixtures -> fit -> zero-shot on the five Table 1 sets
+    assert kit["rows"][0]["batch"] == 8 and kit["rows"][0]["pairs_per_s"] > 0 and kit["rows"][0]["steps"] == 3
+    assert kit["zero_shot"]["datasets"] == ["cifar10", "cifar100", "resisc45", "birdsnap", "mnist"]
+    assert kit["zero_shot"]["seconds"] > 0 and kit["zero_shot"]["test_images"] > 0

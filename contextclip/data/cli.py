@@ -54,6 +54,19 @@ def run(args) -> int:
         return prep.prepare(args.name, root)
     if cmd == "prepare-profile":
         return run_prepare_profile(args.profile)
+    if cmd == "make-rehearsal":
+        from contextclip.data.rehearsal import RehearsalParams, make_rehearsal_tree
+
+        root = args.root if args.root.is_absolute() else registry.resolve_root(args.root)
+        try:
+            params = RehearsalParams(per_class=args.per_class, birdsnap_per_class=args.birdsnap_per_class,
+                                     cc3m_pairs=args.cc3m_pairs, cc3m_layout=args.cc3m_layout,
+                                     flickr_images=args.flickr_images, max_side=args.max_side)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        make_rehearsal_tree(root, params, force=args.force)
+        return 0
     if cmd == "check":
         return run_check(args.manifest, args.skip_bad)
     print(f"unknown data command {cmd!r}", file=sys.stderr)

@@ -34,8 +34,9 @@ MANUAL = {
     "birdsnap": """Birdsnap v1.1 is a list of Flickr URLs (many are dead now; expect fewer than 49,829 images).
   1. Download http://thomasberg.org/datasets/birdsnap/1.1/birdsnap.tgz and unpack it to {root}/birdsnap/
      (species.txt, images.txt, test_images.txt, get_birdsnap.py).
-  2. cd {root}/birdsnap && python get_birdsnap.py     (downloads into images/<species dir>/)
-     The kit reads {root}/birdsnap/images/<dir>/*.jpg (or download/images/), class names from
+  2. cd {root}/birdsnap && python get_birdsnap.py     (downloads into download/images/<species dir>/,
+     and lists what it got in download/success.txt and fail.txt)
+     The kit reads {root}/birdsnap/download/images/<dir>/*.jpg (or images/<dir>/), class names from
      species.txt (common names, apostrophes dropped, hyphens as spaces) and the test split from
      test_images.txt.""",
     "flickr8k": """Flickr8k is a manual download (Kaggle account needed).
@@ -52,19 +53,21 @@ def _cfg(root: Path, image_size: int = 32) -> Config:
 
 def verify(name: str, root: Path) -> int:
     cfg = _cfg(root)
-    try:
-        ds = registry.get_dataset(name, cfg, split="all" if name in ("cifar10", "cifar100", "mnist") else "test")
+    kind = registry.DATASETS[name].kind
+    try:  # classification sets: every image, so that the official split (if any) is reported
+        ds = registry.get_dataset(name, cfg, split="test" if kind == "captions" else "all")
     except DatasetMissing as exc:
         print(f"missing: {exc}")
         return 1
     if isinstance(ds, CaptionSet):
         n_caps = sum(len(c) for c in ds.captions)
-        print(f"{name}: {len(ds)} images, {n_caps} captions (found on disk: {ds.n_found})")
+        what = "test split" if name == "flickr8k" else "loaded"
+        print(f"{name}: ready: {len(ds)} images ({what}), {n_caps} captions (found on disk: {ds.n_found})")
     else:
         counts = np.bincount(ds.labels.numpy(), minlength=len(ds.classnames))
         splits = {k: len(v) for k, v in (ds.splits or {}).items()}
-        print(f"{name}: {len(ds)} images, {len(ds.classnames)} classes, per class min {counts.min()} max {counts.max()}"
-              + (f", splits {splits}" if splits else ", no official split"))
+        print(f"{name}: ready: {len(ds)} images, {len(ds.classnames)} classes, per class min {counts.min()} "
+              f"max {counts.max()}" + (f", official splits {splits}" if splits else ", no official split"))
     return 0
 
 
@@ -88,7 +91,7 @@ def prepare_torchvision(name: str, root: Path) -> int:
         print(f"download of {name} failed ({type(exc).__name__}: {exc}).\n"
               f"Without internet: copy the files a machine with internet downloaded with\n"
               f"  python -m contextclip data prepare {name} --root {root}\n"
-              f"into {root} ({registry.DATASETS[name].expects}).")
+              f"into {root} (the kit expects {root}/{registry.DATASETS[name].expects}).")
         return 1
     return verify(name, root)
 

@@ -38,7 +38,7 @@ class DatasetSpec:
     builder: Callable | None  # (name, cfg, split, root) -> ClassificationSet | CaptionSet
     embedded: bool  # generated or shipped in a pip package: never missing
     present: Callable[[Path], bool]  # is it on disk under root?
-    expects: str  # what the kit expects on disk (for messages and data/README.md)
+    expects: str  # what the kit expects on disk, relative to data_root (for messages and data/README.md)
 
 
 def _always(root: Path) -> bool:
@@ -74,21 +74,21 @@ DATASETS: dict[str, DatasetSpec] = {
                                  "nothing: 8 colours x 10 shapes = 80 classes x 15 rendered images"),
     "cifar10": DatasetSpec("cifar10", "classification", sets.build_cifar, False,
                            lambda r: (Path(r) / "cifar-10-batches-py" / "test_batch").is_file(),
-                           "data/cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+                           "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
     "cifar100": DatasetSpec("cifar100", "classification", sets.build_cifar, False,
                             lambda r: (Path(r) / "cifar-100-python" / "test").is_file(),
-                            "data/cifar-100-python/{train,test,meta}"),
+                            "cifar-100-python/{train,test,meta}"),
     "mnist": DatasetSpec("mnist", "classification", sets.build_mnist, False, formats.mnist_present,
-                         "data/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"),
+                         "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"),
     "resisc45": DatasetSpec("resisc45", "classification", sets.build_resisc45, False, _resisc_present,
-                            "data/resisc45/<class>/*.jpg (45 folders; optional resisc45-test.txt split)"),
+                            "resisc45/<class>/*.jpg or resisc45/NWPU-RESISC45/<class>/*.jpg (45 folders; optional resisc45-test.txt split)"),
     "birdsnap": DatasetSpec("birdsnap", "classification", sets.build_birdsnap, False,
                             lambda r: (Path(r) / "birdsnap" / "species.txt").is_file(),
-                            "data/birdsnap/{species.txt,test_images.txt,images/<species dir>/*.jpg}"),
+                            "birdsnap/{species.txt,test_images.txt} and birdsnap/download/images/<species dir>/*.jpg (what get_birdsnap.py writes; images/<species dir>/ also accepted)"),
     "flickr8k": DatasetSpec("flickr8k", "captions", sets.build_flickr8k, False, _flickr_present,
-                            "data/flickr8k/{captions.txt,Images/*.jpg,Flickr_8k.testImages.txt}"),
+                            "flickr8k/{captions.txt,Images/*.jpg,Flickr_8k.testImages.txt}"),
     "cc3m": DatasetSpec("cc3m", "captions", sets.build_cc3m, False, _cc3m_present,
-                        "data/cc3m/*.tar (img2dataset webdataset shards of .jpg/.txt) or its files layout"),
+                        "cc3m/*.tar (img2dataset webdataset shards of .jpg/.txt) or its files layout (cc3m/00000/*.jpg + .txt)"),
 }
 
 
@@ -103,7 +103,7 @@ def get_dataset(name: str, cfg, split: str = "test") -> ClassificationSet | Capt
         raise ValueError(f"dataset {name!r} is a pretraining corpus; use build_pair_datasets(cfg)")
     root = resolve_root(cfg.data.data_root)
     if not spec.present(root):
-        raise DatasetMissing(name, root, f"expected {spec.expects}")
+        raise DatasetMissing(name, root, f"expected {spec.expects} under it")
     return spec.builder(name, cfg, split, root)
 
 
@@ -137,6 +137,6 @@ def missing_message(cfg, missing: list[str]) -> str:
     root = resolve_root(cfg.data.data_root)
     lines = [f"{len(missing)} dataset(s) needed by profile '{cfg.profile}' are missing under {root}:"]
     for n in missing:
-        lines.append(f"  {n}: expected {DATASETS[n].expects}; run: python -m contextclip data prepare {n} --root {root}")
+        lines.append(f"  {n}: expected {root}/{DATASETS[n].expects}; run: python -m contextclip data prepare {n} --root {root}")
     lines.append("Or set missing_datasets: skip to run without them (their rows read 'not run: missing').")
     return "\n".join(lines)

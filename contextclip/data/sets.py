@@ -2,8 +2,9 @@
 caption sets (images, several captions each), built from every source the kit knows.
 
 Images are ``uint8 [N, 3, H, W]`` tensors at the profile's ``image_size`` when they fit in
-memory (at most ``MAX_TENSOR_BYTES``), otherwise a ``Dataset`` of ``(uint8 [3, H, W], label)``
-that decodes and resizes on access. ``cfg.data.eval_max_images`` keeps a deterministic subset
+memory (at most ``MAX_TENSOR_BYTES``), otherwise a ``Dataset`` of ``(uint8 [3, H, W], label)``:
+for image files (RESISC45, Birdsnap, Flickr8k at the paper's size) the images decoded once into
+a memory-mapped ``.npy`` under ``<data_root>/decoded/`` (``decoded_cache``), else decoded on access. ``cfg.data.eval_max_images`` keeps a deterministic subset
 (seeded permutation, then sorted). ``n_found`` records how many images were really on disk
 before the cap (links rot; a test split may be smaller than the paper's).
 
@@ -117,14 +118,80 @@ class FileImages(Dataset):
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[i]
 
 
+class MemmapImages(Dataset):
+    """Decoded ``uint8 [N, 3, S, S]`` images in a ``.npy`` file, read on access (see ``decoded_cache``)."""
+
+    def __init__(self, path: Path, labels, paths=()):
+        self.path, self.labels, self.paths = Path(path), list(map(int, labels)), list(paths)  # paths: the sources
+        self._arr = None
+
+    def _array(self) -> np.ndarray:
+        if self._arr is None:
+            self._arr = np.load(self.path, mmap_mode="r")
+        return self._arr
+
+    def __getstate__(self):  # DataLoader workers reopen the file instead of pickling its pixels
+        return {**self.__dict__, "_arr": None}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(np.array(self._array()[i])), self.labels[i]
+
+
+DECODED_VERSION = 1
+
+
+def decoded_cache(ds: FileImages, cache_dir: Path, threads: int | None = None) -> MemmapImages:
+    """Decode and resize every image of ``ds`` ONCE into ``cache_dir/<key>.npy`` (a memory-mapped
+    uint8 array) and read it from there afterwards: every run, evaluation task and fine-tuning
+    epoch of a profile reuses it. The key covers the files (path, size, mtime) and the image size,
+    so a changed file or size makes a new cache. Decoding runs on ``threads`` threads (PIL releases
+    the GIL); a bad image stops it naming the file, and no partial cache is left behind."""
+    import hashlib
+    import json
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    ident = [DECODED_VERSION, ds.size]
+    for p in ds.paths:
+        st = os.stat(p)
+        ident.append((p, st.st_size, st.st_mtime_ns))
+    key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
+    cache_dir = Path(cache_dir)
+    path = cache_dir / f"{key}-n{len(ds)}-s{ds.size}.npy"
+    if not path.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        try:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ds), 3, ds.size, ds.size))
+            with ThreadPoolExecutor(threads or min(16, os.cpu_count() or 1)) as ex:
+                for i, (img, _) in enumerate(ex.map(ds.__getitem__, range(len(ds)))):
+                    arr[i] = img.numpy()
+            arr.flush()
+            del arr
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    return MemmapImages(path, ds.labels, ds.paths)
+
+
 def materialise(ds: Dataset) -> torch.Tensor:
     return torch.stack([ds[i][0] for i in range(len(ds))]) if len(ds) else torch.zeros(0, 3, 1, 1, dtype=torch.uint8)
 
 
-def _holder(ds: Dataset, size: int, force_lazy: bool = False):
-    """A tensor when the set fits in memory (and is cheap to decode), else the lazy Dataset."""
+def _holder(ds: Dataset, size: int, force_lazy: bool = False, cfg=None):
+    """A tensor when the set fits in memory (and is cheap to decode); else, for image files, the
+    images decoded once into a memory-mapped cache under ``<data_root>/decoded/`` (so runs and
+    epochs never decode a file twice); else the lazy Dataset."""
     if not force_lazy and len(ds) * 3 * size * size <= MAX_TENSOR_BYTES:
         return materialise(ds)
+    if cfg is not None and isinstance(ds, FileImages):
+        from contextclip.data.registry import resolve_root
+
+        return decoded_cache(ds, resolve_root(cfg.data.data_root) / "decoded")
     return ds
 
 
@@ -170,7 +237,7 @@ def _classification_from_arrays(name, cfg, split, parts, classnames, templates, 
     labels = np.concatenate(keep_y).astype(np.int64)
     if lazy_files:
         ds = FileImages([p for x in keep_x for p in x], labels, size)
-        images = _holder(ds, size, force_lazy=len(ds) > 2000)
+        images = _holder(ds, size, force_lazy=len(ds) > 2000, cfg=cfg)
     else:
         arrays = np.concatenate(keep_x)
         images = _holder(ArrayImages(arrays, labels, size), size)
@@ -354,7 +421,7 @@ def build_birdsnap(name, cfg, split="test", root=None):
         raise DatasetMissing(name, root, f"no images under {base / 'images'}/<species dir>/ (run get_birdsnap.py)")
     images_dir = base / "images" if (base / "images").is_dir() else base / "download" / "images"
     s = _folder_set(name, cfg, split, paths, labels, [birdsnap_clip_name(c) for c in commons], test, images_dir)
-    s.info["source"] = f"{base} (species.txt + images/)"
+    s.info["source"] = f"{base} (species.txt + {images_dir.relative_to(base)}/)"
     return s
 
 
@@ -374,7 +441,7 @@ def build_flickr8k(name, cfg, split="test", root=None):
         raise DatasetMissing(name, root, f"none of the {split} images are in {img_dir}")
     names = [names[i] for i in subset_indices(len(names), _cap(cfg))]
     ds = FileImages([img_dir / n for n in names], range(len(names)), cfg.data.image_size)
-    return CaptionSet(name, _holder(ds, cfg.data.image_size, force_lazy=len(ds) > 2000), [caps[n] for n in names],
+    return CaptionSet(name, _holder(ds, cfg.data.image_size, force_lazy=len(ds) > 2000, cfg=cfg), [caps[n] for n in names],
                       n_found, {"source": f"{base} captions + Karpathy {split} split",
                                 "n_in_split_file": len(splits[split])})
 
