@@ -10,7 +10,9 @@ export PYTHONHASHSEED := 0
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
-export MPLBACKEND := Agg
+# The headless matplotlib backend for batch runs and tests only (not `make lab`: its kernel
+# draws inline, so a student's plt.show() displays).
+BATCH := MPLBACKEND=Agg
 
 .PHONY: help setup test test-fast reproduce rehearsal-data lint lab data notebooks clean
 
@@ -22,22 +24,22 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q -r requirements.txt
 	$(PIP) install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
-	$(PY) -m ipykernel install --sys-prefix --name python3 > /dev/null
+	$(PY) -m contextclip.lab --install-kernel
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install the pinned requirements (idempotent)
 
 test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax)
-	$(PY) -m pytest -q tests
-	$(PY) -m pytest -q --nbval-lax -p no:randomly notebooks
+	$(BATCH) $(PY) -m pytest -q tests
+	$(BATCH) $(PY) -m pytest -q --nbval-lax -p no:randomly notebooks
 
 test-fast: $(STAMP)  ## unit tests only, without the slow ones
-	$(PY) -m pytest -q -m "not slow" tests
+	$(BATCH) $(PY) -m pytest -q -m "not slow" tests
 
 # paper_rehearsal reads generated copies of the paper's datasets: write them first (a no-op when
 # data/rehearsal/REHEARSAL.json already matches).
 reproduce: $(STAMP) $(if $(filter paper_rehearsal,$(PROFILE)),rehearsal-data)  ## run the whole pipeline for PROFILE (default embedded)
-	$(PY) -m contextclip reproduce --profile $(PROFILE)
+	$(BATCH) $(PY) -m contextclip reproduce --profile $(PROFILE)
 
 rehearsal-data: $(STAMP)  ## write the paper_rehearsal fixtures (format-exact copies of the paper's datasets) to data/rehearsal
 	$(PY) -m contextclip data make-rehearsal --root data/rehearsal
@@ -48,12 +50,12 @@ data: $(STAMP)  ## prepare the datasets of PROFILE (prints what to download wher
 lint: $(STAMP)  ## ruff on the package, tests, benchmarks, tools and the notebooks' .py sources
 	$(VENV)/bin/ruff check contextclip tests benchmarks tools notebooks
 
-notebooks: $(STAMP)  ## sync each notebook with its jupytext .py (newer side wins) and strip outputs
-	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb
-	$(VENV)/bin/jupyter nbconvert --clear-output --inplace --log-level=WARN notebooks/[0-9][0-9]_*.ipynb
+notebooks: $(STAMP)  ## sync each notebook (and solution) with its jupytext .py (newer side wins) and strip outputs
+	$(VENV)/bin/jupytext --sync notebooks/[0-9][0-9]_*.ipynb notebooks/solutions/*.ipynb
+	$(VENV)/bin/jupyter nbconvert --clear-output --inplace --log-level=WARN notebooks/[0-9][0-9]_*.ipynb notebooks/solutions/*.ipynb
 
-lab: $(STAMP)  ## JupyterLab on notebooks/ with the kit's kernel (localhost, token on)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: $(STAMP)  ## JupyterLab at the repository root with the kit's kernel (127.0.0.1, token on, inline figures)
+	$(PY) -m contextclip.lab
 
 clean:  ## remove generated runs (keeps data/ caches and .venv)
 	rm -rf runs

@@ -51,6 +51,7 @@ __all__ = [
     "ContextCLIPLoss",
     "clip_loss",
     "contextual_loss",
+    "cx_matrix",
 ]
 
 # A (unit-scale) vector shorter than this has no reliable direction and is treated as zero.
@@ -109,14 +110,19 @@ def _cx_from_distances(d: Tensor, bandwidth: float, eps: float) -> Tensor:
 
     Returns the contextual similarity CX, one value per leading index (a scalar for 2-D ``d``).
     """
+    cx_ij = _cx_ij(d, bandwidth, eps)  # Eq. 6-8, [..., N, M]
+    # Eq. 5: for each target j the best-matching generated point i, averaged over targets.
+    return cx_ij.amax(dim=-2).mean(dim=-1)  # [...]
+
+
+def _cx_ij(d: Tensor, bandwidth: float, eps: float) -> Tensor:
+    """Eq. 6-8: the matrix CX_ij (rows: generated points i, a distribution over the targets j)."""
     d = d.clamp_min(0.0)  # distances are >= 0 (rounding can make 1 - cos slightly negative)
     d_min = d.amin(dim=-1, keepdim=True)  # nearest target of each generated point, [..., N, 1]
     d_tilde = d / (d_min + eps)  # Eq. 6: relative distance, [..., N, M]
     # Eq. 7-8: w_ij = exp((1 - dt_ij)/h), CX_ij = w_ij / sum_k w_ik, as a stable softmax over
     # the targets j (never raw exp: (1 - dt)/h reaches -1e7 for h = 0.01).
-    cx_ij = torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)  # [..., N, M]
-    # Eq. 5: for each target j the best-matching generated point i, averaged over targets.
-    return cx_ij.amax(dim=-2).mean(dim=-1)  # [...]
+    return torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)  # [..., N, M]
 
 
 # ----------------------------------------------------------------------------- CLIP (Eq. 2-4)
@@ -161,13 +167,17 @@ def clip_loss(
 
 
 # ----------------------------------------------------------------------------- contextual (Eq. 5-9)
-def _cx_batch(img: Tensor, txt: Tensor, bandwidth: float, eps: float) -> Tensor:
-    """Points are the batch items: X = image rows (generated), Y = text rows (target)."""
+def _batch_distances(img: Tensor, txt: Tensor) -> Tensor:
+    """d_ij = 1 - cos(x_i, y_j) after centring both sets on the target mean, [N, N]."""
     mu_y = txt.mean(dim=0, keepdim=True)  # mean of the target set, [1, D]
     x = _unit(img - mu_y)  # centred on the target mean, L2-normalised, [N, D]
     y = _unit(txt - mu_y)  # [N, D]
-    d = 1.0 - x @ y.t()  # cosine distance d_ij = 1 - cos(x_i, y_j), [N, N]
-    cx = _cx_from_distances(d, bandwidth, eps)  # Eq. 5-8, []
+    return 1.0 - x @ y.t()  # cosine distance d_ij = 1 - cos(x_i, y_j), [N, N]
+
+
+def _cx_batch(img: Tensor, txt: Tensor, bandwidth: float, eps: float) -> Tensor:
+    """Points are the batch items: X = image rows (generated), Y = text rows (target)."""
+    cx = _cx_from_distances(_batch_distances(img, txt), bandwidth, eps)  # Eq. 5-8, []
     return 0.0 - torch.log(cx)  # Eq. 9 (0 - log: an exact match reads 0.0, not -0.0)
 
 
@@ -237,6 +247,18 @@ def contextual_loss(
     with torch.autocast(device_type=image_emb.device.type, enabled=False):
         img, txt = _directions(image_emb), _directions(text_emb)  # [N, D] each, fp32
         return CX_VARIANTS[variant](img, txt, bandwidth, eps)
+
+
+def cx_matrix(image_emb: Tensor, text_emb: Tensor, bandwidth: float = 0.5, eps: float = 1e-5) -> Tensor:
+    """The matrix CX_ij of Eq. 8 for the ``"batch"`` variant, ``[N, N]`` fp32 (for figures and teaching).
+
+    Row i (image i) is a distribution over the captions j; ``contextual_loss`` (``"batch"``) is
+    ``-log(mean_j max_i CX_ij)`` of this matrix.
+    """
+    _check_pair(image_emb, text_emb, "cx_matrix")
+    with torch.autocast(device_type=image_emb.device.type, enabled=False):
+        img, txt = _directions(image_emb), _directions(text_emb)
+        return _cx_ij(_batch_distances(img, txt), float(bandwidth), float(eps))
 
 
 # ----------------------------------------------------------------------------- ContextCLIP (Eq. 1)

@@ -26,15 +26,37 @@ def profile_paths(cfg: Config, root: Path | None = None) -> ProfilePaths:
     return paths_for(cfg.profile, root)
 
 
+#: Parameters a notebook may declare that are not config knobs: name -> (type, what it does).
+NOTEBOOK_PARAMETERS: dict[str, tuple[type, str]] = {
+    "fresh": (bool, "02_train: discard existing runs of these methods and seeds and train them again"),
+}
+
+#: The first line of the cell papermill injects after the ``parameters`` cell (its Python translator).
+_INJECTED_HEADER = "# Parameters\n"
+
+
 def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = False, **knobs: Any) -> Config:
     """Validate a notebook's parameters through the config and return the resolved ``Config``.
 
-    ``knobs`` are flat config names (``epochs=3``, ``seeds=[0, 1]``); a value of ``None`` keeps the
-    profile's. An unknown name or a bad value raises ``ConfigError`` naming the key. With ``chdir``
-    the working directory becomes the repository root, so that relative paths in the configs
-    (``data/``, ``runs/``) mean the same in JupyterLab, under nbval and under papermill.
-    Also limits torch's threads to the machine's cores and seeds nothing (seeding belongs to ``fit``).
+    ``knobs`` are the notebook's declared parameters other than ``profile``: flat config names
+    (``epochs=3``, ``seeds=[0, 1]``; ``None`` keeps the profile's value) and the non-config names of
+    ``NOTEBOOK_PARAMETERS`` (``fresh=False``), which are type-checked and not part of the config.
+    An unknown name or a bad value raises ``ConfigError`` naming the key, and so does a name that
+    papermill injected (``-p NAME VALUE``) but the notebook does not declare: papermill alone only
+    warns and runs the defaults. Under IPython a ``ConfigError`` shows as one line, not a traceback.
+
+    With ``chdir`` the working directory becomes the repository root, so that relative paths in
+    the configs (``data/``, ``runs/``) mean the same in JupyterLab, under nbval and under papermill.
+    Seeds nothing (seeding belongs to ``fit``).
     """
+    one_line_errors()
+    _check_injected({"profile", *knobs})
+    extra = {k: knobs.pop(k) for k in list(knobs) if k in NOTEBOOK_PARAMETERS}
+    for name, value in extra.items():
+        kind = NOTEBOOK_PARAMETERS[name][0]
+        if not isinstance(value, kind):
+            raise ConfigError(f"notebook parameter '{name}': {value!r} is not a {kind.__name__} "
+                              f"(with papermill: -p {name} True)")
     unknown = sorted(k for k in knobs if k not in KNOB_SECTION)
     if unknown:
         raise ConfigError(
@@ -48,16 +70,75 @@ def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = 
         import matplotlib
 
         matplotlib.rcParams.update({"figure.dpi": 100, "savefig.dpi": 150, "figure.max_open_warning": 0})
+        from contextclip.plots import use_palette
+
+        use_palette()
     except ImportError:  # pragma: no cover - matplotlib is a pinned requirement
         pass
     if not quiet:
-        shown = {k: cfg.get(k) for k in knobs}
-        print(f"profile {cfg.profile!r} ({profile}); notebook knobs: {json.dumps(shown)}")
+        shown = {**{k: cfg.get(k) for k in knobs}, **extra}
+        print(f"profile {cfg.profile!r} ({profile}); notebook parameters: {json.dumps(shown)}")
         base = load_config(profile)
         changed = sorted(k for k in overrides if base.get(k) != cfg.get(k))
         if changed:
             print(f"  changed from the profile: {', '.join(f'{k}={cfg.get(k)!r}' for k in changed)}")
     return cfg
+
+
+def injected_parameters(history: list[str] | None = None) -> set[str]:
+    """Names assigned by the cells papermill injected in this kernel (``In`` history), or an empty set."""
+    import ast
+
+    if history is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover
+            return set()
+        ip = get_ipython()
+        history = list(ip.user_ns.get("In", [])) if ip is not None else []
+    names: set[str] = set()
+    for src in history:
+        if not isinstance(src, str) or not src.startswith(_INJECTED_HEADER):
+            continue
+        try:
+            tree = ast.parse(src)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Assign):
+                names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return names
+
+
+def _check_injected(declared: set[str], history: list[str] | None = None) -> None:
+    """``ConfigError`` when papermill injected a name the notebook does not declare."""
+    undeclared = sorted(injected_parameters(history) - declared)
+    if undeclared:
+        raise ConfigError(
+            f"parameter(s) {', '.join(repr(u) for u in undeclared)} are not declared by this notebook, so they "
+            f"would be ignored; it declares {', '.join(sorted(declared))} (see `papermill --help-notebook NB`)"
+        )
+
+
+def one_line_errors() -> None:
+    """Under IPython, show a ``ConfigError`` (a user's mistake, with its fix in the message) as one line.
+
+    The cell still fails (papermill and nbval see the error); only the traceback is left out.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return
+    ip = get_ipython()
+    if ip is None:
+        return
+
+    def _show(shell, etype, value, tb, tb_offset=None):
+        stb = [f"{etype.__name__}: {value}"]
+        shell._showtraceback(etype, value, stb)  # IPython leaves showing it to the handler
+        return stb
+
+    ip.set_custom_exc((ConfigError,), _show)
 
 
 def knob_table(cfg: Config, names: list[str] | None = None):
@@ -97,8 +178,12 @@ def show_table(data: Any, caption: str | None = None, floatfmt: str = "{:.2f}") 
 
         if get_ipython() is None:
             raise ImportError
-        fmt = {c: floatfmt.format for c in df.columns if pd.api.types.is_float_dtype(df[c])}
+        fmt = {c: _number_formatter(floatfmt) for c in df.columns if pd.api.types.is_float_dtype(df[c])}
         sty = df.style.format(fmt)
+        float_levels = [i for i, lev in enumerate(getattr(df.index, "levels", [df.index]))
+                        if pd.api.types.is_float_dtype(lev)]
+        if float_levels:  # an index of floats (h = 0.3, 0.5) reads 0.3, not 0.300000
+            sty = sty.format_index("{:g}", level=float_levels)
         if styled_caption:
             sty = sty.set_caption(styled_caption)
         display(sty)
@@ -107,6 +192,30 @@ def show_table(data: Any, caption: str | None = None, floatfmt: str = "{:.2f}") 
             print(styled_caption)
         print(df.to_string())
     return None
+
+
+def _number_formatter(floatfmt: str):
+    """``floatfmt`` without negative zeros: a value that rounds to 0 prints as 0.000, not -0.000."""
+
+    def fmt(x):
+        text = floatfmt.format(x)
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+    return fmt
+
+
+def interactive_frontend() -> bool:
+    """Whether figures go to a live Jupyter front end (sliders make sense) rather than a batch run.
+
+    Batch runs and tests (``make test``, ``make reproduce``, the README's papermill recipe) set
+    ``MPLBACKEND=Agg``; ``make lab`` does not, and its kernel draws with the inline backend.
+    """
+    try:
+        import matplotlib
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    return get_ipython() is not None and "inline" in matplotlib.get_backend().lower()
 
 
 def show_markdown(text: str) -> None:

@@ -10,7 +10,7 @@ What it does, per notebook ``notebooks/0*.ipynb`` in order:
 3. skips the notebook when its fingerprint is unchanged (notebook source, injected parameters,
    resolved config, the package's source, and the outputs of the notebooks before it) and its
    recorded outputs still exist, unless ``force``;
-4. executes it with the venv's ``python3`` kernel, cwd = repository root, a per-cell timeout,
+4. executes it with the kit's ``contextclip`` kernel (``contextclip.lab``), cwd = repository root, a per-cell timeout,
    into ``runs/P/notebooks/<name>.ipynb`` (a failing run is kept as ``<name>.failed.ipynb``),
    streaming the kernel's stdout/stderr to ``runs/P/notebooks/<name>.log`` (``tail -f`` it);
 5. after success only, records the fingerprint and the files it wrote in
@@ -38,11 +38,11 @@ from typing import Any
 
 from contextclip import fileio
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
-KERNEL_NAME = "python3"  # the venv's kernel; the Makefile installs it with `ipykernel install --sys-prefix`
 STATE_FILE = "pipeline_state.json"
 STATE_VERSION = 1
 
@@ -288,6 +288,19 @@ def _check_data(cfg: Config) -> None:
          "'not run: missing'")
 
 
+def _check_kernel(kernel_name: str) -> None:
+    """Stop before any notebook runs when Jupyter cannot find ``kernel_name`` in this environment."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+    except NoSuchKernel:
+        raise PipelineError(
+            f"the Jupyter kernel {kernel_name!r} is not installed in this environment ({sys.prefix}); run "
+            f"`make setup` or `{sys.executable} -m contextclip.lab --install-kernel`"
+        ) from None
+
+
 def _log(msg: str) -> None:
     print(f"[reproduce {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -319,6 +332,7 @@ def reproduce(
     cfg = load_config(profile, overrides or {})
     name_of_profile = cfg.profile
     _check_data(cfg)
+    _check_kernel(kernel_name)
     nb_paths = [Path(p) for p in notebooks] if notebooks is not None else select_notebooks(list_notebooks(), cfg)
     stems = [p.stem for p in nb_paths]
     for key in notebook_params or {}:

@@ -6,10 +6,15 @@ What it is:
   map and in the original embedding space, cosine) in each panel title, so "more clustered"
   becomes a number. ``tsne_from_runs`` draws it from two runs' cached embeddings.
 - ``retrieval_grid``: one row per query caption; the top-k images of CLIP beside those of
-  ContextCLIP; the ground-truth image has a thick green frame. ``retrieval_grid_from_runs``
-  takes the top-k from the cached embeddings (a dot product; nothing is encoded).
-- ``training_curves``: every loss term of ``history.jsonl`` for each run, train steps as lines,
-  validation at epoch ends as markers.
+  ContextCLIP; every correct image (a positives mask: the query's own image, and any image with
+  an identical caption) has a thick frame. ``retrieval_grid_from_runs`` takes the top-k from the
+  cached embeddings (a dot product; nothing is encoded).
+- ``training_curves``: the contrastive and the contextual term in separate panels (their sum
+  weights them by alpha, so totals of CLIP and ContextCLIP are not comparable); per method the
+  mean over seeds as a line and the range over seeds as a band, validation at epoch ends as markers.
+- ``PALETTE``/``use_palette``: the Okabe-Ito colour-blind-safe palette, used for every figure.
+- teaching figures of notebook 00: ``cx_heatmaps`` (CX_ij of given matrices), ``loss_explorer``
+  (the loss terms beside their CX_ij, redrawn by the sliders), ``architecture_diagram``.
 - ``sensitivity_figure``: accuracy against alpha (and h) per contextual-loss variant, with bands.
 - ``save_figure``: PNG and PDF under ``figures/<profile>/``, named after the paper's figures.
 
@@ -31,15 +36,31 @@ from matplotlib.figure import Figure
 from contextclip.config import METHOD_DESCRIPTIONS, METHOD_LABELS
 from contextclip.encoding import take_images
 from contextclip.evaluate import load_embeddings
-from contextclip.losses import TERMS
-from contextclip.retrieval import topk_images
+from contextclip.retrieval import caption_positives, topk_images
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
-           "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS"]
+           "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS",
+           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram"]
 
 #: Legend labels: the method's name and what it trains on.
 LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
-METHOD_COLOURS = {"clip": "tab:blue", "contextclip": "tab:orange"}
+#: Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
+#: deficiency. Order: blue, vermillion, bluish green, orange, reddish purple, sky blue, yellow, black.
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+#: Markers that, with the palette, keep more than 8 classes apart.
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+#: The frame of a correct image in retrieval grids (the palette's bluish green).
+CORRECT_COLOUR = PALETTE[2]
+
+METHOD_COLOURS = {"clip": PALETTE[0], "contextclip": PALETTE[1]}
+
+
+def use_palette() -> None:
+    """Make the colour-blind-safe palette matplotlib's default colour cycle (and viridis its colour map)."""
+    from cycler import cycler
+
+    plt.rcParams["axes.prop_cycle"] = cycler(color=PALETTE)
+    plt.rcParams["image.cmap"] = "viridis"
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> list[Path]:
@@ -56,9 +77,9 @@ def _label(method: str) -> str:
     return LEGEND_LABELS.get(method, method)
 
 
-def _class_colours(n: int) -> list:
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "turbo")
-    return [cmap(i) if n <= 20 else cmap(i / max(n - 1, 1)) for i in range(n)]
+def _class_styles(n: int) -> list[tuple[str, str]]:
+    """``(colour, marker)`` per class: the 8 palette colours, then the next marker for the next 8."""
+    return [(PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- t-SNE
@@ -97,7 +118,7 @@ def tsne_figure(embeddings: dict, labels, classnames: list[str], title: str = ""
     labels = np.asarray(torch.as_tensor(labels))
     keep = _subsample(labels, max_points, seed)
     point_size = point_size or (8.0 if len(keep) > 1500 else 14.0 if len(keep) > 400 else 28.0)
-    colours = _class_colours(len(classnames))
+    styles = _class_styles(len(classnames))
     fig, axes = plt.subplots(1, len(embeddings), figsize=(5.2 * len(embeddings) + 2.2, 5.2), squeeze=False)
     for ax, (method, emb) in zip(axes[0], embeddings.items()):
         emb = np.asarray(torch.as_tensor(emb).float())
@@ -108,12 +129,13 @@ def tsne_figure(embeddings: dict, labels, classnames: list[str], title: str = ""
         s2, sd = _silhouettes(x, xy, y)
         for c in np.unique(y):
             m = y == c
-            ax.scatter(xy[m, 0], xy[m, 1], s=point_size, color=colours[int(c)], label=classnames[int(c)],
+            colour, marker = styles[int(c)]
+            ax.scatter(xy[m, 0], xy[m, 1], s=point_size, color=colour, marker=marker, label=classnames[int(c)],
                        alpha=0.8, linewidths=0)
         ax.set_title(f"{_label(method)}\nsilhouette: 2-d {s2:.3f} | {x.shape[1]}-d (cosine) {sd:.3f}", fontsize=11)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[i], markersize=7, label=name)
+    handles = [plt.Line2D([], [], marker=styles[i][1], linestyle="", color=styles[i][0], markersize=7, label=name)
                for i, name in enumerate(classnames)]
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=10, title="class",
                frameon=False, ncol=1 if len(classnames) <= 20 else 2)
@@ -154,46 +176,77 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
-def retrieval_grid(queries: list[str], images, topk: dict, ground_truth: list, title: str = "") -> Figure:
-    """One row per query caption: the top-k images of each method side by side, ground truth framed.
+def retrieval_grid(queries: list[str], images, topk: dict, positives, title: str = "") -> Figure:
+    """One row per query caption: the top-k images of each method side by side, every correct image framed.
 
     ``topk``: ``{"clip": LongTensor [Q, k], "contextclip": LongTensor [Q, k]}`` (image indices into
-    ``images``); ``ground_truth[q]``: the index (or set of indices) of the query's true image(s).
+    ``images``); ``positives``: bool [Q, n_images], True where image j is a correct answer to query
+    q (the same index space as ``topk``). A list of ints or of sets of ints (the true image(s) of
+    each query) is also accepted.
     """
     methods = list(topk)
     q_n, k = next(iter(topk.values())).shape
+    positives = _positives_mask(positives, q_n, topk)
     fig = plt.figure(figsize=(1.45 * k * len(methods) + 0.6, 2.05 * q_n + 0.7))
     rows = fig.subfigures(q_n, 1, hspace=0.0) if q_n > 1 else [fig.subfigures(1, 1)]
     for q, row in enumerate(np.atleast_1d(rows)):
-        gt = ground_truth[q]
-        gt = {int(g) for g in gt} if isinstance(gt, (list, tuple, set)) else {int(gt)}
-        row.suptitle("\n".join(textwrap.wrap(f'query {q + 1}: "{queries[q]}"', 95)), fontsize=11, y=0.99,
-                     fontweight="bold")
+        n_pos = int(positives[q].sum())
+        row.suptitle("\n".join(textwrap.wrap(f'query {q + 1}: "{queries[q]}"'
+                                             + (f" ({n_pos} correct images)" if n_pos > 1 else ""), 95)),
+                     fontsize=11, y=0.99, fontweight="bold")
         blocks = row.subfigures(1, len(methods), wspace=0.04)
         for block, method in zip(np.atleast_1d(blocks), methods):
             idx = topk[method][q].tolist()
-            found = [r + 1 for r, i in enumerate(idx) if i in gt]
-            sub = f"{_label(method).split(' (')[0]}: " + (f"true image at rank {found[0]}" if found else
-                                                           f"true image not in top {k}")
+            hits = [bool(positives[q, i]) for i in idx]
+            found = [r + 1 for r, hit in enumerate(hits) if hit]
+            sub = f"{_label(method).split(' (')[0]}: " + (
+                f"{len(found)} correct in top {k}, first at rank {found[0]}" if found else f"no correct image in top {k}")
             block.text(0.5, 0.80, sub, ha="center", va="bottom", fontsize=10,
                        color=METHOD_COLOURS.get(method, "black"), fontweight="bold")
             axes = block.subplots(1, k)
             imgs = take_images(images, idx)
-            for r, (ax, i) in enumerate(zip(np.atleast_1d(axes), idx)):
+            for r, (ax, hit) in enumerate(zip(np.atleast_1d(axes), hits)):
                 ax.imshow(_hwc(imgs[r]), interpolation="nearest")
                 ax.set_xticks([])
                 ax.set_yticks([])
-                hit = i in gt
                 for spine in ax.spines.values():
                     spine.set_visible(hit)
-                    spine.set_edgecolor("limegreen")
+                    spine.set_edgecolor(CORRECT_COLOUR)
                     spine.set_linewidth(4 if hit else 0)
-                ax.set_xlabel(f"#{r + 1}" + (" (true)" if hit else ""), fontsize=9,
-                              color="green" if hit else "black")
+                ax.set_xlabel(f"#{r + 1}" + (" (correct)" if hit else ""), fontsize=9,
+                              color=CORRECT_COLOUR if hit else "black", fontweight="bold" if hit else "normal")
             block.subplots_adjust(left=0.02, right=0.98, top=0.78, bottom=0.12, wspace=0.08)
     if title:
         fig.suptitle(title, fontsize=13, y=1.0 + 0.25 / q_n)
     return fig
+
+
+def _positives_mask(positives, q_n: int, topk: dict) -> torch.Tensor:
+    """``positives`` as a bool [Q, n_images] tensor (from a mask, or from per-query ints/sets)."""
+    if isinstance(positives, (torch.Tensor, np.ndarray)) and np.ndim(positives) == 2:
+        mask = torch.as_tensor(positives, dtype=torch.bool)
+    else:
+        sets = [{int(g) for g in p} if isinstance(p, (list, tuple, set)) else {int(p)} for p in positives]
+        n = 1 + max([max(s) for s in sets if s] + [int(t.max()) for t in topk.values()])
+        mask = torch.zeros(len(sets), n, dtype=torch.bool)
+        for q, s in enumerate(sets):
+            mask[q, sorted(s)] = True
+    if mask.shape[0] != q_n:
+        raise ValueError(f"positives has {mask.shape[0]} rows for {q_n} queries")
+    return mask
+
+
+def grid_positives(cache: dict) -> torch.Tensor:
+    """Bool [n_captions, n_cached_images]: caption i describes image j (its own image, and every image
+    that has a caption with the same text: a duplicate caption is a correct answer for each of them)."""
+    pos = caption_positives(cache["text_image"], int(cache["image"].shape[0]))
+    groups: dict[str, list[int]] = {}
+    for i, cap in enumerate(cache["captions"]):
+        groups.setdefault(" ".join(str(cap).lower().split()), []).append(i)
+    for rows in groups.values():
+        if len(rows) > 1:
+            pos[rows] = pos[rows].any(dim=0, keepdim=True)
+    return pos
 
 
 def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 4, k: int = 5,
@@ -202,7 +255,7 @@ def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 
 
     ``images``: the caption set's images (tensor or Dataset) in dataset order; the cache's
     ``index`` maps cached rows to them. Queries: the first caption of ``n_queries`` images drawn
-    with ``seed``; the same queries for every method.
+    with ``seed``; the same queries for every method. Correct images: ``grid_positives``.
     """
     caches = {m: load_embeddings(r, dataset) for m, r in runs.items()}
     first = next(iter(caches.values()))
@@ -213,10 +266,12 @@ def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 
     chosen = np.sort(np.random.default_rng(seed).permutation(n_img)[: min(n_queries, n_img)])
     q_rows = [int(torch.nonzero(text_image == i)[0]) for i in chosen]  # first caption of each chosen image
     queries = [first["captions"][r] for r in q_rows]
-    index = first["index"]
+    index = torch.as_tensor(first["index"])
     topk = {m: index[topk_images(c["text"][q_rows], c["image"], k)] for m, c in caches.items()}
-    gt = [int(index[i]) for i in chosen]
-    fig = retrieval_grid(queries, images, topk, gt, title=f"Text-to-image retrieval on {dataset} (top {k})")
+    pos_cached = grid_positives(first)[q_rows]  # [Q, n_cached], cached-row space
+    positives = torch.zeros(len(q_rows), int(index.max()) + 1, dtype=torch.bool)
+    positives[:, index] = pos_cached  # dataset-index space, like topk
+    fig = retrieval_grid(queries, images, topk, positives, title=f"Text-to-image retrieval on {dataset} (top {k})")
     if out_dir is not None:
         save_figure(fig, out_dir, name)
     return fig
@@ -237,49 +292,82 @@ def read_history(run_dir: Path) -> list[dict]:
     return out
 
 
+#: The panels of ``training_curves``: history key, title, y-axis label.
+CURVE_PANELS = (
+    ("contrastive_loss", "Contrastive term (CLIP loss, Eq. 2-4)", "$L_{CLIP}$ (nats)"),
+    ("contextual_loss", "Contextual term (Eq. 5-9)", "$L_{CX}$ (nats)"),
+)
+
+
+def _method_of(label: str) -> str:
+    return "contextclip" if label.startswith("contextclip") else "clip" if label.startswith("clip") else label
+
+
+def _mean_band(series: list[tuple[list, list]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Steps shared by every run, and the mean, min and max over runs at those steps."""
+    common = sorted(set.intersection(*(set(xs) for xs, _ in series))) if series else []
+    table = np.array([[dict(zip(xs, ys))[x] for x in common] for xs, ys in series], dtype=float)
+    if not common:
+        return np.array([]), np.array([]), np.array([]), np.array([])
+    return np.array(common), table.mean(0), table.min(0), table.max(0)
+
 
 def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_training_curves") -> Figure:
-    """One panel per loss term; each run a colour; train steps as lines, validation as markers.
+    """The contrastive and contextual terms in separate panels; per method, the mean over seeds and a band.
 
-    ``runs``: ``{label: run_dir}``; a label starting with the method name (``"clip"``,
-    ``"contextclip-seed1"``) gets that method's colour.
+    ``runs``: ``{label: run_dir}``; a label starting with a method name (``"clip"``,
+    ``"contextclip-seed1"``) is grouped with that method's other seeds. Train steps: the mean over
+    the method's runs as a line and the range (min to max) over runs as a band; validation at each
+    epoch end: the mean as markers. CLIP is not trained on the contextual term, so its panel shows
+    CLIP's validation values only (what its embeddings would score).
     """
-    fig, axes = plt.subplots(1, len(TERMS), figsize=(5 * len(TERMS), 4), squeeze=False)
+    groups: dict[str, list[list[dict]]] = {}
     for label, run in runs.items():
-        hist = read_history(run)
-        method = "contextclip" if label.startswith("contextclip") else "clip" if label.startswith("clip") else label
+        groups.setdefault(_method_of(label), []).append(read_history(run))
+    fig, axes = plt.subplots(1, len(CURVE_PANELS), figsize=(6 * len(CURVE_PANELS), 4.2), squeeze=False)
+    for method, hists in groups.items():
         colour = METHOD_COLOURS.get(method)
-        steps = [h for h in hist if h.get("type", "step") == "step"]
-        epochs = [h for h in hist if h.get("type") == "epoch"]
-        for ax, term in zip(axes[0], TERMS):
-            xs = [h.get("global_step", i) for i, h in enumerate(steps) if term in h]
-            ys = [h[term] for h in steps if term in h]
-            name_l = _label(label) if label in LEGEND_LABELS else label
-            if ys and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
-                ax.plot(xs, ys, color=colour, lw=1.5, alpha=0.85, label=f"{name_l} train",
-                        marker="." if len(ys) < 30 else None)
-            vx = [h["global_step"] for h in epochs if f"val_{term}" in h]
-            vy = [h[f"val_{term}"] for h in epochs if f"val_{term}" in h]
-            if vy:
-                ax.plot(vx, vy, color=colour, marker="o", ls="--", ms=6, label=f"{name_l} validation")
-    for ax, term in zip(axes[0], TERMS):
-        ax.set_title(term.replace("_", " ") + (" (CLIP: measured on validation only, not trained on)"
-                                               if term == "contextual_loss" else ""), fontsize=11)
+        n = len(hists)
+        for ax, (term, _, _) in zip(axes[0], CURVE_PANELS):
+            train = [([h.get("global_step", i) for i, h in enumerate(hs) if h.get("type", "step") == "step" and term in h],
+                      [h[term] for h in hs if h.get("type", "step") == "step" and term in h]) for hs in hists]
+            train = [t for t in train if t[1]]
+            if train and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
+                xs, mean, lo, hi = _mean_band(train)
+                ax.plot(xs, mean, color=colour, lw=1.8, marker="." if len(xs) < 30 else None,
+                        label=f"{_label(method)}, train (mean of {n} seed{'s' * (n > 1)})")
+                if n > 1:
+                    ax.fill_between(xs, lo, hi, color=colour, alpha=0.2, lw=0, label=f"{_label(method)}, range over seeds")
+            val = [([h["global_step"] for h in hs if h.get("type") == "epoch" and f"val_{term}" in h],
+                    [h[f"val_{term}"] for h in hs if h.get("type") == "epoch" and f"val_{term}" in h]) for hs in hists]
+            val = [v for v in val if v[1]]
+            if val:
+                xs, mean, lo, hi = _mean_band(val)
+                ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean] if n > 1 else None, color=colour, marker="o",
+                            ls="--", ms=6, capsize=3, label=f"{_label(method)}, validation")
+    for ax, (term, title, ylabel) in zip(axes[0], CURVE_PANELS):
+        ax.set_title(title + ("\n(CLIP: validation only, it is not trained on it)" if term == "contextual_loss" else ""),
+                     fontsize=11)
         ax.set_xlabel("optimisation step")
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.suptitle("Training curves: total loss = contrastive + alpha * contextual", fontsize=12)
-    ncol = min(len(labels), 4) or 1  # a long legend wraps into rows instead of widening the figure
-    rows = -(-len(labels) // ncol) if labels else 0
+    seen: dict[str, object] = {}
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.suptitle("Training curves (ContextCLIP minimises contrastive + alpha x contextual; CLIP the contrastive term)",
+                 fontsize=12)
+    ncol = 2
+    rows = -(-len(seen) // ncol) if seen else 0
     fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + 0.3 * rows)
     fig.tight_layout(rect=(0, min(0.45, 0.05 + 0.3 * rows / fig.get_figheight()), 1, 1))
-    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9, frameon=False)
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=ncol, fontsize=9, frameon=False)
     if out_dir is not None:
         save_figure(fig, out_dir, name)
     return fig
 
 
-VARIANT_COLOURS = {"batch": "tab:orange", "feature_columns": "tab:green", "per_sample_features": "tab:purple"}
+VARIANT_COLOURS = {"batch": PALETTE[1], "feature_columns": PALETTE[2], "per_sample_features": PALETTE[4]}
 
 
 def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | None = None,
@@ -300,9 +388,9 @@ def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | No
         sub = pts[keep]
         values = sorted(set(sub[key]) | ({0.0} if key == "alpha" else set()))
         pos = {v: i for i, v in enumerate(values)}
-        ax.axhline(clip["mean"], color="tab:blue", lw=1, ls="--", label=f"CLIP (alpha 0): {clip['mean']:.1f}%")
+        ax.axhline(clip["mean"], color=PALETTE[0], lw=1, ls="--", label=f"CLIP (alpha 0): {clip['mean']:.1f}%")
         if not np.isnan(clip["band_low"]):
-            ax.axhspan(clip["band_low"], clip["band_high"], color="tab:blue", alpha=0.12)
+            ax.axhspan(clip["band_low"], clip["band_high"], color=PALETTE[0], alpha=0.12)
         for v in variants:
             rows = sub[sub["variant"] == v].sort_values(key)
             if rows.empty:
@@ -330,4 +418,103 @@ def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | No
     fig.tight_layout()
     if out_dir is not None:
         save_figure(fig, out_dir, name)
+    return fig
+
+
+# --------------------------------------------------------------------------- teaching figures (notebook 00)
+def cx_heatmaps(matrices: dict, title: str = "") -> Figure:
+    """One heatmap of CX_ij (Eq. 8) per batch (``{"aligned": [N, N], ...}``), one colour scale for all.
+
+    Rows are images i, columns captions j; each row sums to 1. The panel title gives
+    ``CX = mean_j max_i CX_ij`` (Eq. 5) and ``L_CX = -log CX`` (Eq. 9) read from the matrix.
+    """
+    mats = {k: np.asarray(torch.as_tensor(v).detach().float()) for k, v in matrices.items()}
+    vmax = max(float(m.max()) for m in mats.values())
+    fig, axes = plt.subplots(1, len(mats), figsize=(3.6 * len(mats) + 1.0, 3.6), squeeze=False)
+    for ax, (name, m) in zip(axes[0], mats.items()):
+        im = ax.imshow(m, vmin=0.0, vmax=vmax, cmap="viridis", interpolation="nearest")
+        cx = float(m.max(axis=0).mean())
+        ax.set_title(f"{name}\nCX = {cx:.3f}, $L_{{CX}}$ = {-np.log(cx):.3f}", fontsize=10)
+        ax.set_xlabel("caption j (target)")
+        ax.set_ylabel("image i (generated)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="$CX_{ij}$ (each row sums to 1)", shrink=0.85)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def loss_explorer(terms: dict, cx: torch.Tensor, alpha: float, title: str = "") -> Figure:
+    """Left: the loss terms as labelled bars (``contrastive_loss``, ``alpha x contextual``, ``loss``);
+    right: the CX_ij matrix they come from. Drawn again by notebook 00's sliders."""
+    fig, (ax, hm) = plt.subplots(1, 2, figsize=(10, 3.6), gridspec_kw={"width_ratios": [1.1, 1]})
+    names = ["$L_{CLIP}$", rf"$\alpha\,L_{{CX}}$ ($\alpha$ = {alpha:g})", "$L$ = sum"]
+    values = [float(terms["contrastive_loss"]), alpha * float(terms["contextual_loss"]), float(terms["loss"])]
+    bars = ax.bar(names, values, color=[PALETTE[0], PALETTE[1], PALETTE[7]])
+    ax.bar_label(bars, fmt="%.3f", fontsize=9)  # a zero-height bar still reads 0.000
+    ax.set_ylabel("loss (nats)")
+    ax.set_ylim(0, max(values + [1e-3]) * 1.2)
+    m = np.asarray(torch.as_tensor(cx).detach().float())
+    im = hm.imshow(m, vmin=0.0, cmap="viridis", interpolation="nearest")
+    hm.set_xlabel("caption j")
+    hm.set_ylabel("image i")
+    hm.set_title("$CX_{ij}$", fontsize=10)
+    fig.colorbar(im, ax=hm, shrink=0.85)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def architecture_diagram(image_tower: str = "image tower", text_tower: str = "text tower", embed_dim: int = 256,
+                         head: str = "linear", alpha: float = 0.5, bandwidth: float = 0.5,
+                         learned_scale: bool = True) -> Figure:
+    """The model and its two losses as boxes and arrows (paper Fig. 3 with Eq. 1), labelled from a config."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0.4, 4.6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour, bold=False):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", facecolor=colour, alpha=0.25,
+                                    edgecolor=colour, lw=1.5))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=9,
+                fontweight="bold" if bold else "normal")
+        return (x, y, w, h)
+
+    def arrow(a, b, text=""):
+        (x0, y0, w0, h0), (x1, y1, _, h1) = a, b
+        start, end = (x0 + w0, y0 + h0 / 2), (x1, y1 + h1 / 2)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="0.25", lw=1.2))
+        if text:
+            ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.12, text, ha="center", fontsize=7.5,
+                    color="0.25")
+
+    img_in = box(0.1, 3.2, 1.3, 0.8, "image\nuint8 [N,3,H,W]", PALETTE[7])
+    txt_in = box(0.1, 0.6, 1.3, 0.8, "caption\ntokens [N,L]", PALETTE[7])
+    img_tower = box(2.0, 3.2, 1.7, 0.8, f"image tower\n{image_tower}", PALETTE[0], True)
+    txt_tower = box(2.0, 0.6, 1.7, 0.8, f"text tower\n{text_tower}", PALETTE[0], True)
+    img_head = box(4.3, 3.2, 1.6, 0.8, f"head $W_I$ ({head})\n+ L2-normalise", PALETTE[2])
+    txt_head = box(4.3, 0.6, 1.6, 0.8, f"head $W_T$ ({head})\n+ L2-normalise", PALETTE[2])
+    img_emb = box(6.4, 3.2, 1.2, 0.8, f"$I_e$\n[N, {embed_dim}]", PALETTE[5])
+    txt_emb = box(6.4, 0.6, 1.2, 0.8, f"$T_e$\n[N, {embed_dim}]", PALETTE[5])
+    scale = box(6.4, 1.9, 1.2, 0.8, "logit scale\n$1/\\tau = e^t$" + (" (learned)" if learned_scale else " (fixed)"), PALETTE[4])
+    clip = box(8.4, 2.6, 1.9, 0.9, "$L_{CLIP}$ (Eq. 2-4)\nsoftmax of $I_e T_e^\\top/\\tau$\nover the batch", PALETTE[0])
+    cx = box(8.4, 0.9, 1.9, 0.9, f"$L_{{CX}}$ (Eq. 5-9)\nimages vs captions\nbandwidth h = {bandwidth:g}", PALETTE[1])
+    total = box(10.7, 1.75, 1.2, 0.9, f"$L = L_{{CLIP}}$\n$+ \\alpha L_{{CX}}$\n($\\alpha$ = {alpha:g})", PALETTE[7], True)
+    for a, b in ((img_in, img_tower), (txt_in, txt_tower)):
+        arrow(a, b)
+    arrow(img_tower, img_head, "features")
+    arrow(txt_tower, txt_head, "features")
+    arrow(img_head, img_emb)
+    arrow(txt_head, txt_emb)
+    for a in (img_emb, txt_emb, scale):
+        arrow(a, clip)
+    for a in (img_emb, txt_emb):
+        arrow(a, cx)
+    arrow(clip, total)
+    arrow(cx, total)
+    ax.text(6, 4.45, "ContextCLIP = CLIP + one weighted term: CLIP is the same model trained with alpha = 0",
+            ha="center", fontsize=10, fontweight="bold")
     return fig

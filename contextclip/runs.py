@@ -245,13 +245,24 @@ def environment_info(device: torch.device | None = None, world_size: int = 1) ->
 
 
 # --------------------------------------------------------------------------- loading
+def _train_command(run_dir: Path) -> str:
+    """The command that trains ``run_dir``, with the profile, method and seed its path names
+    (``runs/<profile>/<method>-seed<k>``); placeholders only for what the path does not say."""
+    import re
+
+    run_dir = Path(run_dir)
+    m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
+    method, seed = (m.group(1), m.group(2)) if m else ("<clip|contextclip>", "<seed>")
+    profile = run_dir.parent.name if m and run_dir.parent.parent.name == "runs" else "<profile>"
+    return f"python -m contextclip train --profile {profile} --method {method} --seed {seed} --out {run_dir}"
+
+
 def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True):
     """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``."""
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train first with `python -m contextclip train "
-                                f"--profile P --method M --seed S --out {run_dir}`")
+        raise FileNotFoundError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
     ckpt = load_checkpoint(path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,7 +343,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
         if dist.is_main:
             print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
-                  "pass --fresh to train again", file=sys.stderr)
+                  "pass --fresh (notebook 02: fresh = True) to train again", flush=True)
         return summary
     return None
 
@@ -496,7 +495,7 @@ def _end_epoch(run: Run, epoch: int) -> None:
     if run.main and run.progress:
         vl = f"{val['loss']:.4f}" if val else "n/a"
         print(f"{run.method} seed {run.seed} epoch {epoch + 1}/{t.epochs}: train loss {train_means['train_loss']:.4f}, "
-              f"val loss {vl}, 1/tau {run.logit_scale():.2f}", file=sys.stderr)
+              f"val loss {vl}, 1/tau {run.logit_scale():.2f}", flush=True)
     st.epoch, st.step = epoch + 1, 0
     run.save_checkpoint()
 

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -32,6 +32,7 @@ profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | pa
 batch_size = None  # N, the number of image-text pairs in a toy batch (None: the profile value)
 embed_dim = None  # D, the size of the joint embedding (None: the profile value, 256 in the paper)
 bandwidth = None  # h of Eq. 7 (None: the profile value, 0.5)
+alpha = None  # weight of the contextual term in Eq. 1 (None: the profile value, 0.5)
 cx_eps = None  # epsilon of Eq. 6 (None: the profile value, 1e-5)
 seeds = None  # the first seed draws the toy embeddings (None: the profile value)
 
@@ -42,16 +43,23 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, clip_loss, contextual_loss
-from contextclip.notebook_utils import profile_paths, setup_notebook, show_figure, show_table
+from contextclip import plots
+from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, clip_loss, contextual_loss, cx_matrix
+from contextclip.notebook_utils import (
+    interactive_frontend,
+    profile_paths,
+    setup_notebook,
+    show_figure,
+    show_table,
+)
 
 cfg = setup_notebook(profile, batch_size=batch_size, embed_dim=embed_dim, bandwidth=bandwidth,
-                     cx_eps=cx_eps, seeds=seeds)
+                     alpha=alpha, cx_eps=cx_eps, seeds=seeds)
 N, D = cfg.train.batch_size, cfg.model.embed_dim
 h, eps = cfg.loss.bandwidth, cfg.loss.cx_eps
 figures = profile_paths(cfg).figures
 gen = torch.Generator().manual_seed(cfg.train.seeds[0])
-print(f"toy batch: N = {N} pairs, D = {D} dimensions, h = {h}, eps = {eps}")
+print(f"toy batch: N = {N} pairs, D = {D} dimensions, h = {h:g}, alpha = {cfg.loss.alpha:g}, eps = {eps:g}")
 
 # %% [markdown]
 # ## 1. Toy embeddings
@@ -110,11 +118,16 @@ for name, img in batches.items():
 clip_table = pd.DataFrame(rows).set_index("batch")
 assert all(abs(a - b) < 1e-4 for a, b in zip(clip_table["naive loop"], clip_table["clip_loss"]))
 show_table(clip_table, caption=f"CLIP loss at tau = {tau}: the loop and the library agree", floatfmt="{:.5f}")
+loss_of = clip_table["clip_loss"]
+assert loss_of["aligned"] < loss_of["random"] < loss_of["shuffled"]
+print(f"aligned {loss_of['aligned']:.2f} < random {loss_of['random']:.2f} < shuffled {loss_of['shuffled']:.2f}")
 
 
 # %% [markdown]
-# The shuffled batch has the same images as the aligned one, yet its CLIP loss is as high as the
-# random batch's: the contrastive loss is about **pairing**.
+# The shuffled batch has the same images as the aligned one, yet its CLIP loss is the **highest**
+# of the three, well above the random batch's: each shuffled image is very close to *some* caption,
+# only not to its own, so the softmax confidently picks the wrong one (a random image spreads its
+# bets and loses less). The contrastive loss is about **pairing**.
 #
 # ## 3. The contextual loss (Eq. 5-9)
 #
@@ -211,7 +224,9 @@ show_table(behaviour, caption=f"L_CX (h = {h}) on the three kinds of batch", flo
 
 fig, ax = plt.subplots(figsize=(7, 3.2))
 behaviour[list(batches)].plot.bar(ax=ax, rot=0)
-ax.set_ylabel("contextual loss $L_{CX}$")
+for bars in ax.containers:  # a value label on each bar: a loss of 0 is a result, not missing data
+    ax.bar_label(bars, fmt="%.2f", fontsize=7)
+ax.set_ylabel("contextual loss $L_{CX}$ (nats)")
 ax.set_title(f"Contextual loss by variant (N = {N}, D = {D}, h = {h})")
 show_figure(fig, figures / "00_cx_variants.png")
 
@@ -253,15 +268,18 @@ sweep = pd.DataFrame({name: [contextual_loss(img, text, hh, eps).item() for hh i
                       for name, img in sweep_batches.items()}, index=pd.Index(hs, name="h"))
 show_table(sweep, caption="L_CX (batch variant) as a function of the bandwidth h", floatfmt="{:.3f}")
 
-fig, ax = plt.subplots(figsize=(6, 3.2))
+fig, ax = plt.subplots(figsize=(7, 3.4))
+styles = {"aligned": dict(marker="o", ms=9, mfc="none", mew=2, lw=2.5, zorder=3),  # hollow and on top:
+          "50% noise": dict(marker="s", ms=5, ls="--", lw=1.5, zorder=2),          # visible where the two meet
+          "random": dict(marker="^", ms=6, lw=1.5, zorder=2)}
 for name in sweep:
-    ax.plot(sweep.index, sweep[name], marker="o", label=name)
+    ax.plot(sweep.index, sweep[name], label=name, **styles[name])
 ax.axhline(math.log(N), color="grey", ls=":", label="log N (upper bound)")
-ax.axvline(h, color="k", lw=0.8, ls="--", label=f"profile h = {h}")
+ax.axvline(h, color="k", lw=0.8, ls="--", label=f"profile h = {h:g}")
 ax.set_xscale("log")
-ax.set_xlabel("bandwidth h")
-ax.set_ylabel("$L_{CX}$")
-ax.legend(fontsize=8)
+ax.set_xlabel("bandwidth h (log scale)")
+ax.set_ylabel("$L_{CX}$ (nats)")
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: clear of the lines
 show_figure(fig, figures / "00_cx_bandwidth.png")
 
 # %% [markdown]
@@ -303,5 +321,74 @@ show_table(similarity, caption="The literal reading only works by luck of sign",
 # With the distance, aligned pairs score near 0 and random ones near $\log N$ in both cases. With the
 # literal similarity the result depends on the sign of the row minimum, i.e. on the preprocessing; that is why the library uses $d_{ij} = 1 - \cos$
 # (see `docs/decisions.md`, "contextual loss").
+#
+# ## 7. Inside $\mathcal{L}_{CX}$: the matrix $CX_{ij}$
+#
+# Eq. 8 gives, for each image $i$, a distribution over the captions $j$. Below, $CX_{ij}$ for the
+# first 16 pairs of each batch (`losses.cx_matrix`, the same code path as the loss). Eq. 5 then
+# takes, for each caption (column), its best image, and averages.
+
+# %%
+k = min(16, N)
+show_figure(plots.cx_heatmaps({name: cx_matrix(img[:k], text[:k], h, eps) for name, img in batches.items()},
+                              title=f"$CX_{{ij}}$ on {k} pairs (h = {h:g})"), figures / "00_cx_heatmaps.png")
+
+# %% [markdown]
+# Aligned: a bright diagonal, every caption has an image that picks it. Shuffled: the same bright
+# cells, permuted. Each column still has one bright cell, so $CX$ and $\mathcal{L}_{CX}$ are the same as
+# for the aligned batch (the `batch` variant ignores the pairing). Random: no column stands out.
+#
+# ## 8. Try it: $h$, $\alpha$ and the noise level
+#
+# The sliders redraw the three loss terms and $CX_{ij}$ for a batch whose images are the captions plus
+# noise. In JupyterLab (`make lab`) drag them; in a batch run (papermill, `make test`) the figure is
+# drawn once, at the profile's values.
+
+# %%
+def explore(h=h, alpha=cfg.loss.alpha, noise=0.5):
+    """Redraw the loss terms and CX_ij for text + noise * (random direction)."""
+    img = text[:k] + noise * noise_dir[:k]
+    loss = ContextCLIPLoss(alpha=alpha, bandwidth=h, eps=eps)(img, text[:k], logit_scale=1 / tau)
+    fig = plots.loss_explorer({n: v.item() for n, v in loss.items()}, cx_matrix(img, text[:k], h, eps), alpha,
+                              title=f"{k} pairs, noise {noise:g}, h = {h:g}, tau = {tau}")
+    show_figure(fig)
+
+
+noise_dir = torch.randn(N, D, generator=gen) * text.norm(dim=1, keepdim=True) / math.sqrt(D)
+if interactive_frontend():
+    import ipywidgets as widgets
+
+    widgets.interact(explore, h=widgets.FloatLogSlider(value=h, base=10, min=-2, max=1, step=0.1, description="h"),
+                     alpha=widgets.FloatSlider(value=cfg.loss.alpha, min=0, max=2, step=0.1, description="alpha"),
+                     noise=widgets.FloatSlider(value=0.5, min=0, max=3, step=0.1, description="noise"))
+else:
+    explore()
+
+# %% [markdown]
+# ## 9. The whole model
+#
+# Where the two losses sit: two towers, a head each ($W_I$, $W_T$) and L2 normalisation give the
+# embeddings $I_e$, $T_e$; the logit scale $1/\tau$ only enters the CLIP term. Drawn from the profile's
+# config (`plots.architecture_diagram`):
+
+# %%
+show_figure(plots.architecture_diagram(cfg.model.image_tower, cfg.model.text_tower, cfg.model.embed_dim,
+                                       cfg.model.head, cfg.loss.alpha, h, cfg.loss.learn_temperature),
+            figures / "00_architecture.png")
+
+# %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/00_contextual_loss_explained_solutions.ipynb`.
+#
+# 1. **Predict, then run.** Before running anything: what is $\mathcal{L}_{CX}$ (`batch` variant) of a
+#    batch whose images are exactly its captions? And of a batch where every image is the *same*
+#    vector? Write your two numbers down, then compute them with `contextual_loss`.
+# 2. **Change a parameter.** Rerun this notebook with `batch_size = 8` and then `batch_size = 256`
+#    (the parameters cell). What happens to the random batch's $\mathcal{L}_{CX}$ in section 4, and why is
+#    $\log N$ the right yardstick?
+# 3. **Explain a result.** In section 8, set the noise to 0 and move $\alpha$ from 0 to 2. Which bar
+#    moves and which does not? Then set the noise to 3: why does $\mathcal{L}_{CLIP}$ grow much faster than
+#    $\mathcal{L}_{CX}$ as the noise grows?
 #
 # **Next:** `01_data.ipynb`, what the models are trained and evaluated on.

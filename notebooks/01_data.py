@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -177,4 +177,16 @@ check = subprocess.run([sys.executable, "-m", "contextclip", "data", "check", st
 print(check.stdout, check.stderr, f"exit code {check.returncode}", sep="\n")
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/01_data_solutions.ipynb`.
+#
+# 1. **Predict, then run.** The smoke profile has `n_pairs: 320`, `val_fraction: 0.1` and
+#    `batch_size: 32`. How many training pairs, validation pairs and optimisation steps per epoch
+#    do you expect? Check against section 1's table.
+# 2. **Change a parameter.** With `augment: false`, do epoch 0 and epoch 1 see the same images for the
+#    same pairs? Predict, then compare the two rows of the second grid with augmentation off.
+# 3. **Explain a result.** The manifest check in section 3 ends with exit code 1 and names two rows.
+#    Why does the kit stop and name them instead of skipping bad rows silently?
+#
 # **Next:** `02_train.ipynb` trains CLIP and ContextCLIP on the pairs of section 1.

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -32,16 +32,25 @@ profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | pa
 methods = None  # methods to train, from clip | contextclip (None: the profile value: both)
 seeds = None  # one run per method and seed (None: the profile value)
 epochs = None  # passes over the training pairs (None: the profile value; a finished run with other epochs is refused)
+alpha = None  # weight of the contextual term for contextclip runs (None: the profile value; clip always uses 0)
+fresh = False  # True: delete these runs and train them again (needed after changing epochs or alpha)
 
 # %%
+import contextlib
+import copy
+import math
 
+import torch
+import torch.nn.functional as F
 
 from contextclip import plots
 from contextclip.data import build_pair_datasets
+from contextclip.losses import ContextCLIPLoss, contextual_loss
+from contextclip.model import build_model, pool_tokens
 from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_figure, show_table
-from contextclip.train import fit
+from contextclip.train import fit, make_collator, make_optimizer, seed_everything, train_step
 
-cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs)
+cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh)
 paths = profile_paths(cfg)
 show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "bandwidth", "cx_variant",
                             "temperature", "learn_temperature", "epochs", "batch_size", "lr_image", "lr_text",
@@ -60,7 +69,7 @@ for method in cfg.train.methods:
     for seed in cfg.train.seeds:
         run_dir = paths.run_dir(method, seed)
         print(f"== {method}, seed {seed} -> {run_dir}")
-        summaries.append(fit(cfg, method, seed, run_dir, train_ds=train_ds, val_ds=val_ds))
+        summaries.append(fit(cfg, method, seed, run_dir, fresh=fresh, train_ds=train_ds, val_ds=val_ds))
 cols = ["method", "seed", "epochs", "final_val_loss", "seconds", "pairs_per_second", "n_train", "global_batch"]
 show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training runs")
 # the two methods differ in alpha alone, and every run ended with a finite validation loss
@@ -73,10 +82,90 @@ assert all(s["final_val_loss"] == s["final_val_loss"] for s in summaries), summa
 # `history.jsonl` of each run holds the total loss, the contrastive term and the contextual term per
 # logging step, and the validation loss per epoch. CLIP does not train on the contextual term (its training
 # value is 0), but its value on the held-out pairs is measured for both methods (the validation curves).
+# The two terms get a panel each: the totals are not
+# comparable (CLIP's is the contrastive term alone, ContextCLIP's adds alpha times the contextual term).
+# With several seeds, the line is their mean and the band their range.
 
 # %%
 runs = {f"{m}-seed{s}": paths.run_dir(m, s) for m in cfg.train.methods for s in cfg.train.seeds}
 show_figure(plots.training_curves(runs, out_dir=paths.figures))  # saved as fig_training_curves.png/.pdf
 
 # %% [markdown]
+# ## 3. Under the hood: one training step by hand
+#
+# `fit` repeats `train.train_step` over the batches. Here is that step written out, on a fresh
+# ContextCLIP model and the first training batch: forward through both towers, the two loss terms,
+# backward, the optimiser step. A copy of the same model takes the library's `train_step` on the same
+# batch; afterwards the loss terms, the gradients and every weight of the two copies must agree, up to
+# float rounding (Adam divides each update by the root of its squared gradient, so a gradient near 0
+# turns rounding into a visible, still tiny, weight difference). (The learning-rate schedule steps
+# once per step outside this; with `precision: bf16` the library runs the towers under autocast.)
+
+# %%
+ctx_cfg = cfg.for_method("contextclip")
+seed_everything(cfg.train.seeds[0])
+model = build_model(ctx_cfg).train()
+twin = copy.deepcopy(model)  # the library's copy
+collate = make_collator(model.tokenizer, ctx_cfg.model.max_length)
+batch = collate([train_ds[i] for i in range(ctx_cfg.train.batch_size)])
+lam, a, h = ctx_cfg.loss.image_to_text_weight, ctx_cfg.loss.alpha, ctx_cfg.loss.bandwidth
+
+# forward: towers -> heads -> L2-normalise (the paper's I_e and T_e), and the logit scale 1/tau
+opt = make_optimizer(model, ctx_cfg)
+torch.manual_seed(0)  # the same dropout masks as the library's copy below
+img_feat = model.image_tower(model.preprocess(batch["images"]))  # [N, image_dim]
+hidden = model.text_tower(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+txt_feat = pool_tokens(hidden, batch["attention_mask"], model.pooling)  # [N, text_dim]
+I_e = F.normalize(model.image_head(img_feat), dim=-1)  # [N, D]
+T_e = F.normalize(model.text_head(txt_feat), dim=-1)  # [N, D]
+scale = model.logit_scale.exp().clamp(max=model.max_logit_scale)  # 1/tau
+# the two loss terms (Eq. 2-4 and Eq. 5-9) and Eq. 1
+logits = scale * I_e @ T_e.T  # [N, N]; pair i is the diagonal
+target = torch.arange(len(logits))
+l_clip = lam * F.cross_entropy(logits, target) + (1 - lam) * F.cross_entropy(logits.T, target)
+l_cx = contextual_loss(I_e, T_e, h, ctx_cfg.loss.cx_eps, ctx_cfg.loss.cx_variant)
+loss = l_clip + a * l_cx
+# backward and the optimiser step
+opt.zero_grad()
+loss.backward()
+if ctx_cfg.train.grad_clip > 0:
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], ctx_cfg.train.grad_clip)
+opt.step()
+with torch.no_grad():  # CLIP's clamp of the learned log(1/tau)
+    model.logit_scale.clamp_(max=math.log(model.max_logit_scale))
+
+# the library's step on the twin, same batch, same dropout masks
+twin_opt = make_optimizer(twin, ctx_cfg)
+torch.manual_seed(0)
+lib = train_step(twin, ContextCLIPLoss(alpha=a, bandwidth=h, eps=ctx_cfg.loss.cx_eps, variant=ctx_cfg.loss.cx_variant,
+                                       image_to_text_weight=lam),
+                 twin_opt, batch, contextlib.nullcontext, grad_clip=ctx_cfg.train.grad_clip)
+by_hand = {"loss": loss.item(), "contrastive_loss": l_clip.item(), "contextual_loss": l_cx.item()}
+pairs = [(p, q) for p, q in zip(model.parameters(), twin.parameters()) if p.grad is not None]
+grad_scale = max(q.grad.abs().max().item() for _, q in pairs)
+grad_gap = max((p.grad - q.grad).abs().max().item() for p, q in pairs) / grad_scale
+weight_gap = max((p - q).abs().max().item() for p, q in pairs)
+lr = max(g["lr"] for g in twin_opt.param_groups)
+show_table([{"term": k, "by hand": v, "train_step": lib[k].item()} for k, v in by_hand.items()],
+           caption="One step, by hand and by the library", floatfmt="{:.6f}")
+print(f"gradients: largest difference {grad_gap:.1e} x the largest gradient; weights after the "
+      f"step: largest difference {weight_gap:.1e}, against a step of about lr = {lr:g}")
+assert all(abs(v - lib[k].item()) < 1e-5 for k, v in by_hand.items())
+assert grad_gap < 1e-4  # the same gradients, up to float rounding
+assert weight_gap < 0.05 * lr  # Adam divides by sqrt(v): near-zero gradients amplify rounding, a little
+
+# %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/02_train_solutions.ipynb`.
+#
+# 1. **Predict, then run.** In section 3, set `a = 0` before the step. Which of the two towers'
+#    weights would change differently, and what does that say about how CLIP is trained here?
+#    Check by comparing one step with `alpha = 0` and one with `alpha = 0.5`.
+# 2. **Change a parameter.** Rerun with `alpha = 2.0` and `fresh = True` (the parameters cell).
+#    Look at the contextual-term panel: does ContextCLIP's training contextual loss fall faster than with
+#    0.5? Does its contrastive term suffer?
+# 3. **Explain a result.** CLIP's validation contextual loss (the markers in the right panel) goes
+#    down although CLIP is never trained on it. Why?
+#
 # **Next:** `03_zero_shot.ipynb` classifies unseen images with class-name prompts (Table 1).

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -76,4 +76,15 @@ acc = per_run.pivot_table(index=["method", "seed", "dataset"], columns="metric",
 assert ((0 <= acc["top1"]) & (acc["top1"] <= acc["top5"]) & (acc["top5"] <= 100)).all()
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/03_zero_shot_solutions.ipynb`.
+#
+# 1. **Predict, then run.** What top-1 and top-5 accuracy does a random guess reach on a
+#    10-class set? Compare with the `chance` column of Table 1.
+# 2. **Change a parameter.** Rerun with `eval_max_images = 100`. Predict how the width of the 95 %
+#    interval changes (hint: the interval comes from resampling test images).
+# 3. **Explain a result.** Pick a row whose interval holds 0. Is ContextCLIP better, worse, or
+#    neither there? What would you need to tell them apart?
+#
 # **Next:** `04_fine_tune.ipynb` (Table 2).

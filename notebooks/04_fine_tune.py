@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -71,4 +71,15 @@ assert set(map(tuple, per_run[["task", "dataset"]].drop_duplicates().to_numpy())
 assert per_run[per_run["metric"] == "top1"]["value"].between(0, 100).all()
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/04_fine_tune_solutions.ipynb`.
+#
+# 1. **Predict, then run.** Which is higher, end-to-end fine-tuning or the linear probe on frozen
+#    features? By more or less than 5 points?
+# 2. **Change a parameter.** Look at `best_epoch` in the per-run table, then rerun with a larger
+#    `ft_epochs`. What does a `best_epoch` equal to `ft_epochs` tell you?
+# 3. **Explain a result.** Compare the ContextCLIP - CLIP difference on `digits` after fine-tuning
+#    with the zero-shot difference on the same set (notebook 03). Why does fine-tuning shrink it?
+#
 # **Next:** `05_tsne.ipynb` looks at the embeddings themselves.

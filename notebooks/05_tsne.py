@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -73,4 +73,15 @@ fig = plots.tsne_from_runs(run_dirs, cfg.data.tsne_dataset, kind="text", out_dir
 show_figure(fig)  # saved as fig7_tsne_text_<dataset>.png/.pdf
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/05_tsne_solutions.ipynb`.
+#
+# 1. **Predict, then run.** Each panel gives two silhouette scores: in the 2-d map and in the
+#    original embedding space. Which of the two can `tsne_perplexity` change?
+# 2. **Change a parameter.** Rerun with `tsne_perplexity = 5`, then `50`. How do the clusters and the
+#    2-d silhouette move?
+# 3. **Explain a result.** Why does this notebook say that t-SNE pictures are not measurements?
+#    What would a different t-SNE seed do to the pictures, and to the numbers?
+#
 # **Next:** `06_retrieval.ipynb`.

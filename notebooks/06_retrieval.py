@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -84,4 +84,15 @@ fig = plots.retrieval_grid_from_runs(run_dirs, name, get_dataset(name, cfg).imag
 show_figure(fig)  # saved as fig5_retrieval_<dataset>.png/.pdf
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/06_retrieval_solutions.ipynb`.
+#
+# 1. **Predict, then run.** What text-to-image Recall@1 does a random ranking reach on this set?
+#    Compare with the chance rows of `metrics.csv`.
+# 2. **Change a parameter.** Rerun with `grid_k = 10`. How many more framed (correct) images do you
+#    expect in the grid, and how does that relate to Recall@5 and Recall@10?
+# 3. **Explain a result.** Image-to-text and text-to-image recall differ. Why are they not the same
+#    number, when both use the same similarity matrix?
+#
 # **Next:** `07_report.ipynb` puts everything together.

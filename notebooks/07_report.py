@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -130,3 +130,15 @@ if len(timings):
 report = paths.results / "report.md"
 report.write_text(comparison.report_markdown(env), encoding="utf-8")
 print(f"wrote {report.relative_to(REPO_ROOT)}")
+
+# %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/07_report_solutions.ipynb`.
+#
+# 1. **Predict, then run.** With one seed (the smoke profile), where does each 95 % interval come
+#    from? With three seeds (embedded)?
+# 2. **Change a parameter.** Rerun with `bootstrap_samples = 2000`. How much do the interval
+#    endpoints move, and is that a change in the evidence?
+# 3. **Explain a result.** The verdict calls a row "inconclusive" when its interval holds both 0 and
+#    the paper's gain. Why is that not the same as "not reproduced"?

@@ -8,9 +8,9 @@
 #       format_version: '1.3'
 #       jupytext_version: 1.19.6
 #   kernelspec:
-#     display_name: Python 3 (ipykernel)
+#     display_name: ContextCLIP (.venv)
 #     language: python
-#     name: python3
+#     name: contextclip
 # ---
 
 # %% [markdown]
@@ -104,5 +104,16 @@ for variant, sentence in zip(cfg.sensitivity.sens_variants, said):  # one senten
     assert f"`{variant}`" in sentence and all(f"{a:g}" in sentence for a in cfg.sensitivity.sens_alphas if a > 0)
 
 # %% [markdown]
+# ## Exercises
+#
+# Worked solutions: `notebooks/solutions/08_sensitivity_solutions.ipynb`.
+#
+# 1. **Predict, then run.** Which setting should match CLIP exactly, seed by seed, whatever the
+#    variant? Find it in the table.
+# 2. **Change a parameter.** Rerun with more `seeds`. Which column of the table should change most,
+#    the mean accuracy or the width of the interval?
+# 3. **Explain a result.** A curve of the figure lies above CLIP's band at one alpha, yet the table
+#    calls that setting inconclusive. How can both be true?
+#
 # **Next:** `docs/decisions.md` says which settings are the paper's and which are ours; the README
 # links this table and figure.

@@ -409,3 +409,16 @@ def test_nan_inputs_give_a_nan_loss_not_a_silent_zero(variant):
     assert torch.isnan(clip_loss(img, txt))
     txt[0, 0] = float("inf")
     assert not torch.isfinite(contextual_loss(img.nan_to_num(), txt, variant=variant))
+
+
+def test_cx_matrix_is_the_matrix_behind_the_batch_loss():
+    """Rows of CX_ij are distributions over the captions, and -log(mean_j max_i CX_ij) is L_CX."""
+    from contextclip.losses import cx_matrix
+
+    g = torch.Generator().manual_seed(5)
+    img, txt = torch.randn(7, 12, generator=g), torch.randn(7, 12, generator=g)
+    m = cx_matrix(img, txt, 0.3, 1e-5)
+    assert m.shape == (7, 7) and torch.allclose(m.sum(dim=1), torch.ones(7))
+    assert torch.allclose(-torch.log(m.amax(dim=0).mean()), contextual_loss(img, txt, 0.3, 1e-5, "batch"))
+    aligned = cx_matrix(txt + 0.01 * img, txt)
+    assert torch.equal(aligned.argmax(dim=1), torch.arange(7))  # aligned pairs: the diagonal dominates

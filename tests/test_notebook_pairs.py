@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-IPYNBS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
+IPYNBS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb")) + sorted((NB_DIR / "solutions").glob("*.ipynb"))
 
 
 def _cells(nb):
@@ -21,7 +21,7 @@ def _cells(nb):
 def test_every_notebook_has_its_pair_and_no_orphans():
     assert IPYNBS, f"no notebooks found in {NB_DIR}"
     stems_ipynb = {p.stem for p in IPYNBS}
-    stems_py = {p.stem for p in NB_DIR.glob("[0-9][0-9]_*.py")}
+    stems_py = {p.stem for p in [*NB_DIR.glob("[0-9][0-9]_*.py"), *(NB_DIR / "solutions").glob("*.py")]}
     assert stems_ipynb == stems_py, (
         f"unpaired: .ipynb only {sorted(stems_ipynb - stems_py)}, .py only {sorted(stems_py - stems_ipynb)}")
 

@@ -14,6 +14,8 @@ import nbformat
 import pytest
 
 from contextclip.config import KNOB_SECTION, load_config
+from contextclip.lab import KERNEL_NAME
+from contextclip.notebook_utils import NOTEBOOK_PARAMETERS
 from contextclip.pipeline import declared_parameters, list_notebooks
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -38,7 +40,7 @@ def test_the_nine_notebooks_are_there_in_order():
 def test_notebook_is_stripped_and_well_formed(name):
     nb = _load(name)
     nbformat.validate(nb)
-    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "kernel must be the venv's python3"
+    assert nb.metadata.get("kernelspec", {}).get("name") == KERNEL_NAME, f"kernel must be the kit's {KERNEL_NAME!r}"
     assert "papermill" not in nb.metadata, "papermill metadata left in the committed notebook"
     for i, c in enumerate(nb.cells):
         if c.cell_type == "code":
@@ -73,9 +75,10 @@ def test_notebook_is_stripped_and_well_formed(name):
     )
     assert declared.get("profile") == "smoke", f"{name}: the default profile must be smoke"
     others = sorted(set(declared) - {"profile"})
-    assert set(others) <= set(KNOB_SECTION), f"{name}: parameters {set(others) - set(KNOB_SECTION)} are not config knobs"
+    allowed = set(KNOB_SECTION) | set(NOTEBOOK_PARAMETERS)
+    assert set(others) <= allowed, f"{name}: parameters {set(others) - allowed} are neither config knobs nor notebook-only"
     # the defaults are valid for the config (None = take the profile's value)
-    load_config("smoke", {k: v for k, v in declared.items() if k != "profile" and v is not None})
+    load_config("smoke", {k: v for k, v in declared.items() if k in KNOB_SECTION and v is not None})
 
     # the next code cell validates the parameters through the config
     nxt = next(c for c in nb.cells[i + 1:] if c.cell_type == "code")
@@ -95,3 +98,23 @@ def test_no_function_or_class_definitions_outside_00(name):
                 f"{name} cell {i} defines {node.name!r}: move it into contextclip/"
             )
 
+
+
+@pytest.mark.parametrize("name", [p.stem for p in list_notebooks(NB_DIR)])
+def test_notebook_ends_with_exercises_and_has_worked_solutions(name):
+    """Every numbered notebook is a lesson: 2-4 exercises at the end, solutions in notebooks/solutions/."""
+    nb = _load(name)
+    md = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and "## Exercises" in c.source]
+    assert md, f"{name}: no '## Exercises' section"
+    assert all(c.cell_type == "markdown" for c in nb.cells[md[-1]:]), f"{name}: the exercises must come last"
+    text = nb.cells[md[-1]].source
+    items = [line for line in text.splitlines() if line[:3] in {f"{k}. " for k in range(1, 10)}]
+    assert 2 <= len(items) <= 4, f"{name}: {len(items)} exercises; 2-4 expected"
+    solution = NB_DIR / "solutions" / f"{name}_solutions.ipynb"
+    assert f"notebooks/solutions/{solution.name}" in text, f"{name}: the exercises must name {solution.name}"
+    sol = nbformat.read(solution, as_version=4)
+    assert sol.metadata["kernelspec"]["name"] == KERNEL_NAME
+    assert all(c.outputs == [] for c in sol.cells if c.cell_type == "code"), f"{solution.name}: strip outputs"
+    said = " ".join(c.source for c in sol.cells if c.cell_type == "markdown")
+    assert said.count("What you should have seen") + said.count("*What you should have seen") >= len(items) - 1, (
+        f"{solution.name}: each answer says what the student should have seen")

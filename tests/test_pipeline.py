@@ -30,7 +30,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def _write_nb(path: Path, params_src: str, body: list[str]) -> Path:
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "contextclip", "display_name": "ContextCLIP (.venv)", "language": "python"}
     cell = new_code_cell(params_src)
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [new_markdown_cell("# tiny"), cell] + [new_code_cell(s) for s in body]
@@ -116,7 +116,7 @@ def test_skip_if_unchanged_force_and_upstream_change(tmp_path):
     assert _log_lines(tmp_path) == ["a 3 x", "b 3 x"]  # smoke profile's epochs = 3 injected
     executed = nbformat.read(tmp_path / "runs/smoke/notebooks/01_b.ipynb", as_version=4)
     assert executed.metadata["papermill"]["parameters"] == {"profile": "smoke", "epochs": 3}
-    assert executed.metadata["kernelspec"]["name"] == "python3"
+    assert executed.metadata["kernelspec"]["name"] == "contextclip"
 
     assert _run([a, b], tmp_path) == 0  # nothing changed: both skipped
     assert len(_log_lines(tmp_path)) == 2
@@ -152,7 +152,7 @@ def test_real_notebook_with_injected_parameters(tmp_path):
         pytest.fail(f"{src} is missing")
     out = tmp_path / "00_out.ipynb"
     pm.execute_notebook(str(src), str(out), parameters={"profile": "smoke", "bandwidth": 0.2},
-                        kernel_name="python3", cwd=str(REPO), progress_bar=False, execution_timeout=300)
+                        kernel_name="contextclip", cwd=str(REPO), progress_bar=False, execution_timeout=300)
     nb = nbformat.read(out, as_version=4)
     assert nb.metadata["papermill"]["parameters"]["bandwidth"] == 0.2
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

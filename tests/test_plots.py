@@ -72,10 +72,54 @@ def test_retrieval_grid_and_curves(runs, no_encoding, tmp_path):
     labels = [ax.get_xlabel() for ax in fig.get_axes()]
     assert len(labels) == 3 * 4 * 2
     ctx_labels = [ax.get_xlabel() for sf in fig.subfigs for ax in sf.subfigs[1].axes]
-    assert sum(lab == "#1 (true)" for lab in ctx_labels) == 3  # the perfect encoder ranks every true image 1st
+    assert sum(lab == "#1 (correct)" for lab in ctx_labels) == 3  # the perfect encoder ranks every true image 1st
     fig = training_curves(run_dirs, out_dir=tmp_path)
     assert (tmp_path / "fig_training_curves.pdf").exists()
-    assert len(fig.axes[0].get_lines()) == 4  # 2 runs x (train, validation)
+    contrastive, contextual = fig.axes[:2]
+    assert "Contrastive" in contrastive.get_title() and "Contextual" in contextual.get_title()
+    assert contrastive.get_ylabel() and contextual.get_ylabel() and contrastive.get_xlabel()
+    # CLIP is not trained on the contextual term: only its validation markers are in that panel
+    assert [lab for lab in contextual.get_legend_handles_labels()[1] if lab.startswith("CLIP")] == [
+        "CLIP (contrastive only), validation"]
+
+
+def test_training_curves_mean_and_band_over_seeds(tmp_path):
+    """Two seeds of one method: one mean line (the average of the runs) and a min-max band."""
+    runs = {}
+    for seed, offset in ((0, 0.0), (1, 1.0)):
+        run = tmp_path / f"contextclip-seed{seed}"
+        run.mkdir()
+        with open(run / "history.jsonl", "w") as fh:
+            for step in (1, 2, 3):
+                fh.write(json.dumps({"type": "step", "global_step": step, "contrastive_loss": 2.0 + offset,
+                                     "contextual_loss": 1.0 + offset}) + "\n")
+        runs[run.name] = run
+    fig = training_curves(runs)
+    ax = fig.axes[0]
+    (line,) = [ln for ln in ax.get_lines() if "train" in ln.get_label()]
+    assert list(line.get_ydata()) == [2.5, 2.5, 2.5]
+    (band,) = ax.collections
+    ys = band.get_paths()[0].vertices[:, 1]
+    assert ys.min() == 2.0 and ys.max() == 3.0
+    labels = fig.legends[0].get_texts()
+    assert sum("range over seeds" in t.get_text() for t in labels) == 1  # one legend entry per method, not per run
+
+
+def test_grid_frames_every_correct_image_of_a_duplicate_caption():
+    """A caption written for two images makes both correct: the mask, and the frames drawn from it."""
+    import torch
+
+    from contextclip.plots import grid_positives, retrieval_grid
+
+    cache = {"text_image": torch.tensor([0, 1, 2, 2]), "image": torch.zeros(3, 4),
+             "captions": ["a red circle", "A red  circle", "a blue square", "a green star"]}
+    pos = grid_positives(cache)
+    assert pos.tolist() == [[True, True, False], [True, True, False], [False, False, True], [False, False, True]]
+    images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)
+    topk = {"clip": torch.tensor([[2, 1, 0]]), "contextclip": torch.tensor([[0, 1, 2]])}
+    fig = retrieval_grid(["a red circle"], images, topk, pos[:1])
+    framed = [[ax.spines["top"].get_visible() for ax in sf.axes] for sf in fig.subfigs[0].subfigs]
+    assert framed == [[False, True, True], [True, True, False]]
 
 
 def test_tsne_rejects_caption_sets(runs):
@@ -84,3 +128,21 @@ def test_tsne_rejects_caption_sets(runs):
         tsne_from_runs(run_dirs, "fakecaps")
     with pytest.raises(FileNotFoundError, match="evaluate"):
         tsne_from_runs(run_dirs, "nothing")
+
+
+def test_teaching_figures_of_notebook_00():
+    """The CX heatmap titles read the loss off the matrix; the diagram is labelled from the config."""
+    import torch
+
+    from contextclip.losses import contextual_loss, cx_matrix
+    from contextclip.plots import architecture_diagram, cx_heatmaps
+
+    g = torch.Generator().manual_seed(0)
+    img, txt = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    fig = cx_heatmaps({"random": cx_matrix(img, txt, 0.5)})
+    assert f"{contextual_loss(img, txt, 0.5).item():.3f}" in fig.axes[0].get_title()
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel()
+    fig = architecture_diagram("resnet18", "minilm", 64, "mlp", alpha=0.25, bandwidth=0.1, learned_scale=False)
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    for needed in ("resnet18", "minilm", "[N, 64]", "(mlp)", "0.25", "h = 0.1", "(fixed)"):
+        assert needed in texts, needed

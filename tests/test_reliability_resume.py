@@ -208,7 +208,7 @@ def _nb(path: Path, cells: list[str]) -> Path:
     from nbformat.v4 import new_code_cell, new_notebook
 
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {"name": "contextclip", "display_name": "ContextCLIP (.venv)", "language": "python"}
     params = new_code_cell('profile = "smoke"')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [new_code_cell(textwrap.dedent(c)) for c in cells]

@@ -215,7 +215,7 @@ def test_cli_smoke_train_then_second_run_returns_without_training(tmp_path):
     assert "final_val_loss=" in first.stdout
     mtime = (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns
     second = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0 and "already trained" in second.stderr
+    assert second.returncode == 0 and "already trained" in second.stdout  # informational: stdout, not stderr
     assert (tmp_path / "run" / "checkpoint.pt").stat().st_mtime_ns == mtime
     bad = subprocess.run(cmd + ["--set", "lr_head=0.5"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                          timeout=600)
@@ -292,3 +292,13 @@ def test_resume_after_the_manifest_changed_is_refused(tmp_path, fail_at):
     with pytest.raises(RunMismatchError, match=rf"other data than {manifest}.*--fresh"):
         fit(cfg, "clip", 0, tmp_path / "run", progress=False)
     assert fit(cfg, "clip", 0, tmp_path / "run", fresh=True, progress=False)["steps"] == 3
+
+
+def test_untrained_run_message_names_the_real_values(tmp_path):
+    """`load_trained` on a missing run prints the command with its profile, method and seed."""
+    from contextclip.train import load_trained
+
+    run = tmp_path / "runs" / "embedded" / "contextclip-seed2"
+    with pytest.raises(FileNotFoundError) as info:
+        load_trained(run)
+    assert f"--profile embedded --method contextclip --seed 2 --out {run}" in str(info.value)

@@ -1,0 +1,84 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: ContextCLIP (.venv)
+#     language: python
+#     name: contextclip
+# ---
+
+# %% [markdown]
+# # Solutions · 07 Report
+#
+# Worked answers to the exercises at the end of `07_report.ipynb`, from the tables it rewrote (run it
+# first). **Runtime:** a few seconds.
+
+# %% tags=["parameters"]
+profile = "smoke"  # which configs/<profile>.yaml to read
+
+# %%
+import pandas as pd
+
+from contextclip import results
+from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
+
+cfg = setup_notebook(profile)
+paths = profile_paths(cfg)
+t1 = pd.read_csv(paths.results / "table1_zero_shot.csv")
+t1 = t1[t1["status"] == "ok"]
+
+# %% [markdown]
+# ## 1. Where the interval comes from
+#
+# *What you should have seen:* with one seed, a paired bootstrap over the test images (how much the
+# difference would move on another draw of test images of the same size); with several seeds, a
+# t-interval over the seeds' paired differences (how much it moves from one training run to another,
+# usually the larger source of spread). The `ci_method` column says which, row by row.
+
+# %%
+show_table(t1[["dataset", "metric", "paired_seeds", "ci_method"]].drop_duplicates())
+
+# %% [markdown]
+# ## 2. More bootstrap resamples
+#
+# *What you should have seen:* the endpoints move by a fraction of a point: more resamples estimate
+# the *same* interval more precisely (less Monte Carlo noise); they add no evidence. Only more test
+# images or more seeds narrow it.
+
+# %%
+seed, name = cfg.train.seeds[0], cfg.data.zero_shot_datasets[0]
+a = results.load_per_item(paths.results, "clip", seed, "zero_shot", name)["top1"]
+b = results.load_per_item(paths.results, "contextclip", seed, "zero_shot", name)["top1"]
+rows = [{"bootstrap samples": s, **dict(zip(("ci_low", "ci_high"), results.paired_bootstrap(a, b, samples=s)))}
+        for s in (cfg.eval.bootstrap_samples, 2000)]
+show_table(rows, caption=f"{name}, top-1, ContextCLIP - CLIP (points)")
+assert abs(rows[0]["ci_low"] - rows[1]["ci_low"]) < 0.25 * (rows[1]["ci_high"] - rows[1]["ci_low"])
+
+# %% [markdown]
+# ## 3. Inconclusive is not "not reproduced"
+#
+# *What you should have seen:* an interval that holds both 0 and the paper's gain is compatible with
+# "no effect" and with "the paper's effect": the experiment is too small to tell. "Not reproduced"
+# needs an interval that excludes the paper's gain. Row by row:
+
+# %%
+def reading(r):
+    zero = r.ci_low <= 0 <= r.ci_high
+    paper = r.ci_low <= r.paper_diff <= r.ci_high
+    if zero and paper:
+        return "inconclusive (holds 0 and the paper's gain)"
+    if not paper:
+        return "paper's gain outside the interval"
+    return "difference excludes 0, consistent with the paper"
+
+
+rows = [{"dataset": r.dataset, "metric": r.metric, "interval": f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]",
+         "paper gain": r.paper_diff, "reading": reading(r)} for r in t1.itertuples() if pd.notna(r.paper_diff)]
+show_table(rows)
+show_markdown(f"{sum(r['reading'].startswith('inconclusive') for r in rows)} of {len(rows)} rows are inconclusive.")

@@ -1,0 +1,212 @@
+"""Notebook 00 in a real JupyterLab, driven by headless Chromium through Playwright.
+
+The Lab is started as ``make lab`` starts it (``contextclip.lab.lab_argv`` and ``lab_env``: the
+repository root, 127.0.0.1, token on, the kit's kernel, no ``MPLBACKEND``) on a free port. The test
+opens ``notebooks/00_contextual_loss_explained.ipynb``, runs all cells and checks what a student
+sees: the kernel is the kit's, no cell shows an error or a red stderr box, the equations are typeset
+by MathJax, every figure is an image, the sliders are there, and a new scratch cell with
+``plt.plot([0, 1]); plt.show()`` displays a figure.
+
+Needs Debian's Chromium (``apt-get install -y chromium``; Playwright's own browser download is not
+used) and the pinned ``playwright`` package; without them the test is skipped with that message.
+On failure a screenshot, the page's HTML and the Lab's log are kept in ``tests/artifacts/browser/``
+(git-ignored). Test-only Lab settings (in a temporary settings folder): autosave off, so the
+committed notebook is never written, and every cell kept in the page (no windowed rendering).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from contextclip.config import REPO_ROOT
+from contextclip.lab import KERNEL_DISPLAY_NAME, lab_argv, lab_env
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = "notebooks/00_contextual_loss_explained.ipynb"
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "browser"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+INSTALL_HINT = ("install Debian's Chromium with `sudo apt-get install -y chromium` (and `make setup` for the "
+                "pinned playwright package) to run the browser test; .ci/run does both")
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settings_dir() -> str:
+    """User settings for this Lab only: no autosave (the repo's notebook stays stripped), all cells in the DOM."""
+    root = Path(tempfile.mkdtemp(prefix="lab_settings_"))
+    for plugin, values in {
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+    }.items():
+        pkg, name = plugin.rsplit("/", 1)
+        (root / pkg).mkdir(parents=True, exist_ok=True)
+        (root / pkg / f"{name}.jupyterlab-settings").write_text(json.dumps(values))
+    return str(root)
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """A running JupyterLab, as ``make lab`` starts it; yields ``(base_url, token, log_path)``."""
+    if _chromium() is None:
+        pytest.skip(f"Chromium not found: {INSTALL_HINT}")
+    pytest.importorskip("playwright.sync_api", reason=f"playwright is not installed: {INSTALL_HINT}")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = lab_env()
+    env.update(JUPYTERLAB_SETTINGS_DIR=_settings_dir(),
+               JUPYTERLAB_WORKSPACES_DIR=tempfile.mkdtemp(prefix="lab_workspaces_"),
+               JUPYTER_RUNTIME_DIR=tempfile.mkdtemp(prefix="lab_runtime_"),
+               PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log_path = ARTIFACTS / "lab.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen(lab_argv(port=port, token=token), cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            log.close()
+            pytest.fail(f"JupyterLab did not start on port {port}; its log: {log_path}\n"
+                        + log_path.read_text()[-3000:])
+        time.sleep(1)
+    try:
+        yield base, token, log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _all_code_cells_ran(page) -> bool:
+    prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+    return bool(prompts) and all(p.strip().startswith("[") and p.strip()[1:-2].strip().isdigit() for p in prompts)
+
+
+def test_notebook_00_runs_in_jupyterlab(lab, request):
+    from playwright.sync_api import sync_playwright
+
+    base, token, log_path = lab
+    before = _digest(REPO_ROOT / NOTEBOOK)
+    with sync_playwright() as pw:
+        ctx = pw.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium_"), executable_path=_chromium(),
+                                                    headless=True, args=CHROMIUM_FLAGS,
+                                                    viewport={"width": 1400, "height": 1000})
+        page = ctx.new_page()
+        try:
+            page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}", timeout=120_000)
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+            # the kernel: the kit's, named in the notebook's metadata, and started
+            kernel = page.locator(".jp-NotebookPanel-toolbar .jp-Toolbar-kernelName").first
+            kernel.wait_for(timeout=60_000)
+            page.wait_for_function(
+                "name => [...document.querySelectorAll('.jp-NotebookPanel-toolbar .jp-Toolbar-kernelName')]"
+                ".some(e => e.textContent.includes(name))", arg=KERNEL_DISPLAY_NAME, timeout=120_000)
+            # Run > Run All Cells
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            deadline = time.time() + 600
+            while not _all_code_cells_ran(page):
+                if page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']").count():
+                    break
+                assert time.time() < deadline, "notebook 00 did not finish in 10 minutes"
+                page.wait_for_timeout(1000)
+            page.wait_for_timeout(1000)  # outputs of the last cell
+
+            errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
+            assert errors.count() == 0, "a cell shows an error:\n" + "\n".join(errors.all_inner_texts())[:3000]
+            stderr = page.locator("[data-mime-type='application/vnd.jupyter.stderr']")
+            assert stderr.count() == 0, ("a cell shows stderr output (a red box to a student):\n"
+                                         + "\n".join(stderr.all_inner_texts())[:3000])
+            assert _all_code_cells_ran(page), "some cells did not run"
+
+            # equations: typeset by MathJax, no raw TeX delimiters left in rendered markdown
+            page.wait_for_function("document.querySelectorAll('.jp-MarkdownOutput mjx-container').length > 10",
+                                   timeout=60_000)
+            raw = page.locator(".jp-MarkdownOutput").all_inner_texts()
+            assert not any("$$" in t or "\\mathcal" in t for t in raw), "TeX left unrendered in a markdown cell"
+
+            # figures: images that decoded, and no "<Figure size ...>" text in their place
+            images = page.locator(".jp-OutputArea-output img")
+            assert images.count() >= 5, f"expected the notebook's figures as images, found {images.count()}"
+            broken = page.evaluate("[...document.querySelectorAll('.jp-OutputArea-output img')]"
+                                   ".filter(i => !(i.complete && i.naturalWidth > 0)).length")
+            assert broken == 0, f"{broken} figure images did not load"
+            outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+            assert "<Figure size" not in outputs, "a figure was printed as text instead of drawn"
+
+            # the interactive explorer: three sliders (h, alpha, noise)
+            assert page.locator(".widget-slider").count() >= 3, "the sliders of section 8 are not displayed"
+            # ... and moving one (alpha, by keyboard) redraws the figure
+            widget_img = ".jupyter-widgets-output-area img, .widget-output img"
+            page.locator(widget_img).first.wait_for(timeout=60_000)
+            before_src = page.locator(widget_img).first.get_attribute("src")
+            page.locator(".widget-slider .noUi-handle").nth(1).focus()
+            for _ in range(3):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src; }",
+                arg=[widget_img, before_src], timeout=60_000)
+
+            # a student's own figure: a new cell at the end with plt.show()
+            n_img = images.count()
+            page.locator(".jp-Notebook .jp-Cell").last.click()
+            page.keyboard.press("Escape")
+            page.keyboard.press("b")  # insert a cell below, command mode
+            page.keyboard.press("Enter")  # edit it
+            page.keyboard.insert_text("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
+            page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add a cell below)
+            page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea-output img').length > {n_img}",
+                                   timeout=60_000)
+            last_code = page.locator(".jp-CodeCell").last
+            assert last_code.locator(".jp-OutputArea-output img").count() == 1, "plt.show() displayed no figure"
+        except BaseException:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / f"{request.node.name}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            (ARTIFACTS / f"{request.node.name}.html").write_text(page.content())
+            print(f"screenshot: {shot}; page: {shot.with_suffix('.html')}; Lab log: {log_path}")
+            raise
+        finally:
+            ctx.close()
+    assert _digest(REPO_ROOT / NOTEBOOK) == before, "the Lab wrote the committed notebook (autosave must be off)"
