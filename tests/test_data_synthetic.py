@@ -191,14 +191,14 @@ def test_augmentation_is_deterministic_and_keeps_colours(corpus):
 
 
 def test_corpus_stats_6000_pairs_at_32px(capsys):
-    """The embedded profile's corpus: timing, diversity and balance (printed for the report)."""
+    """The embedded profile's corpus: diversity and balance (printed for the report; its generation
+    time is printed, not asserted: timings belong to benchmarks/, not to tests on a shared machine)."""
     c = syn.generate(syn.CorpusParams(n=6000, image_size=32))
     st = syn.corpus_stats(c)
     with capsys.disabled():
         print(f"\ncorpus 6000 @ 32px: {st['generation_seconds']} s, {st['distinct_captions']} distinct captions "
               f"of {st['n_captions']}, kinds {st['kinds']}, digits {st['digits']}, shapes {st['shapes']}, "
               f"font styles {st['font_styles']}, mnist-style {st['mnist_style']}, relations {st['relations']}")
-    assert st["generation_seconds"] < 30
     assert st["distinct_captions"] > 5000
     assert max(st["digits"].values()) - min(st["digits"].values()) <= 1
     assert len(st["shapes"]) == 10 and len(st["colours"]) >= 8 and st["font_styles"] >= 18
