@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +20,20 @@ from contextclip.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
-PROFILES = sorted(p.name for p in RESULTS.iterdir() if (p / "metrics.csv").exists() and p.name != "sensitivity")
+
+
+def _committed_profiles() -> list[str]:
+    """Profiles whose results are committed (a local results/smoke from `make test` is not)."""
+    try:
+        out = subprocess.run(["git", "ls-files", "results/*/metrics.csv"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+        names = {Path(p).parent.name for p in out}
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every results folder
+        names = {p.name for p in RESULTS.iterdir() if (p / "metrics.csv").exists()}
+    return sorted(names - {"sensitivity"})
+
+
+PROFILES = _committed_profiles()
 
 
 def _tool():
