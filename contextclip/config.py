@@ -56,7 +56,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    image_tower: str = "tiny_cnn"  # tiny_cnn | resnet18 | resnet50 | efficientnet_lite0
+    image_tower: str = "tiny_cnn"  # tiny_cnn | resnet10 | resnet18 | resnet50 | efficientnet_lite0
     image_weights: str = "none"  # none | imagenet | package | path/to/weights.pt
     text_tower: str = "tiny_bert"  # tiny_bert | bert_base_random | minilm | a Hugging Face name or local folder
     pooling: str = "mean"  # cls | mean
@@ -147,7 +147,7 @@ RESULT_NEUTRAL_SECTIONS = ("eval", "sensitivity", "pipeline")
 CHOICES: dict[str, tuple] = {
     "train_data": ("synthetic", "manifest", "cc3m", "flickr8k"),
     "missing_datasets": ("error", "skip"),
-    "image_tower": ("tiny_cnn", "resnet18", "resnet50", "efficientnet_lite0"),
+    "image_tower": ("tiny_cnn", "resnet10", "resnet18", "resnet50", "efficientnet_lite0"),
     "pooling": ("cls", "mean"),
     "head": ("linear", "mlp"),
     "cx_variant": ("batch", "per_sample_features", "feature_columns"),

@@ -6,7 +6,7 @@ What it is:
   map and in the original embedding space, cosine) in each panel title, so "more clustered"
   becomes a number. ``tsne_from_runs`` draws it from two runs' cached embeddings.
 - ``retrieval_grid``: one row per query caption; the top-k images of CLIP beside those of
-  ContextCLIP; the ground-truth image has a thick green frame. ``retrieval_grid_from_runs``
+  ContextCLIP; every correct image (one the query caption describes, word for word) has a thick green frame. ``retrieval_grid_from_runs``
   takes the top-k from the cached embeddings (a dot product; nothing is encoded).
 - ``training_curves``: every loss term of ``history.jsonl`` for each run, train steps as lines,
   validation at epoch ends as markers.
@@ -32,7 +32,7 @@ from contextclip.config import METHOD_DESCRIPTIONS, METHOD_LABELS
 from contextclip.encoding import take_images
 from contextclip.evaluate import load_embeddings
 from contextclip.losses import TERMS
-from contextclip.retrieval import topk_images
+from contextclip.retrieval import caption_positives, topk_images
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS"]
@@ -173,8 +173,9 @@ def retrieval_grid(queries: list[str], images, topk: dict, ground_truth: list, t
         for block, method in zip(np.atleast_1d(blocks), methods):
             idx = topk[method][q].tolist()
             found = [r + 1 for r, i in enumerate(idx) if i in gt]
-            sub = f"{_label(method).split(' (')[0]}: " + (f"true image at rank {found[0]}" if found else
-                                                           f"true image not in top {k}")
+            many = "a true image" if len(gt) > 1 else "true image"
+            sub = f"{_label(method).split(' (')[0]}: " + (f"{many} at rank {found[0]}" if found else
+                                                           f"{'no true image' if len(gt) > 1 else 'true image not'} in top {k}")
             block.text(0.5, 0.80, sub, ha="center", va="bottom", fontsize=10,
                        color=METHOD_COLOURS.get(method, "black"), fontweight="bold")
             axes = block.subplots(1, k)
@@ -215,7 +216,8 @@ def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 
     queries = [first["captions"][r] for r in q_rows]
     index = first["index"]
     topk = {m: index[topk_images(c["text"][q_rows], c["image"], k)] for m, c in caches.items()}
-    gt = [int(index[i]) for i in chosen]
+    positives = caption_positives(text_image, n_img, first["captions"])  # identical captions: every image
+    gt = [{int(index[i]) for i in torch.nonzero(positives[r]).flatten().tolist()} for r in q_rows]
     fig = retrieval_grid(queries, images, topk, gt, title=f"Text-to-image retrieval on {dataset} (top {k})")
     if out_dir is not None:
         save_figure(fig, out_dir, name)
