@@ -313,7 +313,7 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         per_item = res.pop("per_item")
         metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),
                    **chance_levels(res["n_classes"]), "best_epoch": res["best_epoch"],
-                   "epochs_run": res["epochs_run"]}
+                   "epochs_run": res["epochs_run"], "stopped_on_validation": float(res["stopped_on_validation"])}
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     else:  # retrieval
         image, text, text_image = cache["image"], cache["text"], cache["text_image"]

@@ -35,7 +35,7 @@ __all__ = ["make_splits", "FineTuneClassifier", "fine_tune", "linear_probe", "PR
 
 #: inverse L2 strengths tried first by the linear probe (CLIP used a finer sweep of the same kind);
 #: the grid grows by decades when the best C is at one of its ends (see ``linear_probe``)
-PROBE_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 0.1, 1.0, 10.0)
+PROBE_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 0.1, 1.0)
 PROBE_MAX_EXTENSIONS = 3
 PROBE_MAX_ITER = 1000
 
@@ -154,6 +154,7 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
     history = [val_top1()]  # epoch 0 = the initial classifier (zero-shot when ft_init = zeroshot)
     best, best_epoch, best_state, bad_epochs = history[0], 0, copy.deepcopy(clf.state_dict()), 0
     g = torch.Generator().manual_seed(seed)
+    stopped = False  # True when validation stopped it (ft_patience epochs without a better val top-1)
     for epoch in range(1, ev.ft_epochs + 1):
         clf.train()
         if hasattr(work, "train"):
@@ -171,12 +172,14 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
         else:
             bad_epochs += 1
             if bad_epochs >= ev.ft_patience:
+                stopped = True
                 break
     clf.load_state_dict(best_state)
     logits = _logits(clf, dataset.images, test_idx, bs_eval)
     y = labels[test_idx]
     out = {**topk_accuracy(logits, y), "n": len(test_idx), "n_train": len(train_idx), "n_val": len(val_idx),
            "n_classes": n_classes, "best_epoch": best_epoch, "epochs_run": len(history) - 1,
+           "stopped_on_validation": stopped,
            "val_top1": history}
     if per_item:
         out["per_item"] = {f"top{k}": per_sample_topk(logits, y, k) for k in (1, 5) if k <= n_classes}
@@ -218,9 +221,9 @@ def linear_probe(features: torch.Tensor, labels, splits: dict, seed: int = 0,
     the mean and spread of the images it is fitted on.
 
     C is picked by validation top-1 (ties -> the smaller C, i.e. the stronger regularisation).
-    When the best C is at an end of the grid, the grid grows by a factor of 10 in that direction
-    (at most ``max_extensions`` times), so the choice is bracketed: ``C_bracketed`` says whether it
-    is. The probe is then refit on train + val and scored on test. Fits are single-threaded and
+    When the best C is at an end of the grid and beats its neighbour, the grid grows by a factor
+    of 10 in that direction (at most ``max_extensions`` times), so the choice is bracketed (a
+    better value on both sides, or a plateau): ``C_bracketed`` says whether it is. The probe is then refit on train + val and scored on test. Fits are single-threaded and
     deterministic: the same features give the same bits.
     """
     x = F.normalize(torch.as_tensor(features).float(), dim=-1).numpy().astype(np.float64)
@@ -252,14 +255,24 @@ def linear_probe(features: torch.Tensor, labels, splits: dict, seed: int = 0,
     grid = sorted(float(c) for c in c_grid)
     for c in grid:
         try_c(c)
+    def at_open_end() -> float | None:
+        """The C to try next: one decade beyond the best C when it sits at an end of the grid
+        and beats its inner neighbour (on a plateau, going further cannot win a strict max)."""
+        cs = sorted(val_acc)
+        best = max(cs, key=lambda c: (val_acc[c], -c))
+        if len(cs) >= 2 and best == cs[0] and val_acc[cs[0]] > val_acc[cs[1]]:
+            return float(f"{best / 10:.3g}")
+        if len(cs) >= 2 and best == cs[-1] and val_acc[cs[-1]] > val_acc[cs[-2]]:
+            return float(f"{best * 10:.3g}")
+        return None
+
     for _ in range(max_extensions):
-        best_c = max(val_acc, key=lambda c: (val_acc[c], -c))
-        lo, hi = min(val_acc), max(val_acc)
-        if lo < best_c < hi:
+        nxt = at_open_end()
+        if nxt is None:
             break
-        try_c(best_c / 10.0 if best_c == lo else best_c * 10.0)
+        try_c(nxt)
     best_c = max(val_acc, key=lambda c: (val_acc[c], -c))
-    bracketed = min(val_acc) < best_c < max(val_acc)
+    bracketed = at_open_end() is None
     fit_idx = np.concatenate([tr, va])
     z = standardise(fit_idx)
     final, final_ok = _probe_fit(best_c, z(fit_idx), y[fit_idx], seed)
