@@ -92,6 +92,7 @@ class TrainConfig:
     scheduler: str = "none"  # none | cosine
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     num_workers: int = 0  # DataLoader workers
+    train_workers: int = 1  # processes that train a profile's runs side by side (notebook 02); 1 = in turn
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     log_every: int = 10  # steps between progress/loss updates
@@ -180,6 +181,7 @@ RANGES: dict[str, tuple] = {
     "weight_decay": (0.0, None, True),
     "grad_clip": (0.0, None, True),
     "num_workers": (0, 64, True),
+    "train_workers": (1, 64, True),
     "log_every": (1, None, True),
     "checkpoint_every": (0, None, True),
     "eval_batch_size": (1, None, True),

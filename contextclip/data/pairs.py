@@ -137,6 +137,13 @@ class PairDataset(Dataset):
             self._memo_bytes += img.numel()
         return img.clone(), cap
 
+    def keep_items(self, epoch: int, items: list) -> None:
+        """Keep the already drawn ``items`` (index order) of ``epoch`` for reuse (within the memory cap)."""
+        for k, (img, cap) in enumerate(items):
+            if (epoch, k) not in self._memo and self._memo_bytes + img.numel() <= MEMO_BYTES:
+                self._memo[(epoch, k)] = (img, cap)
+                self._memo_bytes += img.numel()
+
     def _item(self, k: int):
         i = int(self.indices[k])
         img = self.source.image(i)
