@@ -28,10 +28,13 @@ __all__ = ["fit_runs", "prefill_augmentations"]
 _SHARED: dict = {}  # what forked workers inherit: the config and the two pair datasets
 
 
-def _draw_epoch(epoch: int) -> list:
+def _draw_epoch(epoch: int) -> tuple:
+    """One epoch's items as (uint8 array [n, ...], captions): sent back by value in one piece
+    (torch tensors would each travel as a shared-memory file descriptor)."""
     ds = _SHARED["train"]
     ds.set_epoch(epoch)
-    return [ds[k] for k in range(len(ds))]
+    items = [ds[k] for k in range(len(ds))]
+    return torch.stack([img for img, _ in items]).numpy(), [cap for _, cap in items]
 
 
 def prefill_augmentations(train_ds, epochs: int, workers: int = 1) -> None:
@@ -49,8 +52,8 @@ def prefill_augmentations(train_ds, epochs: int, workers: int = 1) -> None:
         try:
             with multiprocessing.get_context("fork").Pool(min(workers, epochs), initializer=_init_worker,
                                                           initargs=(1,)) as pool:
-                for epoch, items in enumerate(pool.map(_draw_epoch, range(epochs))):
-                    train_ds.keep_items(epoch, items)
+                for epoch, (images, captions) in enumerate(pool.imap(_draw_epoch, range(epochs))):
+                    train_ds.keep_items(epoch, list(zip(torch.from_numpy(images).unbind(0), captions)))
         finally:
             _SHARED.pop("train", None)
     train_ds.set_epoch(0)

@@ -69,3 +69,24 @@ def test_prefill_draws_each_augmented_item_once():
     forked.set_epoch(1)
     assert all(torch.equal(forked[k][0], first[k][0]) and forked[k][1] == first[k][1] for k in range(12))
     assert forked_src.calls == 0
+
+
+def test_prefill_in_workers_handles_thousands_of_items():
+    """Each epoch comes back in one piece (thousands of tensors would each need a file descriptor)."""
+    n = 3000
+    images = torch.randint(0, 255, (n, 4, 4, 3), dtype=torch.uint8).numpy()
+
+    class Source:
+        mild = [False] * n
+        captions = [["x"]] * n
+
+        def __len__(self):
+            return n
+
+        def image(self, i):
+            return images[i]
+
+    ds = PairDataset(Source(), range(n), train=True, augment=False, seed=0)
+    prefill_augmentations(ds, epochs=2, workers=2)
+    assert len(ds._memo) == 2 * n
+    assert torch.equal(ds[5][0], torch.from_numpy(images[5]).permute(2, 0, 1))
