@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -60,7 +61,29 @@ def prefill_augmentations(train_ds, epochs: int, workers: int = 1) -> None:
 
 
 def _init_worker(threads: int) -> None:
+    """Each forked worker: ``threads`` torch threads, and its output to the process's real streams.
+
+    A worker forked from a Jupyter kernel must not write through the kernel's output objects
+    (``sys.stdout``/``sys.stderr`` and logging handlers bound to them, e.g. a weights-loading bar):
+    they talk to the kernel's sockets, which a child shares with its parent.
+    """
+    import logging
+
     torch.set_num_threads(threads)
+    real = {"stdout": sys.__stdout__, "stderr": sys.__stderr__}
+    for name, stream in real.items():
+        setattr(sys, name, stream if stream is not None else open(os.devnull, "w"))  # noqa: SIM115
+    loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for h in lg.handlers:
+            if isinstance(h, logging.StreamHandler) and h.stream not in (sys.__stdout__, sys.__stderr__):
+                h.setStream(sys.stderr)
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # no notebook widgets (display messages) from a child
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _fit_one(job: tuple[str, int, str]) -> dict:
