@@ -56,7 +56,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    image_tower: str = "tiny_cnn"  # tiny_cnn | resnet18 | resnet50 | efficientnet_lite0
+    image_tower: str = "tiny_cnn"  # tiny_cnn | resnet10 | resnet18 | resnet50 | efficientnet_lite0
     image_weights: str = "none"  # none | imagenet | package | path/to/weights.pt
     text_tower: str = "tiny_bert"  # tiny_bert | bert_base_random | minilm | a Hugging Face name or local folder
     pooling: str = "mean"  # cls | mean
@@ -92,6 +92,7 @@ class TrainConfig:
     scheduler: str = "none"  # none | cosine
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     num_workers: int = 0  # DataLoader workers
+    train_workers: int = 1  # processes that train a profile's runs side by side (notebook 02); 1 = in turn
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 on CUDA, fp32 on CPU) | fp32 | bf16
     log_every: int = 10  # steps between progress/loss updates
@@ -147,7 +148,7 @@ RESULT_NEUTRAL_SECTIONS = ("eval", "sensitivity", "pipeline")
 CHOICES: dict[str, tuple] = {
     "train_data": ("synthetic", "manifest", "cc3m", "flickr8k"),
     "missing_datasets": ("error", "skip"),
-    "image_tower": ("tiny_cnn", "resnet18", "resnet50", "efficientnet_lite0"),
+    "image_tower": ("tiny_cnn", "resnet10", "resnet18", "resnet50", "efficientnet_lite0"),
     "pooling": ("cls", "mean"),
     "head": ("linear", "mlp"),
     "cx_variant": ("batch", "per_sample_features", "feature_columns"),
@@ -180,6 +181,7 @@ RANGES: dict[str, tuple] = {
     "weight_decay": (0.0, None, True),
     "grad_clip": (0.0, None, True),
     "num_workers": (0, 64, True),
+    "train_workers": (1, 64, True),
     "log_every": (1, None, True),
     "checkpoint_every": (0, None, True),
     "eval_batch_size": (1, None, True),

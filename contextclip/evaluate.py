@@ -189,7 +189,9 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
                 [prompt_emb, class_embeddings(model, view.classnames, extra, bs, return_prompts=True)[1]], dim=1)
         else:  # a template list with repeats: encode the deduplicated list as it is
             _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
-        image, features = _image_embeddings_and_features(model, view.images, bs)
+        same = (getattr(dataset, "info", None) or {}).get("same_images_as")
+        shared = _shared_image_embeddings(run_dir, key["checkpoint"], same)
+        image, features = shared if shared is not None else _image_embeddings_and_features(model, view.images, bs)
         out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
                    class_emb=class_emb, prompt_emb=prompt_emb,
@@ -228,6 +230,20 @@ def _splits_of(dataset: str, labels, official, seed: int) -> dict:
         counts = np.bincount(np.asarray(torch.as_tensor(labels)))
         raise ValueError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
                          "the 80/20 train/val split of the non-test images needs about 3 per class)") from None
+
+
+def _shared_image_embeddings(run_dir: Path, checkpoint: str, same_images_as: str | None):
+    """(embeddings, features) from the cache of the set whose images these are (the same digits
+    with other prompts: ``info["same_images_as"]``), if it holds this checkpoint's; else None."""
+    if not same_images_as:
+        return None
+    other = cache_path(run_dir, same_images_as)
+    if not other.exists():
+        return None
+    cached = torch.load(other, map_location="cpu", weights_only=True)
+    if cached.get("checkpoint") == checkpoint and cached.get("kind") == "classification":
+        return cached["image"], cached["features"]
+    return None
 
 
 # --------------------------------------------------------------------------- tasks
@@ -285,7 +301,8 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
                            n_classes=len(cache["classnames"]), per_item=True)
         per_item = res.pop("per_item")
         metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),
-                   **chance_levels(res["n_classes"]), "C": res["C"]}
+                   **chance_levels(res["n_classes"]), "C": res["C"], "C_bracketed": float(res["C_bracketed"]),
+                   "probe_converged": float(res["converged"])}
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     elif task == "fine_tune":
         if model is None:
@@ -296,11 +313,11 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         per_item = res.pop("per_item")
         metrics = {"top1": res["top1"], **({"top5": res["top5"]} if "top5" in res else {}),
                    **chance_levels(res["n_classes"]), "best_epoch": res["best_epoch"],
-                   "epochs_run": res["epochs_run"]}
+                   "epochs_run": res["epochs_run"], "stopped_on_validation": float(res["stopped_on_validation"])}
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     else:  # retrieval
         image, text, text_image = cache["image"], cache["text"], cache["text_image"]
-        positives = caption_positives(text_image, image.shape[0])
+        positives = caption_positives(text_image, image.shape[0], cache["captions"])
         ks = tuple(cfg.eval.retrieval_ks)
         res = recall_at_k(text @ image.T, positives, ks, per_item=True)
         per_item = res.pop("per_item")

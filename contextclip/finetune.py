@@ -10,8 +10,8 @@ What it is:
   ``ft_epochs`` epochs, early stopping on validation top-1 with ``ft_patience``; the epoch with
   the best validation top-1 (epoch 0 included) is scored on the test split.
 - ``linear_probe``: scikit-learn logistic regression on frozen, L2-normalised tower features;
-  the inverse regularisation C is chosen on the validation split from ``PROBE_C_GRID``, then
-  the probe is refit on train + val and scored on test.
+  the inverse regularisation C is chosen on the validation split from ``PROBE_C_GRID`` (grown
+  until the choice is bracketed), then the probe is refit on train + val and scored on test.
 
 What it is not: the model passed in is never modified (fine-tuning works on a copy); no result
 files are written here (``contextclip.evaluate``).
@@ -33,8 +33,11 @@ from contextclip.zeroshot import class_embeddings, per_sample_topk, topk_accurac
 
 __all__ = ["make_splits", "FineTuneClassifier", "fine_tune", "linear_probe", "PROBE_C_GRID"]
 
-#: inverse L2 strengths tried by the linear probe (CLIP used a finer sweep of the same kind)
-PROBE_C_GRID: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+#: inverse L2 strengths tried first by the linear probe (CLIP used a finer sweep of the same kind);
+#: the grid grows by decades when the best C is at one of its ends (see ``linear_probe``)
+PROBE_C_GRID: tuple[float, ...] = (1e-3, 1e-2, 0.1, 1.0)
+PROBE_MAX_EXTENSIONS = 3
+PROBE_MAX_ITER = 1000
 
 
 # --------------------------------------------------------------------------- splits
@@ -151,6 +154,7 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
     history = [val_top1()]  # epoch 0 = the initial classifier (zero-shot when ft_init = zeroshot)
     best, best_epoch, best_state, bad_epochs = history[0], 0, copy.deepcopy(clf.state_dict()), 0
     g = torch.Generator().manual_seed(seed)
+    stopped = False  # True when validation stopped it (ft_patience epochs without a better val top-1)
     for epoch in range(1, ev.ft_epochs + 1):
         clf.train()
         if hasattr(work, "train"):
@@ -168,12 +172,14 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
         else:
             bad_epochs += 1
             if bad_epochs >= ev.ft_patience:
+                stopped = True
                 break
     clf.load_state_dict(best_state)
     logits = _logits(clf, dataset.images, test_idx, bs_eval)
     y = labels[test_idx]
     out = {**topk_accuracy(logits, y), "n": len(test_idx), "n_train": len(train_idx), "n_val": len(val_idx),
            "n_classes": n_classes, "best_epoch": best_epoch, "epochs_run": len(history) - 1,
+           "stopped_on_validation": stopped,
            "val_top1": history}
     if per_item:
         out["per_item"] = {f"top{k}": per_sample_topk(logits, y, k) for k in (1, 5) if k <= n_classes}
@@ -182,17 +188,44 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
 
 
 # --------------------------------------------------------------------------- linear probe
-def linear_probe(features: torch.Tensor, labels, splits: dict, seed: int = 0,
-                 c_grid: tuple[float, ...] = PROBE_C_GRID, n_classes: int | None = None,
-                 per_item: bool = False) -> dict:
-    """Logistic-regression probe on frozen features [N, F] (L2-normalised here).
+def _probe_fit(c: float, x: np.ndarray, y: np.ndarray, seed: int, max_iter: int = PROBE_MAX_ITER):
+    """One L-BFGS logistic regression, single-threaded (the same bits on every run), warnings kept.
 
-    C is picked by validation top-1 (ties -> the smaller C, i.e. the stronger regularisation),
-    then the probe is refit on train + val and scored on test.
+    Returns (model, converged). A ConvergenceWarning is not silenced: it is caught, the fit is
+    repeated with 10x the iterations, and a fit that still does not converge is reported as such
+    (and its warning re-issued).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
+    for iters in (max_iter, 10 * max_iter):
+        with warnings.catch_warnings(record=True) as caught, threadpool_limits(limits=1):
+            warnings.simplefilter("always", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=iters, tol=1e-6, random_state=seed).fit(x, y)
+        bad = [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+        for w in caught:
+            if not issubclass(w.category, ConvergenceWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if not bad:
+            return clf, True
+    warnings.warn(f"linear probe: L-BFGS did not converge at C={c} in {10 * max_iter} iterations "
+                  f"({bad[-1].message})", ConvergenceWarning, stacklevel=3)
+    return clf, False
+
+
+def linear_probe(features: torch.Tensor, labels, splits: dict, seed: int = 0,
+                 c_grid: tuple[float, ...] = PROBE_C_GRID, n_classes: int | None = None,
+                 per_item: bool = False, max_extensions: int = PROBE_MAX_EXTENSIONS) -> dict:
+    """Logistic-regression probe on frozen features [N, F]: L2-normalised, then standardised with
+    the mean and spread of the images it is fitted on.
+
+    C is picked by validation top-1 (ties -> the smaller C, i.e. the stronger regularisation).
+    When the best C is at an end of the grid and beats its neighbour, the grid grows by a factor
+    of 10 in that direction (at most ``max_extensions`` times), so the choice is bracketed (a
+    better value on both sides, or a plateau): ``C_bracketed`` says whether it is. The probe is then refit on train + val and scored on test. Fits are single-threaded and
+    deterministic: the same features give the same bits.
+    """
     x = F.normalize(torch.as_tensor(features).float(), dim=-1).numpy().astype(np.float64)
     y = np.asarray(torch.as_tensor(labels), dtype=np.int64)
     n_classes = int(n_classes or (y.max() + 1))
@@ -200,25 +233,53 @@ def linear_probe(features: torch.Tensor, labels, splits: dict, seed: int = 0,
     if len(np.unique(y[tr])) < 2:
         raise ValueError("the linear probe needs at least two classes in the training split")
 
-    def fit(c: float, idx: np.ndarray) -> LogisticRegression:
-        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return clf.fit(x[idx], y[idx])
+    def standardise(fit_idx: np.ndarray):
+        mu, sd = x[fit_idx].mean(0), x[fit_idx].std(0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        return lambda idx: (x[idx] - mu) / sd
 
-    def scores(clf: LogisticRegression, idx: np.ndarray) -> torch.Tensor:
-        full = np.zeros((len(idx), n_classes))  # classes absent from training get probability 0
-        full[:, clf.classes_] = clf.predict_proba(x[idx])
+    def scores(clf, xs: np.ndarray) -> torch.Tensor:
+        full = np.zeros((len(xs), n_classes))  # classes absent from training get probability 0
+        full[:, clf.classes_] = clf.predict_proba(xs)
         return torch.as_tensor(full)
 
-    val_acc = {}
-    for c in c_grid:
-        val_acc[c] = topk_accuracy(scores(fit(c, tr), va), torch.as_tensor(y[va]), ks=(1,))["top1"]
-    best_c = max(c_grid, key=lambda c: (val_acc[c], -c))
-    final = fit(best_c, np.concatenate([tr, va]))
-    logits, yt = scores(final, te), torch.as_tensor(y[te])
+    z = standardise(tr)
+    val_acc: dict[float, float] = {}
+    converged: dict[float, bool] = {}
+
+    def try_c(c: float) -> None:
+        clf, ok = _probe_fit(c, z(tr), y[tr], seed)
+        converged[c] = ok
+        val_acc[c] = topk_accuracy(scores(clf, z(va)), torch.as_tensor(y[va]), ks=(1,))["top1"]
+
+    grid = sorted(float(c) for c in c_grid)
+    for c in grid:
+        try_c(c)
+    def at_open_end() -> float | None:
+        """The C to try next: one decade beyond the best C when it sits at an end of the grid
+        and beats its inner neighbour (on a plateau, going further cannot win a strict max)."""
+        cs = sorted(val_acc)
+        best = max(cs, key=lambda c: (val_acc[c], -c))
+        if len(cs) >= 2 and best == cs[0] and val_acc[cs[0]] > val_acc[cs[1]]:
+            return float(f"{best / 10:.3g}")
+        if len(cs) >= 2 and best == cs[-1] and val_acc[cs[-1]] > val_acc[cs[-2]]:
+            return float(f"{best * 10:.3g}")
+        return None
+
+    for _ in range(max_extensions):
+        nxt = at_open_end()
+        if nxt is None:
+            break
+        try_c(nxt)
+    best_c = max(val_acc, key=lambda c: (val_acc[c], -c))
+    bracketed = at_open_end() is None
+    fit_idx = np.concatenate([tr, va])
+    z = standardise(fit_idx)
+    final, final_ok = _probe_fit(best_c, z(fit_idx), y[fit_idx], seed)
+    logits, yt = scores(final, z(te)), torch.as_tensor(y[te])
     out = {**topk_accuracy(logits, yt), "n": len(te), "n_train": len(tr) + len(va), "n_classes": n_classes,
-           "C": best_c, "val_top1_by_C": {str(c): a for c, a in val_acc.items()}}
+           "C": best_c, "C_bracketed": bool(bracketed), "converged": bool(final_ok and all(converged.values())),
+           "val_top1_by_C": {str(c): a for c, a in sorted(val_acc.items())}}
     if per_item:
         out["per_item"] = {f"top{k}": per_sample_topk(logits, yt, k) for k in (1, 5) if k <= n_classes}
         out["test_index"] = te

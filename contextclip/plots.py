@@ -238,15 +238,8 @@ def _positives_mask(positives, q_n: int, topk: dict) -> torch.Tensor:
 
 def grid_positives(cache: dict) -> torch.Tensor:
     """Bool [n_captions, n_cached_images]: caption i describes image j (its own image, and every image
-    that has a caption with the same text: a duplicate caption is a correct answer for each of them)."""
-    pos = caption_positives(cache["text_image"], int(cache["image"].shape[0]))
-    groups: dict[str, list[int]] = {}
-    for i, cap in enumerate(cache["captions"]):
-        groups.setdefault(" ".join(str(cap).lower().split()), []).append(i)
-    for rows in groups.values():
-        if len(rows) > 1:
-            pos[rows] = pos[rows].any(dim=0, keepdim=True)
-    return pos
+    that has a caption with exactly the same text), the same positives recall@K counts."""
+    return caption_positives(cache["text_image"], int(cache["image"].shape[0]), [str(c) for c in cache["captions"]])
 
 
 def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 4, k: int = 5,

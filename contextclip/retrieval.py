@@ -10,6 +10,7 @@ What it is: the ranking arithmetic shared by every evaluation in the kit.
 - ``recall_at_k(scores [n_texts, n_images], positives)``: CLIP_benchmark's definition.
   text->image ("image retrieval"): for each caption, is its image in the top k images?
   image->text ("text retrieval"): for each image, is **any** of its captions in the top k captions?
+  Identical caption texts are positives for every image they describe (``caption_positives``).
 - ``topk_images(text_emb, image_emb, k)``: indices of the k most similar images per caption
   (for the grids), ties broken towards the lower image index.
 
@@ -63,11 +64,25 @@ def hits_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int) -> torch.Te
     return (1.0 - miss).to(torch.float64)
 
 
-def caption_positives(text_image: torch.Tensor, n_images: int) -> torch.Tensor:
-    """Bool [n_texts, n_images]: caption i belongs to image ``text_image[i]``."""
+def caption_positives(text_image: torch.Tensor, n_images: int, captions: list[str] | None = None) -> torch.Tensor:
+    """Bool [n_texts, n_images]: caption i belongs to image ``text_image[i]``.
+
+    With ``captions`` (the text of each caption row), a caption is also a positive for every
+    other image that has a caption with exactly the same text: a generated set may describe
+    two images with the same words ("the digit 7"), and retrieving either one is correct.
+    """
     text_image = torch.as_tensor(text_image, dtype=torch.long)
     pos = torch.zeros(len(text_image), n_images, dtype=torch.bool)
     pos[torch.arange(len(text_image)), text_image] = True
+    if captions is not None:
+        if len(captions) != len(text_image):
+            raise ValueError(f"{len(captions)} caption texts for {len(text_image)} caption rows")
+        images_of: dict[str, set[int]] = {}
+        for text, img in zip(captions, text_image.tolist()):
+            images_of.setdefault(text, set()).add(img)
+        for row, text in enumerate(captions):
+            if len(images_of[text]) > 1:
+                pos[row, sorted(images_of[text])] = True
     return pos
 
 

@@ -47,8 +47,9 @@ from contextclip import plots
 from contextclip.data import build_pair_datasets
 from contextclip.losses import ContextCLIPLoss, contextual_loss
 from contextclip.model import build_model, pool_tokens
+from contextclip.multirun import fit_runs
 from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_figure, show_table
-from contextclip.train import fit, make_collator, make_optimizer, seed_everything, train_step
+from contextclip.train import make_collator, make_optimizer, seed_everything, train_step
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh)
 paths = profile_paths(cfg)
@@ -60,16 +61,13 @@ show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "
 # ## 1. Train (or resume, or reuse) each run
 #
 # The pairs are built once and shared by every run. Progress bars show the running loss; a finished
-# run prints its summary at once.
+# run prints its summary at once. With `train_workers` > 1 (embedded: 2) the runs train side by side in
+# that many processes, one CPU thread each; every run gets the same result as when trained alone.
 
 # %%
 train_ds, val_ds = build_pair_datasets(cfg)
-summaries = []
-for method in cfg.train.methods:
-    for seed in cfg.train.seeds:
-        run_dir = paths.run_dir(method, seed)
-        print(f"== {method}, seed {seed} -> {run_dir}")
-        summaries.append(fit(cfg, method, seed, run_dir, fresh=fresh, train_ds=train_ds, val_ds=val_ds))
+jobs = [(method, seed, paths.run_dir(method, seed)) for method in cfg.train.methods for seed in cfg.train.seeds]
+summaries = fit_runs(cfg, jobs, train_ds, val_ds, workers=cfg.train.train_workers, fresh=fresh)
 cols = ["method", "seed", "epochs", "final_val_loss", "seconds", "pairs_per_second", "n_train", "global_batch"]
 show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training runs")
 # the two methods differ in alpha alone, and every run ended with a finite validation loss

@@ -48,13 +48,18 @@ paths = profile_paths(cfg)
 
 # %% [markdown]
 # ## 1. Fine-tune and probe every run on every set
+#
+# Fine-tuning stops when validation top-1 has not improved for `ft_patience` epochs
+# (`stopped_on_validation` = 1; `ft_epochs` is only a cap). The probe's C is chosen on validation
+# from a grid that grows until the choice is bracketed (`C_bracketed` = 1).
 
 # %%
 run_dirs = [paths.run_dir(method, seed) for method in cfg.train.methods for seed in cfg.train.seeds]
 rows = evaluate_runs(run_dirs, "fine_tune", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
 rows += evaluate_runs(run_dirs, "linear_probe", cfg.data.fine_tune_datasets, paths.results, cfg=cfg)
 per_run = pd.DataFrame(rows)
-per_run = per_run[per_run["metric"].isin(["top1", "top5", "best_epoch", "C"])]
+per_run = per_run[per_run["metric"].isin(["top1", "top5", "best_epoch", "epochs_run", "stopped_on_validation", "C",
+                                          "C_bracketed"])]
 show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["method", "seed"], values="value"),
            caption="Fine-tuning and linear probe, per run")
 

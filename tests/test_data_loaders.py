@@ -203,10 +203,12 @@ def test_cc3m_files_layout(tmp_path):
 # ----------------------------------------------------------------- embedded + registry
 def test_embedded_sets_and_eval_cap(tmp_path):
     cfg = _cfg(tmp_path, eval_max_images=50)
-    for name in ("mnist_real", "digits", "shapes10", "colour_shapes"):
+    found = {"mnist_real": 5000, "mnist_val": 1000, "mnist_test": 4000, "digits": 1797, "shapes10": 1000,
+             "colour_shapes": 1200, "novel_shapes": 600}
+    for name in found:
         s = get_dataset(name, cfg)
         assert len(s) == 50 and s.images.shape == (50, 3, 32, 32) and s.images.dtype == torch.uint8
-        assert s.n_found == {"mnist_real": 5000, "digits": 1797, "shapes10": 1000, "colour_shapes": 1200}[name]
+        assert s.n_found == found[name]
         assert s.templates and all("{}" in t for t in s.templates)
     assert len(get_dataset("colour_shapes", cfg).classnames) == 80
     c = get_dataset("synthetic_captions", cfg)

@@ -71,6 +71,9 @@ def test_early_stopping_respects_patience():
     ds = ClassSet.make(n_per_class=10, n_classes=4)
     out = fine_tune(PerfectTrainable(ds.classnames), ds, cfg(ft_epochs=10, ft_patience=1), seed=0)
     assert out["top1"] == 100.0 and out["epochs_run"] == 1 and out["best_epoch"] == 0
+    assert out["stopped_on_validation"]  # validation stopped it, not the epoch cap
+    capped = fine_tune(PerfectTrainable(ds.classnames), ds, cfg(ft_epochs=1, ft_patience=5), seed=0)
+    assert not capped["stopped_on_validation"]
 
 
 class PerfectTrainable(PerfectEncoder):
@@ -89,18 +92,46 @@ def test_linear_probe_matches_a_naive_sklearn_fit():
     labels = torch.arange(3).repeat_interleave(40)
     feats = torch.randn(3, 6, generator=g)[labels] + 0.8 * torch.randn(120, 6, generator=g)
     s = make_splits(labels, None, seed=0)
-    out = linear_probe(feats, labels, s, seed=0, c_grid=(0.1, 1.0, 10.0))
-    # naive: pick C on val, refit on train+val, score test
+    grid = (0.01, 0.1, 1.0, 10.0)
+    out = linear_probe(feats, labels, s, seed=0, c_grid=grid, max_extensions=0)
+    # naive: L2-normalise, standardise on the fitted images, pick C on val, refit on train+val, score test
     x = torch.nn.functional.normalize(feats, dim=-1).double().numpy()
     y = labels.numpy()
     tr, va, te = (s[k].numpy() for k in ("train", "val", "test"))
-    accs = {c: (LogisticRegression(C=c, max_iter=2000).fit(x[tr], y[tr]).predict(x[va]) == y[va]).mean()
-            for c in (0.1, 1.0, 10.0)}
-    best = max((0.1, 1.0, 10.0), key=lambda c: (accs[c], -c))
-    pred = LogisticRegression(C=best, max_iter=2000).fit(x[np.r_[tr, va]], y[np.r_[tr, va]]).predict(x[te])
+
+    def z(fit, idx):
+        return (x[idx] - x[fit].mean(0)) / x[fit].std(0)
+
+    accs = {c: (LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(z(tr, tr), y[tr]).predict(z(tr, va)) == y[va]).mean()
+            for c in grid}
+    best = max(grid, key=lambda c: (accs[c], -c))
+    both = np.r_[tr, va]
+    pred = LogisticRegression(C=best, max_iter=5000, tol=1e-6).fit(z(both, both), y[both]).predict(z(both, te))
     assert out["C"] == best
     assert out["top1"] == pytest.approx(100.0 * (pred == y[te]).mean())
     assert "top5" not in out  # 3 classes
+
+
+def test_linear_probe_brackets_its_choice_converges_and_is_bit_reproducible():
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(4).repeat_interleave(50)
+    feats = torch.randn(4, 16, generator=g)[labels] + 2.0 * torch.randn(200, 16, generator=g)
+    s = make_splits(labels, None, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # a warning would fail the test
+        a = linear_probe(feats, labels, s, seed=0, c_grid=(1e3, 1e4))  # starts at the weak-regularisation end
+        b = linear_probe(feats, labels, s, seed=0, c_grid=(1e3, 1e4))
+    tried = sorted(float(c) for c in a["val_top1_by_C"])
+    assert tried[0] < 1e3  # the grid grew towards stronger regularisation
+    assert a["C_bracketed"]
+    acc = {float(c): v for c, v in a["val_top1_by_C"].items()}
+    assert acc[a["C"]] == max(acc.values())
+    assert a["converged"]
+    assert a == b or (a["C"] == b["C"] and a["top1"] == b["top1"] and a["val_top1_by_C"] == b["val_top1_by_C"])
 
 
 def test_linear_probe_perfect_features():

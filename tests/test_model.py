@@ -168,4 +168,4 @@ def test_unknown_text_tower_offline_names_what_to_do():
 
 
 def test_registry_lists_the_image_towers():
-    assert set(IMAGE_TOWERS) == {"tiny_cnn", "resnet18", "resnet50", "efficientnet_lite0"}
+    assert set(IMAGE_TOWERS) == {"tiny_cnn", "resnet10", "resnet18", "resnet50", "efficientnet_lite0"}

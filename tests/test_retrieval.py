@@ -83,3 +83,22 @@ def test_topk_images_order_and_ties():
     top = topk_images(text, image, 3)
     assert top[0].tolist() == [1, 2, 3]  # tie between 1 and 2 goes to the lower index
     assert top[1].tolist() == [0, 3, 1]
+
+
+def test_identical_captions_are_positives_for_every_image_they_describe():
+    from contextclip.retrieval import caption_positives, recall_at_k
+
+    # images 0 and 1 are both described as "the digit 7"; image 2 is not
+    text_image = torch.tensor([0, 1, 2])
+    texts = ["the digit 7", "the digit 7", "a red star"]
+    plain = caption_positives(text_image, 3)
+    dup = caption_positives(text_image, 3, texts)
+    assert plain.sum() == 3 and dup.sum() == 5
+    assert dup[0].tolist() == [True, True, False] and dup[2].tolist() == [False, False, True]
+    # caption 0 retrieves image 1 first: a miss by image index, a hit by caption text
+    scores = torch.tensor([[0.5, 0.9, 0.1], [0.5, 0.9, 0.1], [0.1, 0.2, 0.9]])
+    assert recall_at_k(scores, plain, (1,))["text_to_image_R@1"] == pytest.approx(200 / 3)
+    assert recall_at_k(scores, dup, (1,))["text_to_image_R@1"] == pytest.approx(100.0)
+    # chance follows the positives: a constant scorer finds one of two positives among 3 at k=1 w.p. 2/3
+    chance = recall_at_k(torch.zeros(3, 3), dup, (1,))["text_to_image_R@1"]
+    assert chance == pytest.approx(100 * (2 / 3 + 2 / 3 + 1 / 3) / 3)

