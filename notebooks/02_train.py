@@ -45,11 +45,13 @@ import torch.nn.functional as F
 
 from contextclip import plots
 from contextclip.data import build_pair_datasets
+from contextclip.data.collate import PairCollator
 from contextclip.losses import ContextCLIPLoss, contextual_loss
 from contextclip.model import build_model, pool_tokens
 from contextclip.multirun import fit_runs
 from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_figure, show_table
-from contextclip.train import make_collator, make_optimizer, seed_everything, train_step
+from contextclip.runs import seed_everything
+from contextclip.train import make_optimizer, train_step
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh)
 paths = profile_paths(cfg)
@@ -104,7 +106,7 @@ ctx_cfg = cfg.for_method("contextclip")
 seed_everything(cfg.train.seeds[0])
 model = build_model(ctx_cfg).train()
 twin = copy.deepcopy(model)  # the library's copy
-collate = make_collator(model.tokenizer, ctx_cfg.model.max_length)
+collate = PairCollator(model.tokenizer, ctx_cfg.model.max_length)
 batch = collate([train_ds[i] for i in range(ctx_cfg.train.batch_size)])
 lam, a, h = ctx_cfg.loss.image_to_text_weight, ctx_cfg.loss.alpha, ctx_cfg.loss.bandwidth
 

@@ -26,11 +26,13 @@ profile = "smoke"  # which configs/<profile>.yaml to read
 # %%
 from contextclip.config import load_config
 from contextclip.data import build_pair_datasets
+from contextclip.data.collate import PairCollator
 from contextclip.losses import contextual_loss
 from contextclip.model import build_model
 from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
 from contextclip.plots import read_history
-from contextclip.train import fit, make_collator, seed_everything
+from contextclip.runs import seed_everything
+from contextclip.train import fit
 
 cfg = setup_notebook(profile)
 paths = profile_paths(cfg)
@@ -49,7 +51,7 @@ train_ds, val_ds = build_pair_datasets(cfg)
 ctx = cfg.for_method("contextclip")
 seed_everything(seed)
 model = build_model(ctx).train()
-batch = make_collator(model.tokenizer, ctx.model.max_length)([train_ds[i] for i in range(ctx.train.batch_size)])
+batch = PairCollator(model.tokenizer, ctx.model.max_length)([train_ds[i] for i in range(ctx.train.batch_size)])
 img, txt, _ = model(batch["images"], batch["input_ids"], batch["attention_mask"])
 contextual_loss(img, txt, ctx.loss.bandwidth, ctx.loss.cx_eps, ctx.loss.cx_variant).backward()
 parts = {"image tower": model.image_tower, "text tower": model.text_tower, "image head": model.image_head,
