@@ -303,7 +303,8 @@ def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
 def markdown(table: pd.DataFrame, cfg: Config) -> str:
     """``sensitivity.md``: the table, then one sentence per variant and one on h."""
     return (table_markdown(table, f"Sensitivity: when does the contextual term help? ({cfg.profile} profile)")
-            + "\n" + "\n".join(f"- {s}" for s in sentences(table, cfg)) + "\n")
+            + "\n" + "\n".join(f"- {s}" for s in sentences(table, cfg)) + "\n"
+            + (f"\n{_coverage(table, cfg).strip()}\n" if _coverage(table, cfg) else ""))
 
 
 def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[Path, Path]:
@@ -313,6 +314,17 @@ def write_outputs(table: pd.DataFrame, cfg: Config, results_dir: Path) -> tuple[
     fileio.atomic_write(csv, table.to_csv(index=False, float_format="%.4g"))
     fileio.atomic_write(md, markdown(table, cfg))
     return csv, md
+
+
+def _coverage(table: pd.DataFrame, cfg: Config) -> str:
+    """'' when the results hold every setting of the profile; else which are missing, said plainly."""
+    wanted = [p.label for p in grid(cfg)]
+    missing = [lab for lab in wanted if lab not in set(table["label"])]
+    if not missing:
+        return ""
+    return (f" **Partial:** these results hold {len(wanted) - len(missing)} of the profile's {len(wanted)} settings; "
+            f"not yet run: {', '.join(f'`{m}`' for m in missing)} (`make reproduce PROFILE={cfg.profile}` resumes "
+            "and adds them).")
 
 
 def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity",
@@ -340,8 +352,8 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
              f"{{{', '.join(f'{h:g}' for h in hs)}}}, {int(table['seeds'].min())} seeds each"
              + (f", {'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''} per run" if epochs else "")
              + (f"; {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
-             + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; nothing is chosen from it.",
-             "",
+             + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; nothing is chosen from it."
+             + _coverage(table, cfg), "",
              f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): {table_sentence(table)}",
              f"- [Figure (`figures/{profile}/{FIGURE_NAME}.png`)](figures/{profile}/{FIGURE_NAME}.png): "
              f"{figure_sentence(table)}", "", end]
