@@ -37,7 +37,7 @@ DATA_REPORT = "data_report.json"
 #: Config keys that do not change what a run computes: a checkpoint or finished run made with
 #: other values of these is still "the same run" (evaluation knobs, logging, workers, paths).
 RESULT_NEUTRAL_KEYS = frozenset({
-    "num_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
+    "num_workers", "train_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
     "zero_shot_datasets", "fine_tune_datasets", "retrieval_dataset", "tsne_dataset", "eval_max_images",
 })
 
