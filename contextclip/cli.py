@@ -1,11 +1,17 @@
 """Command line: ``python -m contextclip <command>`` (also the ``contextclip`` console script).
 
 Only argument parsing lives here; each command calls one library function.
+
+A mistake a user can make (a bad key, a missing or damaged file, a busy folder, a full disk, a
+bad manifest row, a NaN loss, no GPU for ``device=cuda``) ends in ``error: ...`` naming the file,
+key or row and what to do, with exit code 2 and no traceback; ``--debug`` shows the traceback.
+Anything else is a bug in the kit and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -15,11 +21,13 @@ from contextclip.config import METHODS, TASKS, ConfigError
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="contextclip", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("reproduce", help="run the numbered notebooks with papermill for a profile")
     r.add_argument("--profile", default="embedded")
     r.add_argument("--force", action="store_true", help="rerun steps whose inputs have not changed")
+    r.add_argument("--wait", action="store_true", help="wait for another reproduce of the profile instead of stopping")
 
     t = sub.add_parser("train", help="train one model (resumes from --out's checkpoint)")
     t.add_argument("--profile", default="smoke")
@@ -29,12 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--wait", action="store_true", help="wait for another process training in --out instead of stopping")
 
     e = sub.add_parser("evaluate", help="one evaluation of one trained run")
     e.add_argument("--run", type=Path, required=True)
     e.add_argument("--task", choices=TASKS, required=True)
     e.add_argument("--dataset", required=True)
     e.add_argument("--results", type=Path, default=None, help="results folder (default results/<profile>)")
+    e.add_argument("--wait", action="store_true", help="wait for another writer of the results folder")
 
     d = sub.add_parser("data", help="prepare or check datasets")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -60,38 +70,76 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+#: errno values of OSErrors that are the user's to fix (a path, a disk, a permission), not a bug
+USER_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                         errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG})
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """Exception types that mean the user must change something (reported without a traceback)."""
+    from contextclip.data.checks import ManifestError
+    from contextclip.data.images import ImageProblem
+    from contextclip.data.sets import DatasetMissing
+    from contextclip.runs import NonFiniteLossError
+
+    return (ConfigError, ManifestError, ImageProblem, DatasetMissing, NonFiniteLossError)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """``error: ...`` text for a user's mistake, or None for an exception that is a bug in the kit."""
+    if isinstance(exc, user_error_types()):
+        return f"error: {exc}"
+    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
+        name = f" {exc.filename}" if exc.filename else ""
+        return (f"error: cannot use{name}: {exc.strerror or exc}. Check the path, the disk's free space "
+                "and the folder's permissions, then run the same command again")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "reproduce":
-            from contextclip.pipeline import reproduce
-
-            return reproduce(args.profile, force=args.force)
-        if args.command == "train":
-            from contextclip.config import load_config
-            from contextclip.train import fit
-
-            cfg = load_config(args.profile, args.overrides)
-            summary = fit(cfg, args.method, args.seed, args.out, fresh=args.fresh, progress=not args.no_progress)
-            if summary is not None and os.environ.get("RANK", "0") == "0":  # once under torchrun
-                val = summary.get("final_val_loss")
-                val_text = "n/a (no validation pairs)" if val is None else f"{val:.4f}"
-                print(f"run folder: {args.out}  final_val_loss={val_text}")
-            return 0
-        if args.command == "evaluate":
-            from contextclip.evaluate import evaluate_run
-
-            rows = evaluate_run(args.run, args.task, args.dataset, results_dir=args.results)
-            for row in rows:
-                print(f"{row['task']:>12} {row['dataset']:>16} {row['metric']:>22} {row['value']:8.2f}  n={row['n']}")
-            return 0
-        if args.command == "data":
-            from contextclip.data import cli as data_cli
-
-            return data_cli.run(args)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        return _run(args)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - sorted into a user's mistake (exit 2) or a bug (traceback)
+        msg = user_message(exc)
+        if msg is None or args.debug or os.environ.get("CONTEXTCLIP_DEBUG"):
+            raise
+        print(msg, file=sys.stderr)
         return 2
+
+
+def _run(args) -> int:
+    if args.command == "reproduce":
+        from contextclip.pipeline import reproduce
+
+        return reproduce(args.profile, force=args.force, wait=args.wait)
+    if args.command == "train":
+        from contextclip.config import check_seed, load_config
+        from contextclip.train import fit
+
+        check_seed(args.seed, "--seed")
+        cfg = load_config(args.profile, args.overrides)
+        summary = fit(cfg, args.method, args.seed, args.out, fresh=args.fresh, progress=not args.no_progress,
+                      wait=args.wait)
+        if summary is not None and os.environ.get("RANK", "0") == "0":  # once under torchrun
+            val = summary.get("final_val_loss")
+            val_text = "n/a (no validation pairs)" if val is None else f"{val:.4f}"
+            print(f"run folder: {args.out}  final_val_loss={val_text}")
+        return 0
+    if args.command == "evaluate":
+        from contextclip.evaluate import evaluate_run
+
+        rows = evaluate_run(args.run, args.task, args.dataset, results_dir=args.results, wait=args.wait)
+        for row in rows:
+            print(f"{row['task']:>12} {row['dataset']:>16} {row['metric']:>22} {row['value']:8.2f}  n={row['n']}")
+        return 0
+    if args.command == "data":
+        from contextclip.data import cli as data_cli
+
+        return data_cli.run(args)
     return 1
 
 

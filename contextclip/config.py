@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,19 @@ TASKS = ("zero_shot", "fine_tune", "linear_probe", "retrieval")
 
 class ConfigError(ValueError):
     """A configuration value is unknown, of the wrong type or out of range."""
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_BASE_DEPTH = 8  # profiles overlaying profiles (``base:``), at most this deep
+MAX_YAML_NODES = 100_000  # a YAML document whose aliases expand to more nodes is refused (alias bombs)
+MAX_LIST_ITEMS = 1_000  # items in one list knob
+
+
+def check_seed(seed: Any, key: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2**32 - 1] (what numpy accepts), else a ConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"{key} {seed!r} is not a valid seed; use an integer from 0 to {SEED_MAX}")
+    return seed
 
 
 @dataclass
@@ -229,6 +244,8 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': {value!r} is not a finite number; give a finite value")
     elif expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
@@ -236,8 +253,14 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
         value = list(value)
-        if key == "seeds" and not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
-            raise ConfigError(f"config key 'seeds': expected a list of integers, got {value!r}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ConfigError(f"config key '{key}': {len(value)} items; at most {MAX_LIST_ITEMS} are allowed")
+        if key == "seeds":
+            for s in value:
+                check_seed(s, "config key 'seeds': item")
+        elif key in ("methods", "zero_shot_datasets", "fine_tune_datasets"):
+            if not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"config key '{key}': expected a list of names, got {value!r}")
         if key == "methods" and not set(value) <= set(METHODS):
             raise ConfigError(f"config key 'methods': {value!r}; valid methods are {list(METHODS)}")
         if key == "retrieval_ks" and not all(isinstance(k, int) and k >= 1 for k in value):
@@ -380,25 +403,74 @@ class Config:
         return self
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent numbers without a dot (``1e-4``) as floats.
+
+    YAML 1.1 (PyYAML) needs a dot (``1.0e-4``); YAML 1.2 and every user expect ``1e-4`` to be a number.
+    """
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"""),
+    list("-+0123456789"),
+)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes ``node`` expands to with every alias copied out (memoised: linear in the document)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = 1  # a recursive alias counts once; safe_load builds it as a self-reference
+    if isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_size(c, memo) for c in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    else:
+        n = 1
+    memo[key] = n
+    return n
+
+
+def safe_yaml(text: str, source: str) -> Any:
+    """Parse YAML text safely: no Python tags, ``1e-4`` a number, alias bombs refused in milliseconds."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: its aliases (&name / *name) expand to {size:,} values, more than the "
+                              f"{MAX_YAML_NODES:,} allowed; write the values out instead of nesting aliases")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid (safe) YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply to read; flatten it") from None
+    finally:
+        loader.dispose()
+
+
 def parse_override(text: str) -> tuple[str, Any]:
     """Parse one ``key=value`` from the command line; the value is read as YAML (safe)."""
     if "=" not in text:
         raise ConfigError(f"override {text!r}: expected key=value, for example batch_size=64")
     key, raw = text.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({exc})") from None
+    value = safe_yaml(raw, f"override {text[:80]!r}") if raw.strip() else ""
     return key.strip(), value
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping with safe loading only (Python object tags are refused)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            d = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid (safe) YAML: {exc}") from None
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save it as UTF-8 YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    d = safe_yaml(text, str(path))
     if d is None:
         return {}
     if not isinstance(d, dict):
@@ -419,16 +491,26 @@ def profile_path(profile: str | Path) -> Path:
     return candidate
 
 
-def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[str] | None = None,
+                _chain: tuple[Path, ...] = ()) -> Config:
     """Load ``configs/<profile>.yaml`` (or a YAML path) and apply overrides.
 
     ``overrides`` is a dict of flat or dotted keys, or a list of ``key=value`` strings.
-    A YAML file may name a ``base`` profile that it overlays.
+    A YAML file may name a ``base`` profile that it overlays (no cycles, at most ``MAX_BASE_DEPTH`` deep).
     """
     path = profile_path(profile)
+    chain = (*_chain, path.resolve())
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: 'base:' profiles form a cycle ({' -> '.join(p.name for p in chain)}); "
+                          "remove one of the base keys")
+    if len(chain) > MAX_BASE_DEPTH:
+        raise ConfigError(f"{path}: 'base:' profiles nest more than {MAX_BASE_DEPTH} deep "
+                          f"({' -> '.join(p.name for p in chain)}); flatten them")
     d = read_yaml(path)
     base = d.pop("base", None)
-    cfg = load_config(base) if base else Config()
+    if base is not None and not isinstance(base, str):
+        raise ConfigError(f"{path}: key 'base' must be a profile name or a YAML path, got {base!r}")
+    cfg = load_config(base, _chain=chain) if base else Config()
     name = d.pop("profile", None) or (Path(profile).stem if base is None or Path(profile).suffix else str(profile))
     cfg = cfg.updated(d, source=str(path))
     cfg.profile = name
@@ -442,10 +524,28 @@ def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as JSON, atomically."""
     from contextclip import fileio
+    from contextclip.errors import storage_error
 
-    fileio.atomic_write(path, cfg.to_json() + "\n")
+    try:
+        fileio.atomic_write(path, cfg.to_json() + "\n")
+    except OSError as exc:  # disk full, read-only folder: atomic_write has removed its temporary file
+        raise storage_error(Path(path), exc) from None
+
+
+def read_json(path: Path, what_to_do: str = "restore it, or delete it and run the command that writes it again"
+              ) -> dict[str, Any]:
+    """A JSON object from ``path``; a ConfigError naming the file when it is not one (damaged, garbage)."""
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON ({str(exc)[:120]}); it is damaged: {what_to_do}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path} holds a JSON {type(d).__name__}, not an object; it is damaged: {what_to_do}")
+    return d
 
 
 def config_from_json(path: Path) -> Config:
-    with open(path, encoding="utf-8") as fh:
-        return Config.from_dict(json.load(fh), source=str(path))
+    return Config.from_dict(read_json(path), source=str(path))

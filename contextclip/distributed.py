@@ -30,6 +30,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from contextclip.config import ConfigError
+
+
+class LaunchError(ConfigError, RuntimeError):
+    """The process cannot start as asked (no GPU for device=cuda, torchrun variables missing): a usage error."""
+
 __all__ = [
     "DistInfo",
     "all_gather_with_grad",
@@ -74,11 +80,11 @@ def _pick_device(device_pref: str, local_rank: int) -> torch.device:
     if device_pref not in DEVICE_PREFS:
         raise ValueError(f"device_pref {device_pref!r}: choose one of {DEVICE_PREFS}")
     if device_pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch.cuda.is_available() is False; use device=auto or cpu")
+        raise LaunchError("device 'cuda' was asked for but torch.cuda.is_available() is False; use device=auto or cpu")
     if device_pref in ("auto", "cuda") and torch.cuda.is_available():
         n = torch.cuda.device_count()
         if local_rank >= n:
-            raise RuntimeError(
+            raise LaunchError(
                 f"LOCAL_RANK={local_rank} but this node has only {n} CUDA device(s); "
                 f"start torchrun with --nproc_per_node <= {n}"
             )
@@ -117,7 +123,7 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
     if not is_distributed():
         for var in ("MASTER_ADDR", "MASTER_PORT"):
             if var not in os.environ:
-                raise RuntimeError(
+                raise LaunchError(
                     f"WORLD_SIZE={world_size} but {var} is not set: start training with torchrun "
                     "(for example `torchrun --standalone --nproc_per_node=2 -m contextclip train ...`)"
                 )

@@ -8,8 +8,9 @@ What it is:
   class-prompt embeddings (Table 1) and per-prompt embeddings (Fig. 7), official splits.
   Caption sets: each image embedded once, every caption embedded, and each caption's image index.
 - ``evaluate_run(run_dir, task, dataset)``: runs ``zero_shot`` / ``fine_tune`` / ``linear_probe`` /
-  ``retrieval`` and appends (method, seed, task, dataset, metric, value, n) rows to
-  ``results/<profile>/metrics.csv`` (replacing the same run's earlier rows), plus per-item
+  ``retrieval`` and appends (method, seed, task, dataset, metric, value, n, run, checkpoint) rows to
+  ``results/<profile>/metrics.csv`` (replacing the same run's earlier rows, never another run's),
+  holding the results folder's lock (``contextclip/lock.py``), plus per-item
   correctness for the single-seed bootstrap. A missing dataset raises ``DatasetMissing`` unless
   ``missing_datasets: skip``, which records a ``"not run: missing"`` row instead.
 
@@ -23,6 +24,7 @@ import hashlib
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -30,11 +32,12 @@ import numpy as np
 import torch
 
 from contextclip import fileio
-from contextclip.config import TASKS, Config, config_from_json
+from contextclip.config import REPO_ROOT, TASKS, Config, ConfigError, config_from_json, read_json
 from contextclip.data import DatasetMissing
 from contextclip.encoding import encode_images, encode_texts, image_features, model_device
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
+from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
 from contextclip.runs import load_trained
@@ -60,12 +63,12 @@ def run_identity(run_dir: Path) -> tuple[str, int]:
     run_dir = Path(run_dir)
     summary = run_dir / "summary.json"
     if summary.exists():
-        s = json.loads(summary.read_text(encoding="utf-8"))
+        s = read_json(summary, "delete it and run the same train command again (it is rewritten without training)")
         if "method" in s and "seed" in s:
             return str(s["method"]), int(s["seed"])
     m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
     if not m:
-        raise ValueError(f"{run_dir}: no summary.json with method/seed and the folder name is not "
+        raise ConfigError(f"{run_dir}: no summary.json with method/seed and the folder name is not "
                          "'<method>-seed<k>'; finish training or rename the folder")
     return m.group(1), int(m.group(2))
 
@@ -79,10 +82,12 @@ def checkpoint_fingerprint(run_dir: Path) -> str:
     st = ckpt.stat()
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
     memo = run_dir / "embeddings" / "fingerprint.json"
-    if memo.exists():
-        d = json.loads(memo.read_text())
-        if d.get("stamp") == stamp:
-            return d["sha256"]
+    try:
+        d = json.loads(memo.read_text()) if memo.exists() else {}
+    except (OSError, ValueError):  # a damaged memo is recomputed
+        d = {}
+    if isinstance(d, dict) and d.get("stamp") == stamp and isinstance(d.get("sha256"), str):
+        return d["sha256"]
     h = hashlib.sha256()
     with open(ckpt, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 22), b""):
@@ -139,7 +144,21 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
                                 f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - cut short, not a torch file
+        raise ConfigError(f"embedding cache {path} is damaged ({type(exc).__name__}); delete it and rerun the "
+                          "evaluation (or the notebook) that writes it") from None
+
+
+def _load_cache(path: Path) -> dict | None:
+    """The cache at ``path``, or None when it cannot be read (cut short, not a torch file: it is recomputed)."""
+    try:
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        print(f"embedding cache {path} is damaged ({type(exc).__name__}); recomputing it", file=sys.stderr)
+        return None
+    return cached if isinstance(cached, dict) else None
 
 
 def _cache_key(run_dir: Path, name: str, cfg: Config) -> tuple[dict, str]:
@@ -160,8 +179,8 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     key, fingerprint = _cache_key(run_dir, name, cfg)
     path = cache_path(run_dir, name)
     if path.exists() and not force:
-        cached = torch.load(path, map_location="cpu", weights_only=True)
-        if cached.get("fingerprint") == fingerprint:
+        cached = _load_cache(path)
+        if cached is not None and cached.get("fingerprint") == fingerprint:
             return cached
     if dataset is None:
         dataset = _get_dataset(name, cfg)
@@ -264,16 +283,36 @@ def _rows(method: str, seed: int, task: str, dataset: str, metrics: dict, n: int
     return rows
 
 
+def run_label(run_dir: Path) -> str:
+    """How metrics.csv names a run: its folder relative to the repository, or absolute outside it."""
+    p = Path(run_dir).resolve()
+    return str(p.relative_to(REPO_ROOT)) if p.is_relative_to(REPO_ROOT) else str(p)
+
+
 def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | None = None,
-                 cfg: Config | None = None, *, model=None, data=None) -> list[dict]:
-    """Evaluate one run on one task and dataset; append the rows to ``<results_dir>/metrics.csv``."""
+                 cfg: Config | None = None, *, model=None, data=None, wait: bool = False) -> list[dict]:
+    """Evaluate one run on one task and dataset; append the rows to ``<results_dir>/metrics.csv``.
+
+    Holds the results folder's lock: another writer is refused naming the holder (or, with
+    ``wait``, waited for). The rows name the run (folder and checkpoint digest).
+    """
     if task not in TASKS:
-        raise ValueError(f"task {task!r} is not one of {list(TASKS)}")
+        raise ConfigError(f"task {task!r} is not one of {list(TASKS)}")
     run_dir = Path(run_dir)
     cfg = cfg or run_config(run_dir)
     method, seed = run_identity(run_dir)
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
+    with folder_lock(results_dir, "results folder", wait=wait):
+        rows = _evaluate(run_dir, task, dataset, results_dir, cfg, method, seed, model, data)
+    return rows
+
+
+def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Config, method: str, seed: int,
+              model, data) -> list[dict]:
     metrics_csv = results_dir / "metrics.csv"
+    run = run_label(run_dir)
+    has_ckpt = (run_dir / "checkpoint.pt").exists()
+    ident = {"run": run, "checkpoint": checkpoint_fingerprint(run_dir)[:12] if has_ckpt else ""}
     try:
         if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):
             data = _get_dataset(dataset, cfg)
@@ -281,13 +320,14 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     except DatasetMissing:
         if cfg.data.missing_datasets != "skip":
             raise
-        rows = [dict(method=method, seed=seed, task=task, dataset=dataset, metric=NOT_RUN, value=math.nan, n=0)]
+        rows = [dict(method=method, seed=seed, task=task, dataset=dataset, metric=NOT_RUN, value=math.nan, n=0,
+                     **ident)]
         append_metrics(metrics_csv, rows)
         return rows
     kind = cache["kind"]
     if (task == "retrieval") != (kind == "captions"):
         need = "a caption set" if task == "retrieval" else "a classification set"
-        raise ValueError(f"task {task!r} needs {need}; dataset {dataset!r} is a {kind} set")
+        raise ConfigError(f"task {task!r} needs {need}; dataset {dataset!r} is a {kind} set")
     per_item: dict = {}
     if task == "zero_shot":
         idx = _zero_shot_index(cache)
@@ -325,14 +365,15 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
         metrics = {**res, **{f"chance_{k}": v for k, v in chance.items()}}
         n = {m: (len(text_image) if "text_to_image" in m else image.shape[0]) for m in metrics}
         rows = _rows(method, seed, task, dataset, metrics, n)
-    save_per_item(results_dir, method, seed, task, dataset, {k: np.asarray(v) for k, v in per_item.items()})
+    rows = [{**r, **ident} for r in rows]
+    save_per_item(results_dir, method, seed, task, dataset, {k: np.asarray(v) for k, v in per_item.items()}, run)
     append_metrics(metrics_csv, rows)
     return rows
 
 
 
 def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None,
-                  cfg: Config | None = None) -> list[dict]:
+                  cfg: Config | None = None, wait: bool = False) -> list[dict]:
     """``evaluate_run`` for every run and dataset, loading each model and each dataset once.
 
     ``run_dirs`` is an iterable of run folders. A model is loaded only when some dataset needs it
@@ -357,7 +398,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                 data = data_cache[name]
                 if data is not None and model is None:
                     model, _ = load_trained(run_dir, device=_device(run_cfg))
-            rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data)
+            rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data, wait=wait)
     return rows
 
 
@@ -367,7 +408,5 @@ def _cache_is_fresh(run_dir: Path, name: str, cfg: Config) -> bool:
     if not path.exists():
         return False
     _, fingerprint = _cache_key(run_dir, name, cfg)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True).get("fingerprint") == fingerprint
-    except Exception:  # noqa: BLE001 - a damaged cache is recomputed
-        return False
+    cached = _load_cache(path)
+    return cached is not None and cached.get("fingerprint") == fingerprint

@@ -8,16 +8,24 @@ What it does, per notebook ``notebooks/0*.ipynb`` in order:
    A key the notebook does not declare is an error naming the notebook and the key
    (papermill itself only warns);
 3. skips the notebook when its fingerprint is unchanged (notebook source, injected parameters,
-   resolved config, the package's source, and the outputs of the notebooks before it) and its
-   recorded outputs still exist, unless ``force``;
+   resolved config, the package's source, and the outputs of the notebooks before it) and every
+   output it recorded still has the SHA-256 it recorded, unless ``force``;
 4. executes it with the kit's ``contextclip`` kernel (``contextclip.lab``), cwd = repository root, a per-cell timeout,
    into ``runs/P/notebooks/<name>.ipynb`` (a failing run is kept as ``<name>.failed.ipynb``),
    streaming the kernel's stdout/stderr to ``runs/P/notebooks/<name>.log`` (``tail -f`` it);
-5. after success only, records the fingerprint and the files it wrote in
+5. after success only, records the fingerprint and the files it wrote, with their digests, in
    ``runs/P/pipeline_state.json`` (written atomically).
 
+Before a notebook runs, its record is removed from the state and the results and figures
+folders are backed up; a notebook that fails (or is killed: the next ``reproduce`` finds its
+``running`` mark) has the files it wrote there moved to ``runs/P/notebooks/<name>.failed-outputs/``
+and the ones it changed restored, so nothing it half-wrote survives as finished, and it always
+runs again. Run folders are not rolled back: a training checkpoint resumes by itself.
+
 A failing notebook stops the run with exit code 1 and a message naming the notebook, the cell
-and the error; earlier notebooks' outputs and state are left as they were.
+and the error (a dead kernel included); earlier notebooks' outputs and state are left as they were.
+One ``reproduce`` per profile at a time: it holds the locks of ``runs/P`` and ``results/P``
+(``contextclip/lock.py``); a second one stops naming the first, or waits with ``wait``.
 
 This module runs notebooks; it computes no results itself (the notebooks call the library).
 """
@@ -25,10 +33,12 @@ This module runs notebooks; it computes no results itself (the notebooks call th
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +50,7 @@ from contextclip import fileio
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
 from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
+from contextclip.lock import LOCK_NAME, folder_lock
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -168,7 +179,8 @@ def _snapshot(dirs: Sequence[Path], exclude: Sequence[Path]) -> dict[str, tuple[
             continue
         for p in d.rglob("*"):
             rp = p.resolve()
-            if not p.is_file() or any(rp == e or e in rp.parents for e in excl) or p.suffix == ".tmp":
+            if (not p.is_file() or any(rp == e or e in rp.parents for e in excl) or p.suffix in (".tmp", ".lock")
+                    or p.name == LOCK_NAME):
                 continue
             st = p.stat()
             snap[str(rp)] = (st.st_size, st.st_mtime_ns)
@@ -181,6 +193,66 @@ def _file_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def latest_digests(state: dict[str, Any], order: Sequence[str]) -> dict[str, str]:
+    """``file -> digest`` recorded by the last step (in run order) that wrote it (metrics.csv: the last evaluator)."""
+    out: dict[str, str] = {}
+    for name in order:
+        outputs = state["notebooks"].get(name, {}).get("outputs")
+        if isinstance(outputs, dict):
+            out.update(outputs)
+    return out
+
+
+def outputs_unchanged(entry: dict[str, Any], latest: dict[str, str] | None = None) -> bool:
+    """True when every output a step recorded still exists with the SHA-256 last recorded for it.
+
+    ``latest``: the digests of the last writer of each file (``latest_digests``), for files that a
+    later step rewrote (metrics.csv, the tables); without it, the step's own digests are compared.
+    """
+    outputs = entry.get("outputs")
+    if not isinstance(outputs, dict):
+        return False
+    for f, digest in outputs.items():
+        p = Path(f)
+        if not p.is_file() or _file_digest(p) != (latest or {}).get(f, digest):
+            return False
+    return True
+
+
+def _backup(dirs: Sequence[Path], backup: Path) -> dict[str, tuple[int, int]]:
+    """Copy every file under ``dirs`` into ``backup`` (by absolute path); returns their snapshot."""
+    if backup.exists():
+        shutil.rmtree(backup)
+    snap = _snapshot(dirs, [])
+    for f in snap:
+        dst = backup / Path(f).relative_to("/")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dst)
+    return snap
+
+
+def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path) -> int:
+    """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored."""
+    now = _snapshot(dirs, [])
+    moved = 0
+    for f, stamp in now.items():
+        if f not in before:
+            dst = failed_dir / Path(f).relative_to("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dst)
+            moved += 1
+        elif list(stamp) != list(before[f]) and (backup / Path(f).relative_to("/")).exists():
+            shutil.copy2(backup / Path(f).relative_to("/"), f)
+            moved += 1
+    for f in before:
+        if f not in now and (backup / Path(f).relative_to("/")).exists():
+            Path(f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(backup / Path(f).relative_to("/"), f)
+            moved += 1
+    shutil.rmtree(backup, ignore_errors=True)
+    return moved
 
 
 # --------------------------------------------------------------------------------- state
@@ -221,8 +293,18 @@ def _failure_message(name: str, exc: BaseException, out_path: Path) -> str:
         return (f"notebook {name} failed at {where}{snippet}: {exc.ename}: {exc.evalue}. "
                 f"Executed copy with the traceback: {out_path}")
     cell = _failed_cell_index(out_path)
-    where = f" at cell {cell}" if cell is not None else ""
-    return f"notebook {name} failed{where}: {type(exc).__name__}: {exc}. Executed copy: {out_path}"
+    where = f" at cell {cell}" if cell is not None else " before its first cell finished"
+    snippet = ""
+    if cell is not None:
+        try:
+            first = _read(out_path).cells[cell].source.strip().splitlines()
+            snippet = f" starting `{first[0][:80]}`" if first else ""
+        except Exception:  # noqa: BLE001 - the message keeps the cell number
+            pass
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if type(exc).__name__ == "DeadKernelError":
+        text = "the kernel died (killed, out of memory, or a crash in native code)"
+    return f"notebook {name} failed{where}{snippet}: {type(exc).__name__}: {text}. Executed copy: {out_path}"
 
 
 def _failed_cell_index(out_path: Path) -> int | None:
@@ -317,6 +399,7 @@ def reproduce(
     kernel_name: str = KERNEL_NAME,
     progress_bar: bool = True,
     log: Callable[[str], None] = _log,
+    wait: bool = False,
 ) -> int:
     """Run the numbered notebooks for ``profile``; return 0 on success, 1 on a failing notebook.
 
@@ -324,11 +407,19 @@ def reproduce(
     notebook, otherwise it would have no effect and is rejected; to change other knobs, write a
     profile YAML with ``base: P``). ``notebook_params``: ``{notebook stem: {name: value}}``, names the
     notebook must declare. ``notebooks``/``root``: other notebooks and output root (tests).
-    Bad parameters raise ``ConfigError``/``PipelineError`` before any notebook runs.
+    Bad parameters raise ``ConfigError``/``PipelineError`` before any notebook runs. ``wait``: wait
+    for another ``reproduce`` of the profile instead of stopping (``FolderBusyError``).
     """
+    with contextlib.ExitStack() as locks:  # taken once the parameters are known to be good
+        return _reproduce(profile, force, overrides=overrides, notebook_params=notebook_params, notebooks=notebooks,
+                          root=root, cell_timeout=cell_timeout, kernel_name=kernel_name,
+                          progress_bar=progress_bar, log=log, locks=locks, wait=wait)
+
+
+def _reproduce(profile, force, *, overrides, notebook_params, notebooks, root, cell_timeout, kernel_name,
+               progress_bar, log, locks: contextlib.ExitStack, wait: bool) -> int:
     import papermill as pm
 
-    root = Path(root) if root is not None else REPO_ROOT
     cfg = load_config(profile, overrides or {})
     name_of_profile = cfg.profile
     _check_data(cfg)
@@ -356,6 +447,9 @@ def reproduce(
 
     where = paths_for(name_of_profile, root)
     runs_dir = where.runs
+    for folder, what in ((where.runs, f"profile {name_of_profile} (runs folder)"),
+                         (where.results, "results folder")):
+        locks.enter_context(folder_lock(folder, what, wait=wait, export=True))
     out_dir = runs_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = runs_dir / STATE_FILE
@@ -372,13 +466,25 @@ def reproduce(
     log(f"profile {name_of_profile}: {len(plan)} notebooks, executed copies in {out_dir}, "
         f"cell timeout {timeout} s{', forced' if force else ''}")
 
+    rollback_dirs = [where.results, where.figures]
+    running = state.get("running")
+    if isinstance(running, dict) and running.get("notebook"):  # a step was killed: undo what it half-wrote
+        failed_dir = out_dir / f"{running['notebook']}.failed-outputs"
+        n = _roll_back(rollback_dirs, out_dir / ".backup", running.get("before", {}), failed_dir)
+        log(f"{running['notebook']} was interrupted last time; {n} file(s) it wrote were rolled back "
+            f"(new ones kept in {failed_dir}); it runs again")
+        state.pop("running")
+        write_state(state_path, state)
+
     for k, (p, nb, params) in enumerate(plan, 1):
         name = p.stem
         fp = fingerprint(notebook_source_hash(nb), params, cfg, pkg, upstream)
         entry = state["notebooks"].get(name, {})
         out_path = out_dir / f"{name}.ipynb"
-        outputs_present = all(Path(f).exists() for f in entry.get("outputs", {}))
-        if not force and entry.get("fingerprint") == fp and out_path.exists() and outputs_present:
+        if (not force and entry.get("fingerprint") == fp and out_path.exists()
+                and not outputs_unchanged(entry, latest_digests(state, stems))):
+            log(f"[{k}/{len(plan)}] {name}: an output it recorded was changed or removed since; running it again")
+        elif not force and entry.get("fingerprint") == fp and out_path.exists():
             log(f"[{k}/{len(plan)}] {name}: inputs unchanged, skipped (use --force to rerun)")
             results.append(StepResult(name, "skipped", 0.0))
             upstream = entry.get("output_digest", fp)
@@ -387,6 +493,11 @@ def reproduce(
         log_path = out_dir / f"{name}.log"
         log(f"[{k}/{len(plan)}] {name}: running with {json.dumps(params, default=str)} "
             f"(kernel output: {log_path})")
+        # not finished until it succeeds: forget its record, mark it running, back up results and figures
+        state["notebooks"].pop(name, None)
+        backup_dir = out_dir / ".backup"
+        state["running"] = {"notebook": name, "before": _backup(rollback_dirs, backup_dir)}
+        write_state(state_path, state)
         before = _snapshot(watched, exclude)
         running_path = out_dir / f"{name}.running.ipynb"
         t0 = time.time()
@@ -402,12 +513,19 @@ def reproduce(
                 "are unchanged (the next run starts again here)")
             if running_path.exists():
                 running_path.unlink()
+            _roll_back(rollback_dirs, backup_dir, state.pop("running")["before"], out_dir / f"{name}.failed-outputs")
+            write_state(state_path, state)
             return 130
         except Exception as exc:  # noqa: BLE001 - any failure stops the run with a named cell
             failed_path = out_dir / f"{name}.failed.ipynb"
             if running_path.exists():
                 os.replace(running_path, failed_path)
             msg = _failure_message(name, exc, failed_path)
+            n = _roll_back(rollback_dirs, backup_dir, state.pop("running")["before"], out_dir / f"{name}.failed-outputs")
+            write_state(state_path, state)
+            if n:
+                msg += (f". {n} file(s) it wrote in results/figures were rolled back (new ones kept in "
+                        f"{out_dir / (name + '.failed-outputs')})")
             secs = time.time() - t0
             log(f"[{k}/{len(plan)}] {name}: FAILED after {secs:.1f} s")
             print(f"error: {msg}", file=sys.stderr, flush=True)
@@ -424,6 +542,8 @@ def reproduce(
         written = {f: v for f, v in after.items() if before.get(f) != v}
         digests = {f: _file_digest(Path(f)) for f in sorted(written)}
         output_digest = _sha(json.dumps([fp, digests], sort_keys=True).encode())
+        state.pop("running", None)
+        shutil.rmtree(backup_dir, ignore_errors=True)
         state["notebooks"][name] = {
             "fingerprint": fp, "output_digest": output_digest, "outputs": digests,
             "parameters": params, "seconds": round(secs, 2),

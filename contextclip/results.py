@@ -2,8 +2,13 @@
 
 What it is:
 - ``append_metrics(path, rows)``: long-format ``metrics.csv`` (columns ``METRIC_COLUMNS``), written
-  atomically (temporary file + ``os.replace``, under a lock file); rows of the same
-  (method, seed, task, dataset) are replaced, so re-evaluating a run never duplicates it.
+  atomically (temporary file + ``os.replace``, under a lock file). Each row names the run it came
+  from (``run``: its folder; ``checkpoint``: the first 12 hex digits of its checkpoint's SHA-256).
+  Rows of the same (run, task, dataset) are replaced, so re-evaluating a run never duplicates it,
+  and evaluating another run adds rows, never replacing another run's.
+- Which runs the tables summarise (``table_runs``): per method and seed, the run whose folder has
+  the layout's name ``<method>-seed<k>`` (the pipeline's); other runs' rows stay in metrics.csv
+  and out of the tables. Each table's ``.md`` names the runs it summarises.
 - ``save_per_item`` / ``load_per_item``: per-test-item correctness (0/1, or a fraction on ties)
   of one evaluation, kept beside metrics.csv for the single-seed bootstrap.
 - ``build_tables(results_dir)`` (= ``summarize(...).tables``): ``table1_zero_shot``, ``table2_fine_tune`` (fine-tuning and
@@ -32,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 from importlib import resources
@@ -49,7 +55,8 @@ __all__ = [
     "HOLDS_ZERO", "NO_INTERVAL", "VERDICTS", "VERDICT_LEGEND", "row_sentence", "row_name", "is_stand_in", "cell_text", "diff_text",
 ]
 
-METRIC_COLUMNS = ["method", "seed", "task", "dataset", "metric", "value", "n"]
+METRIC_COLUMNS = ["method", "seed", "task", "dataset", "metric", "value", "n", "run", "checkpoint"]
+RUN_COLUMNS = ("run", "checkpoint")  # absent from metrics.csv files written before rows named their run
 NOT_RUN = "not run: missing"
 
 #: verdict labels (the three-way verdict against the paper, and the two for rows without a paper figure)
@@ -80,7 +87,15 @@ def read_metrics(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         return pd.DataFrame(columns=METRIC_COLUMNS)
-    df = pd.read_csv(path, dtype={"method": str, "task": str, "dataset": str, "metric": str})
+    try:
+        df = pd.read_csv(path, dtype={"method": str, "task": str, "dataset": str, "metric": str, "run": str,
+                                      "checkpoint": str}, keep_default_na=False, na_values={"value": ["", "nan"]})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable CSV ({str(exc).strip()[:120]}); delete it and re-run the "
+                         "evaluations (or notebooks 03-06) to rebuild it") from None
+    for col in RUN_COLUMNS:
+        if col not in df.columns:
+            df[col] = ""
     missing = [c for c in METRIC_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; expected {METRIC_COLUMNS}. "
@@ -107,9 +122,19 @@ def _locked(path: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def is_layout_run(run: str, method: str, seed) -> bool:
+    """True for rows of a run folder with the layout's name ``<method>-seed<k>`` (or rows naming no run)."""
+    return run in ("", None) or Path(str(run)).name == f"{method}-seed{int(seed)}"
+
+
 def append_metrics(path: Path, rows: list[dict]) -> pd.DataFrame:
-    """Add ``rows`` to metrics.csv, replacing earlier rows of the same (method, seed, task, dataset)."""
+    """Add ``rows`` to metrics.csv, replacing earlier rows of the same (run, method, seed, task, dataset).
+
+    Rows without ``run``/``checkpoint`` get ``""`` there; rows written before rows named their run
+    are replaced by the layout-named run of the same (method, seed, task, dataset).
+    """
     path = Path(path)
+    rows = [{**{c: "" for c in RUN_COLUMNS}, **r} for r in rows]
     new = pd.DataFrame(rows, columns=METRIC_COLUMNS)
     for i, r in enumerate(rows):
         if set(METRIC_COLUMNS) - set(r):
@@ -117,23 +142,29 @@ def append_metrics(path: Path, rows: list[dict]) -> pd.DataFrame:
     with _locked(path):
         fileio.clean_stale_tmp(path.parent)  # left by a writer killed mid-write
         old = read_metrics(path)
-        if len(new):
-            keys = set(map(tuple, new[["method", "seed", "task", "dataset"]].astype(str).to_numpy()))
-            old_keys = old[["method", "seed", "task", "dataset"]].astype(str).apply(tuple, axis=1)
-            old = old[~old_keys.isin(keys)] if len(old) else old
+        if len(new) and len(old):
+            cols = ["run", "method", "seed", "task", "dataset"]
+            keys = set(map(tuple, new[cols].astype(str).to_numpy()))
+            keys |= {("", *k[1:]) for k in keys if is_layout_run(k[0], k[1], k[2])}
+            old_keys = old[cols].astype(str).apply(tuple, axis=1)
+            old = old[~old_keys.isin(keys)]
         out = pd.concat([old, new], ignore_index=True) if len(old) else new
         out = out.sort_values(["task", "dataset", "method", "seed", "metric"], kind="stable")
         fileio.atomic_write(path, out.to_csv(index=False, float_format="%.6g"))
     return out
 
 
-def _per_item_path(results_dir: Path, method: str, seed: int, task: str, dataset: str) -> Path:
-    return Path(results_dir) / "per_item" / f"{method}-seed{seed}" / f"{task}__{dataset}.npz"
+def _per_item_path(results_dir: Path, method: str, seed: int, task: str, dataset: str, run: str = "") -> Path:
+    name = f"{method}-seed{seed}"
+    if not is_layout_run(run, method, seed):  # another run of the same method and seed: its own folder
+        name += f"@{Path(run).name}-{hashlib.sha256(str(run).encode()).hexdigest()[:8]}"
+    return Path(results_dir) / "per_item" / name / f"{task}__{dataset}.npz"
 
 
-def save_per_item(results_dir: Path, method: str, seed: int, task: str, dataset: str, arrays: dict) -> Path:
+def save_per_item(results_dir: Path, method: str, seed: int, task: str, dataset: str, arrays: dict,
+                  run: str = "") -> Path:
     """Per-item credits of one evaluation (one array per metric), for the single-seed bootstrap."""
-    path = _per_item_path(results_dir, method, seed, task, dataset)
+    path = _per_item_path(results_dir, method, seed, task, dataset, run)
     path.parent.mkdir(parents=True, exist_ok=True)
     fileio.atomic_write(path, lambda fh: np.savez_compressed(fh, **{k: np.asarray(v) for k, v in arrays.items()}))
     return path
@@ -359,6 +390,24 @@ def to_markdown(table: pd.DataFrame, title: str | None = None, metrics: tuple[st
     return "\n".join(lines) + "\n"
 
 
+def table_runs(df: pd.DataFrame, source: Path | str = "metrics.csv") -> tuple[pd.DataFrame, list[str]]:
+    """The rows the tables summarise (layout-named runs, see the module docstring) and those runs.
+
+    Two different layout-named runs for one (method, seed, task, dataset) are an error naming both.
+    """
+    keep = df[[is_layout_run(r, m, s) for r, m, s in zip(df["run"], df["method"], df["seed"])]]
+    runs_per_key = keep.groupby(["method", "seed", "task", "dataset"])["run"].nunique()
+    clash = runs_per_key[runs_per_key > 1]
+    if len(clash):
+        method, seed, task, dataset = clash.index[0]
+        both = sorted(set(keep[(keep.method == method) & (keep.seed == seed) & (keep.task == task)
+                               & (keep.dataset == dataset)]["run"]))
+        raise ValueError(f"{source}: rows of {len(both)} runs named {method}-seed{seed} for {task} {dataset} "
+                         f"({', '.join(map(str, both))}); evaluate one of them into another results folder "
+                         "(--results) and remove its rows here")
+    return keep, sorted(r for r in set(keep["run"]) if r)
+
+
 def build_tables(results_dir: Path, profile: str | None = None, bootstrap_samples: int = 1000) -> dict:
     """Write table1/2/3 as .md and .csv under ``results_dir`` from its metrics.csv; returns the frames."""
     return summarize(results_dir, profile, bootstrap_samples).tables
@@ -417,6 +466,12 @@ class Comparison:
 
     profile: str | None
     tables: dict[str, pd.DataFrame]
+    runs: list[str] = dataclasses.field(default_factory=list)  # the run folders the tables summarise
+
+    def runs_line(self) -> str:
+        """``Runs summarised: ...`` (the line under each table's ``.md``)."""
+        names = ", ".join(f"`{r}`" for r in self.runs) if self.runs else "(not recorded)"
+        return f"\nRuns summarised: {names}\n"
 
     def rows(self) -> pd.DataFrame:
         """Every compared row of every table (``table`` column added), not-run rows left out."""
@@ -499,11 +554,12 @@ def summarize(results_dir: Path, profile: str | None = None, bootstrap_samples: 
     if df.empty:
         raise FileNotFoundError(f"{results_dir / 'metrics.csv'} is missing or empty; run "
                                 "`python -m contextclip evaluate ...` (or notebooks 03-06) first")
+    df, runs = table_runs(df, results_dir / "metrics.csv")
     tables = {name: comparison_table(df, tasks, metrics, results_dir, bootstrap_samples)
               for name, (tasks, metrics) in TABLES.items()}
-    comparison = Comparison(profile, tables)
+    comparison = Comparison(profile, tables, runs)
     if write:
         for name, table in tables.items():  # atomic: a kill mid-write leaves the old table, never half a one
             fileio.atomic_write(results_dir / f"{name}.csv", table.to_csv(index=False, float_format="%.4g"))
-            fileio.atomic_write(results_dir / f"{name}.md", comparison.table_markdown(name))
+            fileio.atomic_write(results_dir / f"{name}.md", comparison.table_markdown(name) + comparison.runs_line())
     return comparison

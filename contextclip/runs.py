@@ -25,6 +25,7 @@ import torch
 
 from contextclip import fileio
 from contextclip.config import REPO_ROOT, RESULT_NEUTRAL_SECTIONS, Config, ConfigError
+from contextclip.errors import storage_error
 from contextclip.model import build_model
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,6 +55,14 @@ class NonFiniteLossError(RuntimeError):
     """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
 
 
+class RunNotFinishedError(ConfigError):
+    """A run folder's training has not finished (a usage error: resume it first)."""
+
+
+#: what every training checkpoint holds; a torch file without these is refused by name
+CHECKPOINT_KEYS = ("config", "method", "seed", "epoch", "step", "model", "optimizer")
+
+
 # --------------------------------------------------------------------------- checkpoints
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """``torch.load(path, weights_only=True)``; any failure is a ``CheckpointError`` naming the file.
@@ -62,7 +71,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     (a malicious ``__reduce__``) is refused, not executed.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - damaged zip, refused pickle, wrong file type
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
@@ -70,6 +79,12 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             "copy cut short) or not a plain-weights ContextCLIP checkpoint (only weights_only loading is "
             "allowed). Pass --fresh (fit(..., fresh=True)) to discard it and train from the start"
         ) from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt] if isinstance(ckpt, dict) else list(CHECKPOINT_KEYS)
+    if missing:  # a valid torch file holding something else (a bare state_dict, a tensor, ...)
+        raise CheckpointError(
+            f"checkpoint {path} is a torch file but not a ContextCLIP training checkpoint (it holds a "
+            f"{type(ckpt).__name__} without {missing}). Move it away, or pass --fresh to train from the start")
+    return ckpt
 
 
 def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
@@ -81,7 +96,9 @@ def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write a checkpoint atomically, after checking that every weight in ``state["model"]`` is finite.
 
-    A non-finite weight raises ``NonFiniteLossError`` and leaves the previous checkpoint as it was.
+    A non-finite weight raises ``NonFiniteLossError`` and leaves the previous checkpoint as it was; a
+    failed write (disk full, read-only folder) raises a ``StorageError`` naming the file, and the
+    previous checkpoint is intact too.
     """
     bad = non_finite_tensors(state["model"])
     if bad:
@@ -89,7 +106,10 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f"{len(bad)} weight tensor(s) are not finite ({', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}) "
             f"at epoch {state['epoch']} step {state['step']}; {path} was not written (the previous checkpoint "
             "is unchanged). Try lower learning rates or weight decay, precision=fp32 or grad_clip > 0.")
-    fileio.torch_save(state, path)
+    try:
+        fileio.torch_save(state, path)
+    except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as "enforce fail ..."
+        raise storage_error(path, exc, kept=f"The previous {Path(path).name}, if any, is intact") from None
 
 
 # --------------------------------------------------------------------------- is it the same run?
@@ -266,8 +286,8 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     ckpt = load_checkpoint(path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
-        raise RuntimeError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
-                           "run the same train command again to resume it")
+        raise RunNotFinishedError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
+                                  "run the same train command again to resume it")
     model = build_model(cfg, pretrained=False)
     model.load_state_dict(ckpt["model"])
     model.to(device).eval()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,16 +35,23 @@ from tqdm.auto import tqdm
 from contextclip import distributed as D
 from contextclip import failpoints, fileio
 from contextclip import runs as R
-from contextclip.config import Config, ConfigError, save_config
+from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
+from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model
-from contextclip.runs import CheckpointError, NonFiniteLossError, RunMismatchError, load_trained
+from contextclip.runs import (
+    CheckpointError,
+    NonFiniteLossError,
+    RunMismatchError,
+    RunNotFinishedError,
+    load_trained,
+)
 
 __all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
            "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
-           "CheckpointError", "load_trained", "TERMS"]
+           "CheckpointError", "RunNotFinishedError", "load_trained", "TERMS"]
 
 
 # --------------------------------------------------------------------------- batches
@@ -297,7 +305,18 @@ class Run:
 
 # --------------------------------------------------------------------------- fit
 def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False, train_ds=None, val_ds=None,
-        progress: bool = True, loss_fn=None) -> dict:
+        progress: bool = True, loss_fn=None, wait: bool = False) -> dict:
+    """``_fit`` holding the run folder's lock (``contextclip.lock``): one writer per run folder.
+
+    A second writer is refused with the holder named (``FolderBusyError``), or waits (``wait``).
+    """
+    check_seed(seed)
+    with folder_lock(out_dir, "run folder", wait=wait, enabled=os.environ.get("RANK", "0") == "0"):
+        return _fit(cfg, method, seed, out_dir, fresh, train_ds, val_ds, progress, loss_fn)
+
+
+def _fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False, train_ds=None, val_ds=None,
+         progress: bool = True, loss_fn=None) -> dict:
     """Train ``method`` ("clip" = alpha 0, or "contextclip") with ``seed`` into ``out_dir``; returns the summary.
 
     Resumes from ``out_dir/checkpoint.pt`` (mid-epoch included) and returns the summary of a
@@ -338,8 +357,8 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         D.barrier()
         return None
     if summary_path.exists() and (out_dir / R.CONFIG).exists():
-        summary = json.loads(summary_path.read_text())
-        saved = {**json.loads((out_dir / R.CONFIG).read_text()), **{k: summary.get(k) for k in ("method", "seed")}}
+        summary = read_json(summary_path)
+        saved = {**read_json(out_dir / R.CONFIG), **{k: summary.get(k) for k in ("method", "seed")}}
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
         if dist.is_main:
             print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "

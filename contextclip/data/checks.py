@@ -28,8 +28,10 @@ CAPTION_COLUMNS = ("caption", "title", "text")
 ROW_KINDS = (
     "missing field", "undecodable text", "empty caption", "path escapes folder", "duplicate row",
     "missing file", "empty file", "truncated file", "not an image", "unreadable mode", "too small",
-    "decompression bomb",
+    "decompression bomb", "non-finite pixels", "oversized field",
 )
+MAX_FIELD_CHARS = 10_000  # a longer path or caption is an "oversized field" row (the CSV module's limit is 131,072)
+_CSV_READ_LIMIT = 1 << 26  # fields up to 64 MiB are read (and then named), not a whole-file CSV error
 _SURROGATE = re.compile("[\udc80-\udcff]")
 
 
@@ -99,6 +101,8 @@ def read_rows(manifest: Path) -> tuple[int, int, list[tuple[int, list[str]]]]:
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     text = raw.decode("utf-8", errors="surrogateescape")
+    if csv.field_size_limit() < _CSV_READ_LIMIT:
+        csv.field_size_limit(_CSV_READ_LIMIT)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
@@ -122,7 +126,28 @@ def read_rows(manifest: Path) -> tuple[int, int, list[tuple[int, list[str]]]]:
             line = reader.line_num
     except csv.Error as exc:
         raise ManifestError(f"manifest {manifest}: CSV syntax error near line {reader.line_num}: {exc}") from None
+    _check_quotes(manifest, text, rows)
+    if not any(f and any(x.strip() for x in f) for _, f in rows):
+        raise ManifestError(f"manifest {manifest} has a header but no rows; add one 'image,caption' line per pair")
     return img_col, cap_col, rows
+
+
+def _check_quotes(manifest: Path, text: str, rows: list[tuple[int, list[str]]]) -> None:
+    """A quote that never closes swallows every later line into one field: name the line it opens on."""
+    if not rows:
+        return
+    line, _ = rows[-1]
+    # the last record ran to the end of the file inside quotes when re-reading it strictly says so
+    start = sum(len(s) for s in io.StringIO(text, newline="").readlines()[: line - 1])
+    try:
+        list(csv.reader(io.StringIO(text[start:], newline=""), strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" not in str(exc):
+            return
+        raise ManifestError(
+            f"manifest {manifest}, line {line}: a quote (\") opens there and never closes, so every line after "
+            "it would be read as one caption; close the quote or double any quote inside a caption (\"\")"
+        ) from None
 
 
 def check_manifest(manifest: str | Path, *, decode: bool = True, min_side: int = MIN_SIDE,
@@ -142,6 +167,12 @@ def check_manifest(manifest: str | Path, *, decode: bool = True, min_side: int =
                                               f"expected at least {max(img_col, cap_col) + 1} fields, got {len(fields)}"))
             continue
         rel, caption = fields[img_col].strip(), fields[cap_col]
+        long_field = max(range(len(fields)), key=lambda i: len(fields[i]))
+        if len(fields[long_field]) > MAX_FIELD_CHARS:
+            report.problems.append(RowProblem(line, rel[:80],
+                                              "oversized field", f"field {long_field + 1} has "
+                                              f"{len(fields[long_field]):,} characters (at most {MAX_FIELD_CHARS:,})"))
+            continue
         shown = _SURROGATE.sub("?", rel)
         if _SURROGATE.search(rel) or _SURROGATE.search(caption):
             where = "caption" if _SURROGATE.search(caption) else "image path"

@@ -21,6 +21,8 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never s
 
 MIN_SIDE = 16  # smaller images are rejected as "too small"
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+MAX_SIDE = 16_384  # a longer declared side is refused before decoding (a 16 x 5,000,000 strip, say)
+MAX_DECODED_BYTES = 1 << 30  # declared width x height x bytes per pixel of the mode, checked before decoding
 # modes we know how to turn into RGB
 _MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
           "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
@@ -47,6 +49,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         if mode.startswith("I;16"):
             arr = arr / 65535.0 * 255.0
         else:
+            bad = ~np.isfinite(arr)
+            if bad.any():  # NaN or inf in a float image: refuse, never read it as black
+                y, x = (int(v) for v in np.argwhere(bad)[0])
+                raise ImageProblem("non-finite pixels", f"{int(bad.sum())} pixel(s) are NaN or infinite "
+                                   f"(first at x={x}, y={y})")
             lo, hi = float(arr.min()), float(arr.max())
             arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
@@ -55,6 +62,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    """Bytes per decoded pixel of a PIL mode, and what the conversion to RGB adds (float64 grey: 8)."""
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        return 8 + 3  # rescaled through a float64 array, then RGB
+    try:
+        return max(3, Image.getmodebands(mode)) + 3
+    except (KeyError, ValueError):
+        return 8
 
 
 def decode_image(source: str | Path | bytes, *, min_side: int = MIN_SIDE,
@@ -84,6 +101,12 @@ def decode_image(source: str | Path | bytes, *, min_side: int = MIN_SIDE,
         w, h = img.size
         if w * h > max_pixels:  # from the header, before decoding
             raise ImageProblem("decompression bomb", f"{w}x{h} = {w * h} pixels exceeds the limit {max_pixels}")
+        if max(w, h) > MAX_SIDE:
+            raise ImageProblem("decompression bomb", f"{w}x{h}: a side longer than {MAX_SIDE} pixels")
+        decoded = w * h * _bytes_per_pixel(img.mode)  # only the first frame of a multi-frame file is decoded
+        if decoded > MAX_DECODED_BYTES:
+            raise ImageProblem("decompression bomb", f"{w}x{h} {img.mode} would take {decoded / 2**20:.0f} MiB "
+                               f"to decode (limit {MAX_DECODED_BYTES / 2**20:.0f} MiB)")
         try:
             img.load()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

@@ -1,0 +1,55 @@
+"""Errors a user can cause that are not about the configuration: files that cannot be written.
+
+``StorageError`` is a ``ConfigError`` (so the CLI reports it in a line with exit code 2, no
+traceback): a disk that is full, a folder that is read-only, a quota exceeded. ``storage_error``
+builds one naming the file, the system's reason, the free space and what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from pathlib import Path
+
+from contextclip.config import ConfigError
+
+
+class StorageError(ConfigError):
+    """A file could not be written (disk full, read-only folder, quota, permissions)."""
+
+
+_ADVICE = {
+    errno.ENOSPC: "free some space (or choose an --out on another disk) and run the same command again",
+    errno.EDQUOT: "free some of your quota and run the same command again",
+    errno.EFBIG: "the file is larger than this system allows a file to be; raise the limit or use another disk",
+    errno.EROFS: "the folder is on a read-only file system; choose a writable folder (--out / --results)",
+    errno.EACCES: "make the folder writable for you, or choose another folder",
+    errno.EPERM: "make the folder writable for you, or choose another folder",
+}
+
+
+def storage_error(path: Path, exc: BaseException, kept: str = "") -> StorageError:
+    """A ``StorageError`` for a failed write of ``path`` (``kept``: what was left intact)."""
+    path = Path(path)
+    err = getattr(exc, "errno", None)
+    if err is None and "enforce fail" in str(exc):  # torch.save's C++ writer hides the errno
+        err = errno.ENOSPC if _free(path) is not None and _free(path) < (64 << 20) else None
+    reason = (getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0] if str(exc).strip()
+              else type(exc).__name__)
+    free = _free(path)
+    free_s = f"; {free / 2**20:.0f} MiB free there" if free is not None else ""
+    advice = _ADVICE.get(err, "check the disk and the folder's permissions, then run the same command again")
+    kept_s = f" {kept}." if kept else ""
+    return StorageError(f"cannot write {path}: {reason}{free_s}.{kept_s} What to do: {advice}")
+
+
+def _free(path: Path) -> int | None:
+    for p in (Path(path).parent, *Path(path).parents):
+        try:
+            return shutil.disk_usage(p).free
+        except OSError:
+            continue
+    return None
+
+
+__all__ = ["StorageError", "storage_error"]
