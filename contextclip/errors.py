@@ -32,11 +32,11 @@ def storage_error(path: Path, exc: BaseException, kept: str = "") -> StorageErro
     """A ``StorageError`` for a failed write of ``path`` (``kept``: what was left intact)."""
     path = Path(path)
     err = getattr(exc, "errno", None)
-    if err is None and "enforce fail" in str(exc):  # torch.save's C++ writer hides the errno
-        err = errno.ENOSPC if _free(path) is not None and _free(path) < (64 << 20) else None
-    reason = (getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0] if str(exc).strip()
-              else type(exc).__name__)
     free = _free(path)
+    reason = getattr(exc, "strerror", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    if err is None and "enforce fail" in str(exc):  # torch.save's C++ writer hides the errno and the reason
+        err = errno.ENOSPC if free is not None and free < (256 << 20) else None
+        reason = "No space left on device" if err == errno.ENOSPC else "the write failed part-way"
     free_s = f"; {free / 2**20:.0f} MiB free there" if free is not None else ""
     advice = _ADVICE.get(err, "check the disk and the folder's permissions, then run the same command again")
     kept_s = f" {kept}." if kept else ""

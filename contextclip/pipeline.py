@@ -410,6 +410,7 @@ def reproduce(
     Bad parameters raise ``ConfigError``/``PipelineError`` before any notebook runs. ``wait``: wait
     for another ``reproduce`` of the profile instead of stopping (``FolderBusyError``).
     """
+    root = Path(root) if root is not None else REPO_ROOT
     with contextlib.ExitStack() as locks:  # taken once the parameters are known to be good
         return _reproduce(profile, force, overrides=overrides, notebook_params=notebook_params, notebooks=notebooks,
                           root=root, cell_timeout=cell_timeout, kernel_name=kernel_name,
