@@ -313,10 +313,14 @@ def _failed_cell_index(out_path: Path) -> int | None:
         nb = _read(out_path)
     except Exception:  # noqa: BLE001 - a partial file may be unreadable; the message then has no cell
         return None
-    for i, c in enumerate(nb.cells):
-        if c.get("metadata", {}).get("papermill", {}).get("status") in ("failed", "running"):
+    meta = [c.get("metadata", {}).get("papermill", {}) for c in nb.cells]
+    for i, m in enumerate(meta):
+        if m.get("status") in ("failed", "running"):
             return i
-    return None
+    # a dead kernel or a timeout: papermill closes the cell it was in as if it had completed, so the
+    # cell is the last one that started
+    started = [i for i, m in enumerate(meta) if m.get("start_time")]
+    return started[-1] if started else None
 
 
 def _read(path: Path) -> Any:

@@ -22,7 +22,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never s
 MIN_SIDE = 16  # smaller images are rejected as "too small"
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_SIDE = 16_384  # a longer declared side is refused before decoding (a 16 x 5,000,000 strip, say)
-MAX_DECODED_BYTES = 1 << 30  # declared width x height x bytes per pixel of the mode, checked before decoding
+MAX_DECODED_BYTES = 512 << 20  # declared width x height x bytes per pixel of the mode, checked before decoding
 # modes we know how to turn into RGB
 _MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
           "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
