@@ -87,8 +87,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 def user_message(exc: BaseException) -> str | None:
     """``error: ...`` text for a user's mistake, or None for an exception that is a bug in the kit."""
-    if isinstance(exc, user_error_types()):
-        return f"error: {exc}"
+    if isinstance(exc, user_error_types()) or (isinstance(exc, FileNotFoundError) and exc.errno is None):
+        return f"error: {exc}"  # FileNotFoundError without errno: the kit's own message naming the file
     if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
         name = f" {exc.filename}" if exc.filename else ""
         return (f"error: cannot use{name}: {exc.strerror or exc}. Check the path, the disk's free space "

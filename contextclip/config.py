@@ -42,6 +42,7 @@ SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 MAX_BASE_DEPTH = 8  # profiles overlaying profiles (``base:``), at most this deep
 MAX_YAML_NODES = 100_000  # a YAML document whose aliases expand to more nodes is refused (alias bombs)
 MAX_LIST_ITEMS = 1_000  # items in one list knob
+MAX_LR = 10.0  # a larger learning rate overflows Adam's update in fp32 (a crash, not a NaN stop)
 
 
 def check_seed(seed: Any, key: str = "seed") -> int:
@@ -190,9 +191,9 @@ RANGES: dict[str, tuple] = {
     "image_to_text_weight": (0.0, 1.0, True),
     "epochs": (1, None, True),
     "batch_size": (2, None, True),
-    "lr_image": (0.0, None, True),
-    "lr_text": (0.0, None, True),
-    "lr_head": (0.0, None, True),
+    "lr_image": (0.0, MAX_LR, True),
+    "lr_text": (0.0, MAX_LR, True),
+    "lr_head": (0.0, MAX_LR, True),
     "weight_decay": (0.0, None, True),
     "grad_clip": (0.0, None, True),
     "num_workers": (0, 64, True),
@@ -201,7 +202,7 @@ RANGES: dict[str, tuple] = {
     "checkpoint_every": (0, None, True),
     "eval_batch_size": (1, None, True),
     "ft_epochs": (0, None, True),
-    "ft_lr": (0.0, None, True),
+    "ft_lr": (0.0, MAX_LR, True),
     "ft_patience": (1, None, True),
     "tsne_perplexity": (1.0, None, True),
     "tsne_max_points": (10, None, True),

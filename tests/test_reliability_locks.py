@@ -99,6 +99,7 @@ def _wait_for_lock(folder: Path, proc: subprocess.Popen, timeout: float = 120) -
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_second_train_on_a_busy_run_folder_is_refused_or_waits_and_history_is_never_doubled(tmp_path):
     out, data = tmp_path / "run", tmp_path / "data"
     first = subprocess.Popen(_train_cmd(out, data), cwd=REPO_ROOT, env=ENV, stdout=subprocess.PIPE,
@@ -133,6 +134,7 @@ def _nb(path: Path, cells: list[str]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_reproduce_of_one_profile_never_double_a_history_or_a_row(tmp_path):
     # a step that appends to a history, waits for the test's go, and writes a metrics row through the results lock
     # (which the kernel may take: it inherits the pipeline's token)
