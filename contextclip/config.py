@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 import re
 import typing
 from dataclasses import dataclass, field
@@ -47,9 +48,9 @@ MAX_LR = 10.0  # a larger learning rate overflows Adam's update in fp32 (a crash
 
 def check_seed(seed: Any, key: str = "seed") -> int:
     """``seed`` if it is an integer in [0, 2**32 - 1] (what numpy accepts), else a ConfigError."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= SEED_MAX:
         raise ConfigError(f"{key} {seed!r} is not a valid seed; use an integer from 0 to {SEED_MAX}")
-    return seed
+    return int(seed)
 
 
 @dataclass
