@@ -42,7 +42,7 @@ from contextclip.config import (
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
        "PYTHONPATH": str(REPO_ROOT)}
-for _k in ("CONTEXTCLIP_KILL_AT", "CONTEXTCLIP_LOCKS", "CONTEXTCLIP_DEBUG"):
+for _k in ("CONTEXTCLIP_FAILPOINT", "CONTEXTCLIP_LOCKS", "CONTEXTCLIP_DEBUG"):
     ENV.pop(_k, None)
 SMALL = ["n_pairs=96", "val_fraction=0.3", "epochs=1", "batch_size=16", "device=cpu"]
 
