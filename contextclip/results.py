@@ -527,6 +527,10 @@ class Comparison:
         heading = TABLE_TITLES[name] + (f" ({self.profile} profile)" if self.profile else "") if title else None
         return to_markdown(self.tables[name], heading, metrics, digits, compact)
 
+    def table_file(self, name: str) -> str:
+        """What ``results/<profile>/<name>.md`` holds: the table, then the runs it summarises."""
+        return self.table_markdown(name) + self.runs_line()
+
     def reading(self) -> str:
         """One bullet per row, table by table (Markdown)."""
         parts = []
@@ -561,5 +565,5 @@ def summarize(results_dir: Path, profile: str | None = None, bootstrap_samples: 
     if write:
         for name, table in tables.items():  # atomic: a kill mid-write leaves the old table, never half a one
             fileio.atomic_write(results_dir / f"{name}.csv", table.to_csv(index=False, float_format="%.4g"))
-            fileio.atomic_write(results_dir / f"{name}.md", comparison.table_markdown(name) + comparison.runs_line())
+            fileio.atomic_write(results_dir / f"{name}.md", comparison.table_file(name))
     return comparison

@@ -85,7 +85,7 @@ def test_report_and_tables_are_regenerated_from_metrics(profile):
     assert not drift(quoted.rstrip("\n"), new), f"{profile}/report.md: {drift(quoted.rstrip(chr(10)), new)}"
     for name in results.TABLES:
         md = (RESULTS / profile / f"{name}.md").read_text(encoding="utf-8")
-        assert not drift(md, comp.table_markdown(name)), f"{profile}/{name}.md: {drift(md, comp.table_markdown(name))}"
+        assert not drift(md, comp.table_file(name)), f"{profile}/{name}.md: {drift(md, comp.table_file(name))}"
 
 
 @pytest.mark.skipif(not (RESULTS / "sensitivity" / sensitivity.METRICS_FILE).exists(),
