@@ -282,4 +282,4 @@ def test_the_package_only_loads_safely():
     from PIL import Image as PILImage
 
     assert PILImage.MAX_IMAGE_PIXELS is not None and PILImage.MAX_IMAGE_PIXELS <= 89_478_485
-    assert os.environ.get("CONTEXTCLIP_KILL_AT") is None  # the crash drill is off in a normal run
+    assert os.environ.get("CONTEXTCLIP_FAILPOINT") is None  # the crash drill is off in a normal run
