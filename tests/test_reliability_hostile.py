@@ -16,16 +16,14 @@ import os
 import struct
 import subprocess
 import sys
-import textwrap
 import time
 import zlib
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
-from nbformat.v4 import new_code_cell, new_notebook
+from notebook_fakes import tiny_notebook
 from PIL import Image
 
 from contextclip.config import (
@@ -62,14 +60,6 @@ def _one_or_two_lines(res: subprocess.CompletedProcess) -> str:
 
 
 # ============================================================================ pipeline reuse
-def _nb(path: Path, cells: list[str]) -> Path:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = new_code_cell('profile = "smoke"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params] + [new_code_cell(textwrap.dedent(c)) for c in cells]
-    nbformat.write(nb, path)
-    return path
 
 
 def _reproduce(nbs, root, **kw):
@@ -88,7 +78,7 @@ STEP = ["from pathlib import Path\nPath('results/smoke').mkdir(parents=True, exi
 
 
 def test_a_step_whose_recorded_output_changed_is_run_again(tmp_path):
-    a = _nb(tmp_path / "01_a.ipynb", STEP)
+    a = tiny_notebook(tmp_path / "01_a.ipynb", STEP)
     assert _reproduce([a], tmp_path) == 0
     table = tmp_path / "results/smoke/table.md"
     stat = table.stat()
@@ -102,7 +92,7 @@ def test_a_step_whose_recorded_output_changed_is_run_again(tmp_path):
 
 
 def test_a_failed_step_is_rolled_back_and_always_rerun(tmp_path, capsys):
-    a = _nb(tmp_path / "01_a.ipynb", STEP)
+    a = tiny_notebook(tmp_path / "01_a.ipynb", STEP)
     assert _reproduce([a], tmp_path) == 0
     fig = tmp_path / "figures/smoke/fig.png"
     fig.unlink()
@@ -127,7 +117,7 @@ def test_a_killed_step_is_rolled_back_at_the_next_start(tmp_path):
     kill = ("import os, signal\nfrom pathlib import Path\nif not Path('killed').exists():\n"
             "    Path('killed').write_text('x')\n    os.kill(os.getppid(), signal.SIGKILL)\n"
             "    os.kill(os.getpid(), signal.SIGKILL)")
-    a = _nb(tmp_path / "01_a.ipynb", STEP[:3] + [kill] + STEP[4:])
+    a = tiny_notebook(tmp_path / "01_a.ipynb", STEP[:3] + [kill] + STEP[4:])
     script = (f"from contextclip.pipeline import reproduce\nraise SystemExit(reproduce('smoke', notebooks={[str(a)]!r},"
               f" root={str(tmp_path)!r}, progress_bar=False, cell_timeout=120))")
     res = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=ENV, capture_output=True, text=True,
@@ -143,7 +133,7 @@ def test_a_killed_step_is_rolled_back_at_the_next_start(tmp_path):
 
 
 def test_a_dead_kernel_names_the_cell(tmp_path, capsys):
-    a = _nb(tmp_path / "01_a.ipynb", ["x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
+    a = tiny_notebook(tmp_path / "01_a.ipynb", ["x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"])
     assert _reproduce([a], tmp_path) == 1
     err = capsys.readouterr().err
     assert "notebook 01_a failed at cell 3 starting `import os, signal`" in err, err

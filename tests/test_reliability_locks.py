@@ -16,9 +16,8 @@ import textwrap
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from notebook_fakes import tiny_notebook
 
 from contextclip.config import REPO_ROOT
 from contextclip.lock import FolderBusyError, folder_lock, read_holder
@@ -124,16 +123,6 @@ def test_second_train_on_a_busy_run_folder_is_refused_or_waits_and_history_is_ne
     assert json.loads((out / "summary.json").read_text())["steps"] == 16
 
 
-def _nb(path: Path, cells: list[str]) -> Path:
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    params = new_code_cell('profile = "smoke"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params] + [new_code_cell(textwrap.dedent(c)) for c in cells]
-    nbformat.write(nb, path)
-    return path
-
-
 @pytest.mark.slow
 def test_two_reproduce_of_one_profile_never_double_a_history_or_a_row(tmp_path):
     # a step that appends to a history, waits for the test's go, and writes a metrics row through the results lock
@@ -145,7 +134,7 @@ def test_two_reproduce_of_one_profile_never_double_a_history_or_a_row(tmp_path):
              "with folder_lock('results/smoke', 'results folder'):\n"
              "    append_metrics('results/smoke/metrics.csv', [dict(method='clip', seed=0, task='zero_shot', "
              "dataset='a', metric='top1', value=1.0, n=1, run='runs/smoke/clip-seed0')])"]
-    nbs = [_nb(tmp_path / "01_a.ipynb", cells)]
+    nbs = [tiny_notebook(tmp_path / "01_a.ipynb", cells)]
     (tmp_path / "runs" / "smoke").mkdir(parents=True)
 
     def start(wait: bool) -> subprocess.Popen:

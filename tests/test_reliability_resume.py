@@ -17,12 +17,12 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from notebook_fakes import tiny_notebook
 
 from contextclip.config import REPO_ROOT
 
@@ -203,17 +203,6 @@ def test_metrics_csv_and_tables_are_old_or_new_never_half_written(tmp_path, monk
 
 
 # ----------------------------------------------------------------------------- reproduce
-def _nb(path: Path, cells: list[str]) -> Path:
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
-
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "contextclip", "display_name": "ContextCLIP (.venv)", "language": "python"}
-    params = new_code_cell('profile = "smoke"')
-    params.metadata["tags"] = ["parameters"]
-    nb.cells = [params] + [new_code_cell(textwrap.dedent(c)) for c in cells]
-    nbformat.write(nb, path)
-    return path
 
 
 def _step_cells(tag: str, kill_where: str | None = None) -> list[str]:
@@ -241,9 +230,9 @@ def _step_cells(tag: str, kill_where: str | None = None) -> list[str]:
 def test_reproduce_killed_inside_and_between_notebooks_resumes_without_redoing(tmp_path):
     from contextclip.pipeline import read_state, reproduce
 
-    nbs = [_nb(tmp_path / "01_a.ipynb", _step_cells("a")),
-           _nb(tmp_path / "02_b.ipynb", _step_cells("b", "middle")),
-           _nb(tmp_path / "03_c.ipynb", _step_cells("c", "start"))]
+    nbs = [tiny_notebook(tmp_path / "01_a.ipynb", _step_cells("a")),
+           tiny_notebook(tmp_path / "02_b.ipynb", _step_cells("b", "middle")),
+           tiny_notebook(tmp_path / "03_c.ipynb", _step_cells("c", "start"))]
     script = (f"from contextclip.pipeline import reproduce\n"
               f"raise SystemExit(reproduce('smoke', notebooks={[str(p) for p in nbs]!r}, root={str(tmp_path)!r}, "
               "progress_bar=False, cell_timeout=120))")
