@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     dr.add_argument("--root", type=Path, default=Path("data/rehearsal"))
     dr.add_argument("--per-class", type=int, default=3, help="images per class and split")
     dr.add_argument("--birdsnap-per-class", type=int, default=3, help="non-test images per species (>= 3)")
+    dr.add_argument("--birdsnap-species", type=int, default=500, help="species written (Birdsnap has 500; fewer for a quick tree)")
     dr.add_argument("--cc3m-pairs", type=int, default=240)
     dr.add_argument("--cc3m-layout", choices=("webdataset", "files"), default="webdataset",
                     help="img2dataset --output_format the CC3M copy imitates")

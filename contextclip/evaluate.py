@@ -3,7 +3,8 @@
 What it is:
 - ``embed_dataset(run_dir, name)``: encodes an evaluation set once per (run, dataset) and caches
   it in ``run_dir/embeddings/<name>.pt``, keyed by a fingerprint of the checkpoint (its SHA-256),
-  the dataset name, ``eval_max_images`` and ``image_size``: a retrained run invalidates it.
+  the dataset name, what it reads from disk (``registry.source_digest``: every file's path, size
+  and mtime), ``eval_max_images`` and ``image_size``: a retrained run or a changed file invalidates it.
   Classification sets: joint-space image embeddings, tower features (for the probe), labels,
   class-prompt embeddings (Table 1) and per-prompt embeddings (Fig. 7), official splits.
   Caption sets: each image embedded once, every caption embedded, and each caption's image index.
@@ -46,7 +47,7 @@ from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddi
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
            "results_dir_for", "load_embeddings", "cache_path"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key covers the dataset's files
 
 
 # --------------------------------------------------------------------------- run folder
@@ -163,7 +164,10 @@ def _load_cache(path: Path) -> dict | None:
 
 def _cache_key(run_dir: Path, name: str, cfg: Config) -> tuple[dict, str]:
     """What an embedding cache depends on, and its SHA-256 fingerprint."""
+    from contextclip.data.registry import source_digest
+
     key = {"version": CACHE_VERSION, "checkpoint": checkpoint_fingerprint(run_dir), "dataset": name,
+           "source": source_digest(name, cfg.data.data_root),
            "eval_max_images": cfg.data.eval_max_images, "image_size": cfg.data.image_size}
     return key, hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -184,6 +188,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
             return cached
     if dataset is None:
         dataset = _get_dataset(name, cfg)
+        key, fingerprint = _cache_key(run_dir, name, cfg)  # building may add files (MNIST's .gz unpacked)
     if model is None:
         model, _ = load_trained(run_dir, device=_device(cfg))
     bs = cfg.eval.eval_batch_size

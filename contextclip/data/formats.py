@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contextclip import fileio
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
@@ -85,8 +87,8 @@ def ensure_mnist_raw(root: Path) -> Path:
     for pair in MNIST_FILES.values():
         for f in pair:
             if not (raw / f).is_file() and (raw / f"{f}.gz").is_file():
-                with gzip.open(raw / f"{f}.gz", "rb") as src, open(raw / f, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
+                with gzip.open(raw / f"{f}.gz", "rb") as src:  # atomically: a half-unpacked file never counts as present
+                    fileio.atomic_write(raw / f, lambda dst, src=src: shutil.copyfileobj(src, dst), fsync=False)
     return raw
 
 

@@ -39,6 +39,7 @@ class DatasetSpec:
     embedded: bool  # generated or shipped in a pip package: never missing
     present: Callable[[Path], bool]  # is it on disk under root?
     expects: str  # what the kit expects on disk, relative to data_root (for messages and data/README.md)
+    sources: tuple[str, ...] = ()  # folders under data_root its builder reads (their file listing keys caches)
 
 
 def _always(root: Path) -> bool:
@@ -83,21 +84,21 @@ DATASETS: dict[str, DatasetSpec] = {
                                 "nothing: 6 shapes no training caption names x 100 rendered images"),
     "cifar10": DatasetSpec("cifar10", "classification", sets.build_cifar, False,
                            lambda r: (Path(r) / "cifar-10-batches-py" / "test_batch").is_file(),
-                           "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
+                           "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}", ("cifar-10-batches-py",)),
     "cifar100": DatasetSpec("cifar100", "classification", sets.build_cifar, False,
                             lambda r: (Path(r) / "cifar-100-python" / "test").is_file(),
-                            "cifar-100-python/{train,test,meta}"),
+                            "cifar-100-python/{train,test,meta}", ("cifar-100-python",)),
     "mnist": DatasetSpec("mnist", "classification", sets.build_mnist, False, formats.mnist_present,
-                         "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]"),
+                         "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]", ("MNIST/raw",)),
     "resisc45": DatasetSpec("resisc45", "classification", sets.build_resisc45, False, _resisc_present,
-                            "resisc45/<class>/*.jpg or resisc45/NWPU-RESISC45/<class>/*.jpg (45 folders; optional resisc45-test.txt split)"),
+                            "resisc45/<class>/*.jpg or resisc45/NWPU-RESISC45/<class>/*.jpg (45 folders; optional resisc45-test.txt split)", ("resisc45",)),
     "birdsnap": DatasetSpec("birdsnap", "classification", sets.build_birdsnap, False,
                             lambda r: (Path(r) / "birdsnap" / "species.txt").is_file(),
-                            "birdsnap/{species.txt,test_images.txt} and birdsnap/download/images/<species dir>/*.jpg (what get_birdsnap.py writes; images/<species dir>/ also accepted)"),
+                            "birdsnap/{species.txt,test_images.txt} and birdsnap/download/images/<species dir>/*.jpg (what get_birdsnap.py writes; images/<species dir>/ also accepted)", ("birdsnap",)),
     "flickr8k": DatasetSpec("flickr8k", "captions", sets.build_flickr8k, False, _flickr_present,
-                            "flickr8k/{captions.txt,Images/*.jpg,Flickr_8k.testImages.txt}"),
+                            "flickr8k/{captions.txt,Images/*.jpg,Flickr_8k.testImages.txt}", ("flickr8k",)),
     "cc3m": DatasetSpec("cc3m", "captions", sets.build_cc3m, False, _cc3m_present,
-                        "cc3m/*.tar (img2dataset webdataset shards of .jpg/.txt) or its files layout (cc3m/00000/*.jpg + .txt)"),
+                        "cc3m/*.tar (img2dataset webdataset shards of .jpg/.txt) or its files layout (cc3m/00000/*.jpg + .txt)", ("cc3m",)),
 }
 
 
@@ -114,6 +115,35 @@ def get_dataset(name: str, cfg, split: str = "test") -> ClassificationSet | Capt
     if not spec.present(root):
         raise DatasetMissing(name, root, f"expected {spec.expects} under it")
     return spec.builder(name, cfg, split, root)
+
+
+def source_digest(name: str, data_root: str | Path) -> str:
+    """SHA-256 of what dataset ``name`` reads from disk: the resolved root, then every file under its
+    ``sources`` folders as (relative path, size, mtime), found with ``os.scandir`` (no file is read,
+    so tens of thousands of images take about a second). Embedded sets have no files; theirs is the
+    digest of the name and root. Caches keyed on it (evaluation embeddings) miss when a file is
+    added, removed, replaced or touched, even under the same dataset name."""
+    import hashlib
+    import os
+
+    root = resolve_root(data_root)
+    h = hashlib.sha256(f"{name}\0{root}".encode())
+    spec = DATASETS.get(name)
+    for src in (spec.sources if spec else ()):
+        stack = [root / src]
+        while stack:
+            folder = stack.pop()
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.is_dir():
+                    stack.append(Path(e.path))
+                elif e.is_file():
+                    st = e.stat()
+                    h.update(f"{os.path.relpath(e.path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
 
 
 def required_datasets(cfg) -> list[str]:

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.sets import classnames_for
 
@@ -75,6 +76,7 @@ class RehearsalParams:
 
     per_class: int = 3  # test images per class; the training parts get max(3, per_class) or more per class
     birdsnap_per_class: int = 3  # non-test images per species in images.txt (+1 in test_images.txt)
+    birdsnap_species: int = 500  # Birdsnap's 500; fewer (the first N of species.txt) for a quick CI tree
     cc3m_pairs: int = 240  # image+caption pairs img2dataset "downloaded"
     cc3m_layout: str = "webdataset"  # webdataset | files (img2dataset --output_format)
     flickr_images: int = 60  # split like Karpathy's 6,000/1,000/1,000 (here 4/6, 1/6, 1/6)
@@ -87,6 +89,8 @@ class RehearsalParams:
         if self.per_class < 1 or self.birdsnap_per_class < 3 or self.cc3m_pairs < 2 or self.flickr_images < 6:
             raise ValueError("per_class must be >= 1, birdsnap_per_class >= 3 (fine-tuning's 80/20 train/val split "
                              "needs 3 non-test images per class), cc3m_pairs >= 2, flickr_images >= 6")
+        if not 2 <= self.birdsnap_species <= 500:
+            raise ValueError(f"birdsnap_species {self.birdsnap_species}: use 2..500 (Birdsnap has 500 species)")
 
 
 # ----------------------------------------------------------------------------- images
@@ -252,7 +256,7 @@ def write_birdsnap(root: Path, p: RehearsalParams) -> dict:
     base = Path(root) / "birdsnap"
     images_dir = base / "download" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
-    species = birdsnap_species()
+    species = birdsnap_species()[: p.birdsnap_species]
     rng = np.random.default_rng([p.seed, 500])
     with open(base / "species.txt", "w", encoding="utf-8") as fh:
         fh.write("id\tcommon\tscientific\tdir\n")
@@ -408,9 +412,7 @@ def make_rehearsal_tree(root: Path, params: RehearsalParams | None = None, force
         counts[name] = writer(root, params)
         log(f"{name}: {counts[name]} ({time.perf_counter() - t:.1f} s) -> {root / FOLDERS[name]}")
     out = {**wanted, "counts": counts, "seconds": round(time.perf_counter() - t0, 1)}
-    tmp = root / (MARKER + ".tmp")
-    tmp.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(root / MARKER)
+    fileio.atomic_write(root / MARKER, json.dumps(out, indent=2) + "\n")
     log(f"wrote rehearsal fixtures for {len(counts)} sets in {out['seconds']} s; "
         f"check each with: python -m contextclip data prepare NAME --root {root}")
     return out

@@ -150,7 +150,6 @@ def decoded_cache(ds: FileImages, cache_dir: Path, threads: int | None = None) -
     so a changed file or size makes a new cache. Decoding runs on ``threads`` threads (PIL releases
     the GIL); a bad image stops it naming the file, and no partial cache is left behind."""
     import hashlib
-    import json
     import os
     from concurrent.futures import ThreadPoolExecutor
 
@@ -163,18 +162,18 @@ def decoded_cache(ds: FileImages, cache_dir: Path, threads: int | None = None) -
     path = cache_dir / f"{key}-n{len(ds)}-s{ds.size}.npy"
     if not path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(ds), 3, ds.size, ds.size))
+        fileio.clean_stale_tmp(cache_dir)  # a decode killed earlier left its .tmp
+        shape = (len(ds), 3, ds.size, ds.size)
+
+        def write(fh) -> None:  # the .npy header, then each image in order (ex.map keeps the order)
+            np.lib.format.write_array_header_1_0(
+                fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
+                     "shape": shape})
             with ThreadPoolExecutor(threads or min(16, os.cpu_count() or 1)) as ex:
-                for i, (img, _) in enumerate(ex.map(ds.__getitem__, range(len(ds)))):
-                    arr[i] = img.numpy()
-            arr.flush()
-            del arr
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+                for img, _ in ex.map(ds.__getitem__, range(len(ds))):
+                    fh.write(np.ascontiguousarray(img.numpy(), dtype=np.uint8).tobytes())
+
+        fileio.atomic_write(path, write)
     return MemmapImages(path, ds.labels, ds.paths)
 
 
