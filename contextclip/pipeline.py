@@ -415,6 +415,9 @@ def reproduce(
     for another ``reproduce`` of the profile instead of stopping (``FolderBusyError``).
     """
     root = Path(root) if root is not None else REPO_ROOT
+    # A batch run: its kernels (which inherit this environment) draw to files with the headless
+    # backend, and notebook 00 shows static figures instead of sliders that no one could move.
+    os.environ["MPLBACKEND"] = "Agg"
     with contextlib.ExitStack() as locks:  # taken once the parameters are known to be good
         return _reproduce(profile, force, overrides=overrides, notebook_params=notebook_params, notebooks=notebooks,
                           root=root, cell_timeout=cell_timeout, kernel_name=kernel_name,
