@@ -241,9 +241,6 @@ def test_slurm_script_two_nodes_through_c10d_rendezvous(tree, tmp_path):
 
 # ------------------------------------------------------------------- CI subset: every notebook
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("CONTEXTCLIP_REHEARSAL_PIPELINE") != "1",
-                    reason="opt-in (CONTEXTCLIP_REHEARSAL_PIPELINE=1): on the current main, papermill waits forever "
-                           "at notebook 00's interactive explorer cell while the kernel is idle")
 def test_paper_rehearsal_pipeline_fills_every_cell(tree, tmp_path):
     """`reproduce` on a smaller copy of paper_rehearsal (same loaders, notebooks and tables) from no
     runs: every (task, dataset, method) cell of Tables 1-2 and the Flickr8k retrieval has a value.
