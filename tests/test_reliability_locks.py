@@ -116,7 +116,7 @@ def test_second_train_on_a_busy_run_folder_is_refused_or_waits_and_history_is_ne
     assert f"pid {first.pid}" in r_err and "Traceback" not in r_err
     assert len(r_err.strip().splitlines()) <= 2, r_err
     assert waiter.returncode == 0, w_err[-2000:]
-    assert "waiting for it" in w_err and "already trained" in w_err  # waited, then did not train again
+    assert "waiting for it" in w_err and "already trained" in w_out  # waited, then did not train again
     history = [json.loads(s) for s in (out / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in history if r["type"] == "epoch"] == [1, 2, 3, 4]  # recorded once each
     assert [r["global_step"] for r in history if r["type"] == "step"] == list(range(1, 17))
