@@ -96,9 +96,9 @@ show_figure(plots.training_curves(runs, out_dir=paths.figures))  # saved as fig_
 # `fit` repeats `train.train_step` over the batches. Here is that step written out, on a fresh
 # ContextCLIP model and the first training batch: forward through both towers, the two loss terms,
 # backward, the optimiser step. A copy of the same model takes the library's `train_step` on the same
-# batch; afterwards the loss terms, the gradients and every weight of the two copies must agree, up to
-# float rounding (Adam divides each update by the root of its squared gradient, so a gradient near 0
-# turns rounding into a visible, still tiny, weight difference). (The learning-rate schedule steps
+# batch; afterwards the loss terms and the gradients of the two copies must agree up to float
+# rounding, and so must every weight whose gradient is above rounding noise (Adam's first update is
+# about lr x sign(gradient), so where a gradient is noise around 0 the two steps may point either way). (The learning-rate schedule steps
 # once per step outside this; with `precision: bf16` the library runs the towers under autocast.)
 
 # %%
@@ -144,15 +144,18 @@ by_hand = {"loss": loss.item(), "contrastive_loss": l_clip.item(), "contextual_l
 pairs = [(p, q) for p, q in zip(model.parameters(), twin.parameters()) if p.grad is not None]
 grad_scale = max(q.grad.abs().max().item() for _, q in pairs)
 grad_gap = max((p.grad - q.grad).abs().max().item() for p, q in pairs) / grad_scale
-weight_gap = max((p - q).abs().max().item() for p, q in pairs)
+# Adam's first update is about lr * sign(gradient): where a gradient is rounding noise around 0, its
+# sign (and so the step) may differ between two equal computations. Compare where the gradient is real.
+weight_gap = max(((p - q).abs() * (q.grad.abs() > 1e-3 * grad_scale)).max().item() for p, q in pairs)
 lr = max(g["lr"] for g in twin_opt.param_groups)
 show_table([{"term": k, "by hand": v, "train_step": lib[k].item()} for k, v in by_hand.items()],
            caption="One step, by hand and by the library", floatfmt="{:.6f}")
 print(f"gradients: largest difference {grad_gap:.1e} x the largest gradient; weights after the "
-      f"step: largest difference {weight_gap:.1e}, against a step of about lr = {lr:g}")
+      f"step (where |gradient| > 1e-3 x the largest): largest difference {weight_gap:.1e}, against a step of "
+      f"about lr = {lr:g}")
 assert all(abs(v - lib[k].item()) < 1e-5 for k, v in by_hand.items())
 assert grad_gap < 1e-4  # the same gradients, up to float rounding
-assert weight_gap < 0.05 * lr  # Adam divides by sqrt(v): near-zero gradients amplify rounding, a little
+assert weight_gap < 0.05 * lr  # equal steps wherever the gradient is above rounding noise
 
 # %% [markdown]
 # ## Exercises
