@@ -89,7 +89,7 @@ tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.
 show_table(paths.results / "table1_zero_shot.md")
 show_markdown(results.verdict(tables["table1_zero_shot"]))
 # Table 1 has every set of the profile; per run, top-1 never exceeds top-5 and both are percentages
-assert set(tables["table1_zero_shot"]["dataset"]) == set(cfg.data.zero_shot_datasets)
+assert set(cfg.data.zero_shot_datasets) <= set(tables["table1_zero_shot"]["dataset"])
 acc = per_run.pivot_table(index=["method", "seed", "dataset"], columns="metric", values="value")
 assert ((0 <= acc["top1"]) & (acc["top1"] <= acc["top5"]) & (acc["top5"] <= 100)).all()
 
