@@ -2,7 +2,9 @@
 
 What it is: a hand-run benchmark that reads the executed notebooks under
 ``runs/<P>/notebooks/`` (papermill writes each notebook's ``duration`` and every cell's duration
-into the metadata) and reports per-notebook seconds, the total and the slowest cells. With
+into the metadata) and reports per-notebook seconds, the total and the slowest cells, and how many
+trained runs each notebook reused instead of training (``reused_runs``: the "already trained"
+lines of its output; a pass that reused runs does not time training). With
 ``--run`` it first runs ``reproduce`` itself (``--force`` to rerun notebooks whose inputs did not
 change) and also times the whole command. Saves ``benchmarks/results/pipeline_<P>.json``; the
 last printed line is that JSON.
@@ -28,9 +30,22 @@ from _common import REPO, machine, save  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+REUSED = ": already trained ("  # train.fit's line for a finished run it does not train again
+
+
+def reused_runs(nb: dict) -> int:
+    """How many "already trained" lines the executed notebook's outputs hold."""
+    n = 0
+    for c in nb.get("cells", []):
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                n += "".join(o.get("text", "")).count(REUSED)
+    return n
+
+
 def notebook_times(nb_dir: Path, top: int = 3) -> list[dict]:
     rows = []
-    for p in sorted(nb_dir.glob("0*.ipynb")):
+    for p in sorted(nb_dir.glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(p.read_text(encoding="utf-8"))
         meta = nb.get("metadata", {}).get("papermill", {})
         cells = []
@@ -41,7 +56,7 @@ def notebook_times(nb_dir: Path, top: int = 3) -> list[dict]:
                 cells.append({"cell": i, "seconds": round(float(d), 2), "first_line": first[0][:80] if first else ""})
         rows.append({"notebook": p.stem, "seconds": round(float(meta["duration"]), 2) if meta.get("duration") else None,
                      "status": meta.get("exception") and "failed" or ("ok" if meta.get("duration") else "unknown"),
-                     "start": meta.get("start_time"), "slowest_cells": sorted(cells, key=lambda c: -c["seconds"])[:top]})
+                     "start": meta.get("start_time"), "reused_runs": reused_runs(nb), "slowest_cells": sorted(cells, key=lambda c: -c["seconds"])[:top]})
     return rows
 
 
@@ -70,7 +85,8 @@ def main(argv=None) -> dict:
                          "first, or pass --run")
     rows = notebook_times(nb_dir)
     for r in rows:
-        print(f"{r['notebook']:<20}{r['seconds'] if r['seconds'] is not None else 'n/a':>10} s  {r['status']}",
+        reused = f" (reused {r['reused_runs']} trained runs)" if r["reused_runs"] else ""
+        print(f"{r['notebook']:<20}{r['seconds'] if r['seconds'] is not None else 'n/a':>10} s  {r['status']}{reused}",
               file=sys.stderr)
     total = round(sum(r["seconds"] or 0 for r in rows), 1)
     result = {"benchmark": "pipeline", "profile": name, "notebooks": rows, "total_notebook_seconds": total,

@@ -6,19 +6,18 @@ What it is: the loops that turn a dataset's ``uint8`` images or caption strings 
 (and ``image_features`` for the tower output) -- ``ContextCLIPModel`` or a fake in the tests.
 
 What it is not: no caching of results (``contextclip.evaluate`` caches embeddings per run), no
-metrics (``zeroshot``, ``retrieval``). One exception: the output of a *frozen* text tower is
-memoised per process (see ``encode_texts``), because every run of a profile shares that tower.
+metrics (``zeroshot``, ``retrieval``). One exception: the output of a *frozen* text tower comes
+from the process-wide store of ``contextclip.frozen_features`` (see ``encode_texts``), because
+every run of a profile shares that tower.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import torch
 
-__all__ = ["model_device", "take_images", "n_images", "encode_images", "encode_texts", "image_features",
-           "frozen_text_fingerprint"]
+__all__ = ["model_device", "take_images", "n_images", "encode_images", "encode_texts", "image_features"]
 
 
 def model_device(model) -> torch.device:
@@ -82,48 +81,12 @@ def image_features(model, images, batch_size: int = 256, indices=None) -> torch.
     return _in_eval_mode(model, "image_features", images, batch_size, indices)
 
 
-# Frozen text-tower features by tower fingerprint, then by caption. All runs of a profile with a
-# frozen text tower (CLIP and ContextCLIP, every seed) share the tower's weights, so an evaluation
-# that walks the runs in one process encodes each prompt and caption through the tower once.
-_FROZEN_TEXT_MEMO: dict[str, dict[str, torch.Tensor]] = {}
-_MEMO_MAX_ENTRIES = 200_000
-
-
-def frozen_text_fingerprint(model) -> str:
-    """SHA-256 of the frozen tower's weights + pooling + max_length (computed once per model)."""
-    fp = getattr(model, "_frozen_text_fp", None)
-    if fp is None:
-        h = hashlib.sha256()
-        for name, t in model.text_tower.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        h.update(f"{model.pooling}|{model.max_length}".encode())
-        fp = h.hexdigest()
-        model._frozen_text_fp = fp
-    return fp
-
-
-def _frozen_text_features(model, texts: list[str], batch_size: int) -> torch.Tensor:
-    """Tower output [len(texts), F] for a frozen text tower, from (and into) the per-process memo."""
-    memo = _FROZEN_TEXT_MEMO.setdefault(frozen_text_fingerprint(model), {})
-    if sum(len(m) for m in _FROZEN_TEXT_MEMO.values()) > _MEMO_MAX_ENTRIES:
-        _FROZEN_TEXT_MEMO.clear()
-        memo = _FROZEN_TEXT_MEMO.setdefault(frozen_text_fingerprint(model), {})
-    missing = sorted({t for t in texts if t not in memo}, key=lambda t: (len(t), t))  # similar lengths pad alike
-    device = model_device(model)
-    for start in range(0, len(missing), batch_size):
-        chunk = missing[start : start + batch_size]
-        tok = model.tokenize(chunk)
-        feats = model.text_features(tok["input_ids"].to(device), tok["attention_mask"].to(device)).float().cpu()
-        memo.update(zip(chunk, feats))
-    return torch.stack([memo[t] for t in texts])
-
-
 def encode_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
     """L2-normalised joint-space text embeddings [len(texts), D].
 
     When the model's text tower is frozen (``model.freeze_text``), the tower's output is taken from
-    a per-process memo keyed by a fingerprint of its weights; only the (trained) head runs per run.
+    the process-wide store (``frozen_features.frozen_text_features``, keyed by a fingerprint of its
+    weights); only the (trained) head runs per run.
     Equal to the direct path up to padding-dependent float rounding (tests/test_evaluate.py).
     """
     texts = list(texts)
@@ -136,7 +99,9 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Te
         model.eval()
         try:
             with torch.no_grad():
-                feats = _frozen_text_features(model, texts, batch_size)
+                from contextclip.frozen_features import frozen_text_features
+
+                feats = frozen_text_features(model, texts, batch_size=batch_size)
                 return torch.cat([model.embed_text_features(feats[i : i + batch_size].to(device)).float().cpu()
                                   for i in range(0, len(texts), batch_size)])
         finally:

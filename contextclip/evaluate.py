@@ -26,8 +26,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -378,13 +380,17 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
 
 
 def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None,
-                  cfg: Config | None = None, wait: bool = False) -> list[dict]:
+                  cfg: Config | None = None, wait: bool = False,
+                  get_dataset: Callable[[str, Config], Any] | None = None) -> list[dict]:
     """``evaluate_run`` for every run and dataset, loading each model and each dataset once.
 
     ``run_dirs`` is an iterable of run folders. A model is loaded only when some dataset needs it
     (an embedding cache is missing or stale, or the task fine-tunes); datasets are built once and
-    shared by the runs. Returns all rows, in run-then-dataset order.
+    shared by the runs. ``get_dataset(name, cfg)`` builds a set (default: the registry's, every
+    image of a classification set, the test split of a caption set). Returns all rows, in
+    run-then-dataset order.
     """
+    get_dataset = get_dataset or _get_dataset
     rows: list[dict] = []
     data_cache: dict[str, object] = {}
     for run_dir in run_dirs:
@@ -397,7 +403,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
             if needs_data:
                 if name not in data_cache:
                     try:
-                        data_cache[name] = _get_dataset(name, run_cfg)
+                        data_cache[name] = get_dataset(name, run_cfg)
                     except DatasetMissing:
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]

@@ -424,144 +424,183 @@ def reproduce(
                           progress_bar=progress_bar, log=log, locks=locks, wait=wait)
 
 
-def _reproduce(profile, force, *, overrides, notebook_params, notebooks, root, cell_timeout, kernel_name,
-               progress_bar, log, locks: contextlib.ExitStack, wait: bool) -> int:
-    import papermill as pm
-
-    cfg = load_config(profile, overrides or {})
-    name_of_profile = cfg.profile
-    _check_data(cfg)
-    _check_kernel(kernel_name)
+def _plan(cfg: Config, profile: str, notebooks: Sequence[Path] | None, overrides: dict[str, Any] | None,
+          notebook_params: dict[str, dict[str, Any]] | None) -> list[tuple[Path, Any, dict[str, Any]]]:
+    """Every notebook of the run with its parameters, resolved before anything runs (a bad key fails here)."""
     nb_paths = [Path(p) for p in notebooks] if notebooks is not None else select_notebooks(list_notebooks(), cfg)
     stems = [p.stem for p in nb_paths]
     for key in notebook_params or {}:
         if key not in stems:
             raise PipelineError(f"notebook_params names notebook {key!r}, which is not in the run {stems}")
-
-    # Resolve every notebook's parameters first: a bad key fails before anything runs.
     plan: list[tuple[Path, Any, dict[str, Any]]] = []
     declared_anywhere: set[str] = set()
     for p in nb_paths:
         nb = _read(p)
-        params = notebook_parameters(p, cfg, str(profile), (notebook_params or {}).get(p.stem))
+        params = notebook_parameters(p, cfg, profile, (notebook_params or {}).get(p.stem))
         declared_anywhere |= set(declared_parameters(nb, p.stem))
         plan.append((p, nb, params))
     unused = sorted(set(overrides or {}) - declared_anywhere)
     if unused:
         raise PipelineError(
             f"override(s) {unused} are not parameters of any notebook in the run, so they would have no "
-            f"effect; put them in a profile YAML (`base: {name_of_profile}`) and pass its path as the profile"
+            f"effect; put them in a profile YAML (`base: {cfg.profile}`) and pass its path as the profile"
         )
+    return plan
+
+
+@dataclass
+class _Run:
+    """What every step of one ``reproduce`` shares: where things go, the state record, the kernel."""
+
+    state: dict[str, Any]
+    state_path: Path
+    out_dir: Path
+    watched: list[Path]  # runs, results and figures: what a step wrote is found here
+    rollback_dirs: list[Path]  # results and figures: restored when a step fails
+    kernel_name: str
+    root: Path
+    timeout: int
+    progress_bar: bool
+    log: Callable[[str], None]
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.out_dir / ".backup"
+
+    def roll_back(self, name: str) -> int:
+        """Undo what the running step ``name`` wrote in results/figures; forget its running mark."""
+        n = _roll_back(self.rollback_dirs, self.backup_dir, self.state.pop("running")["before"],
+                       self.out_dir / f"{name}.failed-outputs")
+        write_state(self.state_path, self.state)
+        return n
+
+
+def _roll_back_interrupted(run: _Run) -> None:
+    """A step killed in an earlier attempt left a running mark: undo what it half-wrote."""
+    running = run.state.get("running")
+    if isinstance(running, dict) and running.get("notebook"):
+        name = running["notebook"]
+        n = run.roll_back(name)
+        run.log(f"{name} was interrupted last time; {n} file(s) it wrote were rolled back "
+                f"(new ones kept in {run.out_dir / (name + '.failed-outputs')}); it runs again")
+
+
+def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, tag: str) -> StepResult:
+    """Execute one notebook; on success record its outputs' digests, on failure roll them back.
+
+    A KeyboardInterrupt is rolled back and re-raised.
+    """
+    import papermill as pm
+
+    log_path = run.out_dir / f"{name}.log"
+    run.log(f"{tag} {name}: running with {json.dumps(params, default=str)} (kernel output: {log_path})")
+    # not finished until it succeeds: forget its record, mark it running, back up results and figures
+    run.state["notebooks"].pop(name, None)
+    run.state["running"] = {"notebook": name, "before": _backup(run.rollback_dirs, run.backup_dir)}
+    write_state(run.state_path, run.state)
+    exclude = [run.out_dir, run.state_path]
+    before = _snapshot(run.watched, exclude)
+    running_path = run.out_dir / f"{name}.running.ipynb"
+    out_path = run.out_dir / f"{name}.ipynb"
+    t0 = time.time()
+    try:
+        with open(log_path, "w", encoding="utf-8") as kernel_log:
+            pm.execute_notebook(  # the notebook as read (and fingerprinted) before the run
+                copy.deepcopy(nb), str(running_path), parameters=params, kernel_name=run.kernel_name,
+                cwd=str(run.root), progress_bar=run.progress_bar, execution_timeout=run.timeout,
+                request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log,
+            )
+    except KeyboardInterrupt:
+        if running_path.exists():
+            running_path.unlink()
+        run.roll_back(name)
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure stops the run with a named cell
+        failed_path = run.out_dir / f"{name}.failed.ipynb"
+        if running_path.exists():
+            os.replace(running_path, failed_path)
+        msg = _failure_message(name, exc, failed_path)
+        n = run.roll_back(name)
+        if n:
+            msg += (f". {n} file(s) it wrote in results/figures were rolled back (new ones kept in "
+                    f"{run.out_dir / (name + '.failed-outputs')})")
+        return StepResult(name, "failed", time.time() - t0, msg)
+    secs = time.time() - t0
+    os.replace(running_path, out_path)
+    stale_failed = run.out_dir / f"{name}.failed.ipynb"
+    if stale_failed.exists():
+        stale_failed.unlink()
+    after = _snapshot(run.watched, exclude)
+    written = {f: v for f, v in after.items() if before.get(f) != v}
+    digests = {f: _file_digest(Path(f)) for f in sorted(written)}
+    run.state.pop("running", None)
+    shutil.rmtree(run.backup_dir, ignore_errors=True)
+    run.state["notebooks"][name] = {
+        "fingerprint": fp, "output_digest": _sha(json.dumps([fp, digests], sort_keys=True).encode()),
+        "outputs": digests, "parameters": params, "seconds": round(secs, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "executed": str(out_path),
+    }
+    write_state(run.state_path, run.state)
+    return StepResult(name, "ran", secs, f"{len(written)} files written")
+
+
+def _reproduce(profile, force, *, overrides, notebook_params, notebooks, root, cell_timeout, kernel_name,
+               progress_bar, log, locks: contextlib.ExitStack, wait: bool) -> int:
+    cfg = load_config(profile, overrides or {})
+    name_of_profile = cfg.profile
+    _check_data(cfg)
+    _check_kernel(kernel_name)
+    plan = _plan(cfg, str(profile), notebooks, overrides, notebook_params)
+    stems = [p.stem for p, _, _ in plan]
 
     where = paths_for(name_of_profile, root)
-    runs_dir = where.runs
     for folder, what in ((where.runs, f"profile {name_of_profile} (runs folder)"),
                          (where.results, "results folder")):
         locks.enter_context(folder_lock(folder, what, wait=wait, export=True))
-    out_dir = runs_dir / "notebooks"
+    out_dir = where.runs / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    state_path = runs_dir / STATE_FILE
-    state = read_state(state_path)
-    watched = [runs_dir, where.results, where.figures]
-    for folder in watched:  # temporary files of writers killed in an earlier attempt
+    state_path = where.runs / STATE_FILE
+    run = _Run(state=read_state(state_path), state_path=state_path, out_dir=out_dir,
+               watched=[where.runs, where.results, where.figures], rollback_dirs=[where.results, where.figures],
+               kernel_name=kernel_name, root=root, progress_bar=progress_bar, log=log,
+               timeout=cell_timeout if cell_timeout is not None
+               else CELL_TIMEOUT_S.get(name_of_profile, DEFAULT_CELL_TIMEOUT_S))
+    for folder in run.watched:  # temporary files of writers killed in an earlier attempt
         fileio.clean_stale_tmp(folder, recursive=True)
-    exclude = [out_dir, state_path]
-    timeout = cell_timeout if cell_timeout is not None else CELL_TIMEOUT_S.get(name_of_profile, DEFAULT_CELL_TIMEOUT_S)
+    log(f"profile {name_of_profile}: {len(plan)} notebooks, executed copies in {out_dir}, "
+        f"cell timeout {run.timeout} s{', forced' if force else ''}")
+    _roll_back_interrupted(run)
+
     pkg = package_hash()
     upstream = "start"
     t_start = time.time()
     results: list[StepResult] = []
-    log(f"profile {name_of_profile}: {len(plan)} notebooks, executed copies in {out_dir}, "
-        f"cell timeout {timeout} s{', forced' if force else ''}")
-
-    rollback_dirs = [where.results, where.figures]
-    running = state.get("running")
-    if isinstance(running, dict) and running.get("notebook"):  # a step was killed: undo what it half-wrote
-        failed_dir = out_dir / f"{running['notebook']}.failed-outputs"
-        n = _roll_back(rollback_dirs, out_dir / ".backup", running.get("before", {}), failed_dir)
-        log(f"{running['notebook']} was interrupted last time; {n} file(s) it wrote were rolled back "
-            f"(new ones kept in {failed_dir}); it runs again")
-        state.pop("running")
-        write_state(state_path, state)
-
     for k, (p, nb, params) in enumerate(plan, 1):
-        name = p.stem
+        name, tag = p.stem, f"[{k}/{len(plan)}]"
         fp = fingerprint(notebook_source_hash(nb), params, cfg, pkg, upstream)
-        entry = state["notebooks"].get(name, {})
-        out_path = out_dir / f"{name}.ipynb"
-        if (not force and entry.get("fingerprint") == fp and out_path.exists()
-                and not outputs_unchanged(entry, latest_digests(state, stems))):
-            log(f"[{k}/{len(plan)}] {name}: an output it recorded was changed or removed since; running it again")
-        elif not force and entry.get("fingerprint") == fp and out_path.exists():
-            log(f"[{k}/{len(plan)}] {name}: inputs unchanged, skipped (use --force to rerun)")
-            results.append(StepResult(name, "skipped", 0.0))
-            upstream = entry.get("output_digest", fp)
-            continue
-
-        log_path = out_dir / f"{name}.log"
-        log(f"[{k}/{len(plan)}] {name}: running with {json.dumps(params, default=str)} "
-            f"(kernel output: {log_path})")
-        # not finished until it succeeds: forget its record, mark it running, back up results and figures
-        state["notebooks"].pop(name, None)
-        backup_dir = out_dir / ".backup"
-        state["running"] = {"notebook": name, "before": _backup(rollback_dirs, backup_dir)}
-        write_state(state_path, state)
-        before = _snapshot(watched, exclude)
-        running_path = out_dir / f"{name}.running.ipynb"
-        t0 = time.time()
+        entry = run.state["notebooks"].get(name, {})
+        if not force and entry.get("fingerprint") == fp and (out_dir / f"{name}.ipynb").exists():
+            if outputs_unchanged(entry, latest_digests(run.state, stems)):
+                log(f"{tag} {name}: inputs unchanged, skipped (use --force to rerun)")
+                results.append(StepResult(name, "skipped", 0.0))
+                upstream = entry.get("output_digest", fp)
+                continue
+            log(f"{tag} {name}: an output it recorded was changed or removed since; running it again")
         try:
-            with open(log_path, "w", encoding="utf-8") as kernel_log:
-                pm.execute_notebook(  # the notebook as read (and fingerprinted) before the run
-                    copy.deepcopy(nb), str(running_path), parameters=params, kernel_name=kernel_name,
-                    cwd=str(root), progress_bar=progress_bar, execution_timeout=timeout,
-                    request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log,
-                )
+            step = _run_step(run, nb, name, params, fp, tag)
         except KeyboardInterrupt:
-            log(f"[{k}/{len(plan)}] {name}: interrupted; earlier notebooks' outputs and {state_path.name} "
+            log(f"{tag} {name}: interrupted; earlier notebooks' outputs and {state_path.name} "
                 "are unchanged (the next run starts again here)")
-            if running_path.exists():
-                running_path.unlink()
-            _roll_back(rollback_dirs, backup_dir, state.pop("running")["before"], out_dir / f"{name}.failed-outputs")
-            write_state(state_path, state)
             return 130
-        except Exception as exc:  # noqa: BLE001 - any failure stops the run with a named cell
-            failed_path = out_dir / f"{name}.failed.ipynb"
-            if running_path.exists():
-                os.replace(running_path, failed_path)
-            msg = _failure_message(name, exc, failed_path)
-            n = _roll_back(rollback_dirs, backup_dir, state.pop("running")["before"], out_dir / f"{name}.failed-outputs")
-            write_state(state_path, state)
-            if n:
-                msg += (f". {n} file(s) it wrote in results/figures were rolled back (new ones kept in "
-                        f"{out_dir / (name + '.failed-outputs')})")
-            secs = time.time() - t0
-            log(f"[{k}/{len(plan)}] {name}: FAILED after {secs:.1f} s")
-            print(f"error: {msg}", file=sys.stderr, flush=True)
-            results.append(StepResult(name, "failed", secs, msg))
+        results.append(step)
+        if step.status == "failed":
+            log(f"{tag} {name}: FAILED after {step.seconds:.1f} s")
+            print(f"error: {step.message}", file=sys.stderr, flush=True)
             log(f"stopped; earlier notebooks' outputs and {state_path.name} are unchanged "
                 f"(total {time.time() - t_start:.1f} s)")
             return 1
-        secs = time.time() - t0
-        os.replace(running_path, out_path)
-        stale_failed = out_dir / f"{name}.failed.ipynb"
-        if stale_failed.exists():
-            stale_failed.unlink()
-        after = _snapshot(watched, exclude)
-        written = {f: v for f, v in after.items() if before.get(f) != v}
-        digests = {f: _file_digest(Path(f)) for f in sorted(written)}
-        output_digest = _sha(json.dumps([fp, digests], sort_keys=True).encode())
-        state.pop("running", None)
-        shutil.rmtree(backup_dir, ignore_errors=True)
-        state["notebooks"][name] = {
-            "fingerprint": fp, "output_digest": output_digest, "outputs": digests,
-            "parameters": params, "seconds": round(secs, 2),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "executed": str(out_path),
-        }
-        write_state(state_path, state)
-        upstream = output_digest
-        results.append(StepResult(name, "ran", secs))
-        log(f"[{k}/{len(plan)}] {name}: done in {secs:.1f} s ({len(written)} files written; "
-            f"elapsed {time.time() - t_start:.1f} s)")
+        upstream = run.state["notebooks"][name]["output_digest"]
+        log(f"{tag} {name}: done in {step.seconds:.1f} s ({step.message}; elapsed {time.time() - t_start:.1f} s)")
 
     ran = sum(r.status == "ran" for r in results)
     log(f"finished profile {name_of_profile}: {ran} ran, {len(results) - ran} skipped, "

@@ -29,3 +29,19 @@ def test_no_reference_to_notes_outside_the_repository():
             continue
         bad += [f"{name}: {m.group(0)}" for m in pattern.finditer(text)]
     assert not bad, bad
+
+
+def test_a_pass_that_reused_trained_runs_says_so_beside_its_time(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "tools"))
+    import notebook_runtimes
+    import pipeline as pipeline_benchmark
+
+    line = "runs/embedded/clip-seed0: already trained (final_val_loss=1.2); pass --fresh to train again\n"
+    nb = {"cells": [{"outputs": [{"output_type": "stream", "name": "stdout", "text": [line, line]}]},
+                    {"outputs": [{"output_type": "display_data", "data": {"text/plain": line}}]}]}
+    assert pipeline_benchmark.reused_runs(nb) == 2  # stream output only
+    meas = {"embedded": {"notebooks": {"02_train": 24.0}, "reused": {"02_train": 12}, "machine": {"cpu_count": 2}}}
+    assert "24 s, reusing 12 trained runs" in notebook_runtimes.header_line("02_train", meas)
+    meas["embedded"]["reused"] = {"02_train": 0}
+    assert "24 s (measured" in notebook_runtimes.header_line("02_train", meas)

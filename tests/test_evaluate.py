@@ -155,21 +155,21 @@ def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_ru
     loads, builds = [], []
     monkeypatch.setattr(ev, "load_trained", lambda run_dir, device="cpu": (loads.append(run_dir) or
                                                                            PerfectEncoder(ds.classnames), cfg))
-    monkeypatch.setattr(ev, "_get_dataset", lambda name, cfg: builds.append(name) or ds)
-    rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg)
+    build = lambda name, cfg: builds.append(name) or ds  # noqa: E731
+    rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg, get_dataset=build)
     assert loads == runs and sorted(builds) == ["fake", "fake2"]  # one load per run, one build per set
     assert {(r["dataset"], r["metric"], r["value"]) for r in rows if r["metric"] == "top1"} == {
         ("fake", "top1", 100.0), ("fake2", "top1", 100.0)}
     # a second pass reads the caches: nothing is loaded or built, and the rows are the same
     loads.clear(), builds.clear()
-    again = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg)
+    again = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg, get_dataset=build)
     assert loads == [] and builds == [] and again == rows
     single = evaluate_run(runs[0], "zero_shot", "fake", tmp_path / "res", cfg=cfg)
     assert single == [r for r in rows if r["seed"] == 0 and r["dataset"] == "fake"]
 
 
-def test_frozen_text_tower_memo_matches_the_direct_path_and_skips_the_tower():
-    from contextclip import encoding
+def test_frozen_text_store_matches_the_direct_path_and_skips_the_tower():
+    from contextclip import encoding, frozen_features
     from contextclip.config import load_config
     from contextclip.model import build_model
 
@@ -179,7 +179,7 @@ def test_frozen_text_tower_memo_matches_the_direct_path_and_skips_the_tower():
     with torch.no_grad():
         tok = model.tokenize(texts)
         direct = model.encode_text(tok["input_ids"], tok["attention_mask"])
-    encoding._FROZEN_TEXT_MEMO.clear()
+    frozen_features.clear_text_store()
     memo = encoding.encode_texts(model, texts, batch_size=2)
     assert torch.allclose(memo, direct, atol=1e-5)
     calls = []
@@ -194,3 +194,26 @@ def test_frozen_text_tower_memo_matches_the_direct_path_and_skips_the_tower():
     encoding.encode_texts(trained, texts)
     handle.remove()
     assert calls
+
+
+def test_training_and_evaluation_share_one_frozen_text_store():
+    """Captions whose features training computed are not run through the tower again by evaluation."""
+    import contextlib
+
+    from contextclip import encoding, frozen_features
+    from contextclip.config import load_config
+    from contextclip.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_config("smoke", {"freeze_text": True})).eval()
+    captions = ["the digit seven", "a red circle", "a small green star above a 3"]
+    frozen_features.clear_text_store()
+    cache = frozen_features.FrozenFeatureCache.for_captions(model, captions, contextlib.nullcontext)
+    calls = []
+    handle = model.text_tower.register_forward_hook(lambda *a: calls.append(1))
+    emb = encoding.encode_texts(model, captions)
+    handle.remove()
+    assert calls == []
+    with torch.no_grad():
+        expected = model.embed_text_features(cache.lookup(captions))
+    assert torch.allclose(emb, expected.float(), atol=1e-6)

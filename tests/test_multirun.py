@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
+from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg
 
 from contextclip.data.pairs import PairDataset
 from contextclip.multirun import fit_runs, prefill_augmentations
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_fakes import SquaresPairs, checkpoint_state, smoke_cfg  # noqa: E402
 
 
 def test_parallel_runs_match_sequential_runs(tmp_path):

@@ -17,7 +17,6 @@ CPU only, offline, seeded, smoke-size towers, one torch thread.
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
@@ -161,8 +160,8 @@ def test_bf16_autocast_keeps_the_losses_in_fp32():
 
 
 # ----------------------------------------------------------------------------- GPU check, CPU path
-def test_gpu_check_cpu_smoke(tmp_path, capsys):
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+def test_gpu_check_cpu_smoke(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
     import gpu_check
 
     out = tmp_path / "gpu.json"

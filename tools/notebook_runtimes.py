@@ -2,7 +2,8 @@
 
 The numbers come only from ``benchmarks/results/pipeline_<profile>.json`` (written by
 ``python benchmarks/pipeline.py --profile P``, which times the notebooks of the last
-``reproduce`` run); a profile without such a file is reported as "not measured". Run
+``reproduce`` run); a profile without such a file is reported as "not measured", and a pass that
+reused trained runs instead of training them says so beside its time. Run
 ``python tools/notebook_runtimes.py`` after a new benchmark, then ``make notebooks``.
 ``--check`` exits 1 when a header or the table differs from the measurements.
 """
@@ -27,6 +28,12 @@ def _fmt(seconds: float) -> str:
     return f"{s} s" if s < 90 else f"{s // 60} min {s % 60:02d} s"
 
 
+def _time(m: dict, notebook: str) -> str:
+    """The notebook's measured time, with the trained runs that pass reused (so trained nothing for)."""
+    n = m.get("reused", {}).get(notebook, 0)
+    return _fmt(m["notebooks"][notebook]) + (f", reusing {n} trained runs" if n else "")
+
+
 def measurements() -> dict[str, dict]:
     """``{profile: {"notebooks": {name: seconds}, "machine": ..., "file": ...}}`` for each measured profile."""
     out = {}
@@ -35,9 +42,10 @@ def measurements() -> dict[str, dict]:
         if not path.exists():
             continue
         d = json.loads(path.read_text())
-        times = {r["notebook"]: r["seconds"] for r in d["notebooks"] if r.get("seconds") is not None
-                 and r.get("status") == "ok"}
-        out[profile] = {"notebooks": times, "machine": d.get("machine", {}), "file": path.relative_to(ROOT)}
+        ok = [r for r in d["notebooks"] if r.get("seconds") is not None and r.get("status") == "ok"]
+        out[profile] = {"notebooks": {r["notebook"]: r["seconds"] for r in ok},
+                        "reused": {r["notebook"]: r.get("reused_runs", 0) for r in ok},
+                        "machine": d.get("machine", {}), "file": path.relative_to(ROOT)}
     return out
 
 
@@ -51,7 +59,7 @@ def header_line(notebook: str, meas: dict[str, dict]) -> str:
     for profile in PROFILES:
         m = meas.get(profile)
         if m and notebook in m["notebooks"]:
-            parts.append(f"{profile}: {_fmt(m['notebooks'][notebook])} (measured, {_machine(m['machine'])})")
+            parts.append(f"{profile}: {_time(m, notebook)} (measured, {_machine(m['machine'])})")
         else:
             parts.append(f"{profile}: not measured yet")
     return ("# **Runtime.** " + "; ".join(parts) + ". Source: `benchmarks/results/pipeline_<profile>.json` "
@@ -62,7 +70,7 @@ def table(meas: dict[str, dict]) -> str:
     names = sorted({p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.py")})
     lines = ["| notebook | " + " | ".join(PROFILES) + " |", "|---|" + "---|" * len(PROFILES)]
     for n in names:
-        cells = [_fmt(meas[p]["notebooks"][n]) if p in meas and n in meas[p]["notebooks"] else "not measured"
+        cells = [_time(meas[p], n) if p in meas and n in meas[p]["notebooks"] else "not measured"
                  for p in PROFILES]
         lines.append(f"| `{n}` | " + " | ".join(cells) + " |")
     src = "; ".join(f"{p}: `{m['file']}` ({_machine(m['machine'])})" for p, m in meas.items()) or "none yet"

@@ -1,4 +1,4 @@
-"""Hostile inputs, second round: every case is something a demanding user did or could do.
+"""Misuse and lying files: every case is something a demanding user did or could do.
 
 Classes: pipeline steps reused only on matching digests (failed and killed steps rolled back);
 metrics rows that name their run; config values that are not finite or not sane and YAML that
