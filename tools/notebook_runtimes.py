@@ -18,7 +18,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-PROFILES = ("smoke", "embedded", "paper")
+PROFILES = ("smoke", "embedded", "paper", "sensitivity")
+ONLY_WHERE_MEASURED = ("sensitivity",)  # runs notebook 08 alone: not named in the other headers
 BEGIN, END = "<!-- runtimes: begin (tools/notebook_runtimes.py) -->", "<!-- runtimes: end -->"
 HEADER = re.compile(r"^# \*\*Runtime\.\*\*.*$", re.M)
 
@@ -60,7 +61,7 @@ def header_line(notebook: str, meas: dict[str, dict]) -> str:
         m = meas.get(profile)
         if m and notebook in m["notebooks"]:
             parts.append(f"{profile}: {_time(m, notebook)} (measured, {_machine(m['machine'])})")
-        else:
+        elif profile not in ONLY_WHERE_MEASURED:
             parts.append(f"{profile}: not measured yet")
     return ("# **Runtime.** " + "; ".join(parts) + ". Source: `benchmarks/results/pipeline_<profile>.json` "
             "(`python tools/notebook_runtimes.py`).")
