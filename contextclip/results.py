@@ -219,6 +219,12 @@ def paired_difference(clip: dict[int, float], ctx: dict[int, float], per_item: d
                 "paired_seeds": 0}
     diffs = np.array([ctx[s] - clip[s] for s in seeds])
     out = {"diff": float(diffs.mean()), "paired_seeds": len(seeds)}
+    if len(seeds) >= 2 and np.ptp(diffs) == 0:
+        # Every seed gives the same difference (both methods at a ceiling or at chance, say): a
+        # t-interval would be a single point and "exclude" every other value. No interval.
+        out.update(ci_low=math.nan, ci_high=math.nan,
+                   ci_method=f"no spread: all {len(seeds)} seeds give the same difference")
+        return out
     if len(seeds) >= 2:
         lo, hi = t_interval(diffs)
         out.update(ci_low=lo, ci_high=hi, ci_method=f"t over {len(seeds)} seeds")
@@ -504,11 +510,13 @@ class Comparison:
                    if stand_ins else "")
                 + f": {c[SUPPORTS]} support the paper, {c[CONTRADICTS]} contradict it, {c[INCONCLUSIVE]} are "
                 "inconclusive (the interval holds both 0 and the paper's gain)"
-                + (f", {c[NO_INTERVAL]} have no interval" if c[NO_INTERVAL] else "") + ". ")
+                + (f", {n_none} have no interval (no spread over the seeds, or one seed without per-item results)"
+                   if (n_none := int((with_paper["verdict"] == NO_INTERVAL).sum())) else "") + ". ")
         no_paper = len(r) - len(with_paper)
         if no_paper:
+            n_none = c[NO_INTERVAL] - n_none
             text += (f"Of the {no_paper} rows without a paper figure, {c[EXCLUDES_ZERO]} have an interval that "
-                     "excludes 0. ")
+                     "excludes 0" + (f" and {n_none} have none" if n_none else "") + ". ")
         top1 = r[(r["task"] == "zero_shot") & (r["metric"] == "top1") & r["half_width"].notna()]
         if len(top1):
             text += (f"Smallest detectable difference on zero-shot top-1 (the intervals' half-width): "

@@ -206,3 +206,26 @@ def test_summary_names_every_interval_that_excludes_zero_and_never_says_not_repr
     for text in (head, report, comp.table_markdown("table1_zero_shot")):
         assert "not reproduced" not in text
     assert report.count("\n- ") == 4 + 1  # one bullet per compared row, plus the environment line
+
+
+def test_seeds_that_all_give_the_same_difference_have_no_interval_and_no_verdict(tmp_path):
+    """Both methods at a ceiling (100% top-5 on every seed) say nothing: a zero-width t-interval
+    would "exclude" the paper's gain and be counted as contradicting it."""
+    from contextclip.results import paired_difference
+
+    d = paired_difference({0: 100.0, 1: 100.0, 2: 100.0}, {0: 100.0, 1: 100.0, 2: 100.0})
+    assert d["diff"] == 0.0 and math.isnan(d["ci_low"]) and math.isnan(d["ci_high"])
+    assert d["ci_method"].startswith("no spread") and three_way(d["ci_low"], d["ci_high"], 0.52) == NO_INTERVAL
+    assert not math.isnan(paired_difference({0: 50.0, 1: 51.0}, {0: 50.5, 1: 51.0})["ci_low"])  # spread: an interval
+    rows = []
+    for s in range(3):  # one row with a paper figure at the ceiling, one without, one ordinary
+        rows += [row("clip", s, "fine_tune", "mnist", "top5", 100.0), row("contextclip", s, "fine_tune", "mnist", "top5", 100.0),
+                 row("clip", s, "linear_probe", "digits", "top5", 100.0),
+                 row("contextclip", s, "linear_probe", "digits", "top5", 100.0),
+                 row("clip", s, "zero_shot", "mnist", "top1", 50.0 + s), row("contextclip", s, "zero_shot", "mnist", "top1", 60.0 + 2 * s)]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    comp = summarize(tmp_path, "smoke")
+    assert comp.counts()[NO_INTERVAL] == 2 and comp.counts()[CONTRADICTS] == 0
+    head = comp.headline()
+    assert "Three-way verdict on the 2 rows with a paper figure" in head
+    assert "1 have no interval" in head and "and 1 have none" in head
