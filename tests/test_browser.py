@@ -40,6 +40,7 @@ NOTEBOOK = "notebooks/00_contextual_loss_explained.ipynb"
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts" / "browser"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook shown (a restored tab would add others)
 INSTALL_HINT = ("install Debian's Chromium with `sudo apt-get install -y chromium` (and `make setup` for the "
                 "pinned playwright package) to run the browser test; .ci/run does both")
 
@@ -120,7 +121,7 @@ def _digest(path: Path) -> str:
 
 
 def _all_code_cells_ran(page) -> bool:
-    prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
+    prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
     return bool(prompts) and all(p.strip().startswith("[") and p.strip()[1:-2].strip().isdigit() for p in prompts)
 
 
@@ -142,7 +143,7 @@ def _wait_kernel_idle(base: str, token: str, log_path: Path, seconds: float = 18
 
 
 def _prompts(page) -> list[str]:
-    return [p.strip() for p in page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
+    return [p.strip() for p in page.locator(f"{PANEL} .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()]
 
 
 def _cells_started(page, seconds: float) -> bool:
@@ -164,7 +165,8 @@ def _diagnosis(page, base: str, token: str, log_path: Path) -> str:
     except OSError as exc:
         kernels = [f"(kernels not readable: {exc})"]
     dialogs = page.locator(".jp-Dialog").all_inner_texts()
-    return (f"cell prompts {counts}; kernels {kernels}; dialogs {dialogs}; Lab log tail:\n"
+    tabs = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tabLabel").all_inner_texts()
+    return (f"cell prompts {counts}; kernels {kernels}; open tabs {tabs}; dialogs {dialogs}; Lab log tail:\n"
             + log_path.read_text()[-4000:])
 
 
