@@ -233,6 +233,14 @@ def _backup(dirs: Sequence[Path], backup: Path) -> dict[str, tuple[int, int]]:
     return snap
 
 
+def _restore(src: Path, dst: Path) -> None:
+    """Put the backed-up ``src`` back at ``dst`` atomically: a kill leaves the old or the restored file."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = fileio.tmp_path(dst)
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
 def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path) -> int:
     """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored."""
     now = _snapshot(dirs, [])
@@ -244,12 +252,11 @@ def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], fail
             os.replace(f, dst)
             moved += 1
         elif list(stamp) != list(before[f]) and (backup / Path(f).relative_to("/")).exists():
-            shutil.copy2(backup / Path(f).relative_to("/"), f)
+            _restore(backup / Path(f).relative_to("/"), Path(f))
             moved += 1
     for f in before:
         if f not in now and (backup / Path(f).relative_to("/")).exists():
-            Path(f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(backup / Path(f).relative_to("/"), f)
+            _restore(backup / Path(f).relative_to("/"), Path(f))
             moved += 1
     shutil.rmtree(backup, ignore_errors=True)
     return moved
