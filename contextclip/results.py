@@ -505,18 +505,19 @@ class Comparison:
         c = self.counts()
         with_paper = r[r["paper_diff"].notna()]
         stand_ins = sum(is_stand_in(x) for _, x in with_paper.iterrows())
+        none_paper = int((with_paper["verdict"] == NO_INTERVAL).sum())  # no interval, with / without a paper figure
+        none_other = c[NO_INTERVAL] - none_paper
         text = (f"Three-way verdict on the {len(with_paper)} rows with a paper figure"
                 + (f" ({stand_ins} of them embedded stand-ins, compared with the gain of the paper row they play)"
                    if stand_ins else "")
                 + f": {c[SUPPORTS]} support the paper, {c[CONTRADICTS]} contradict it, {c[INCONCLUSIVE]} are "
                 "inconclusive (the interval holds both 0 and the paper's gain)"
-                + (f", {n_none} have no interval (no spread over the seeds, or one seed without per-item results)"
-                   if (n_none := int((with_paper["verdict"] == NO_INTERVAL).sum())) else "") + ". ")
+                + (f", {none_paper} have no interval (no spread over the seeds, or one seed without per-item results)"
+                   if none_paper else "") + ". ")
         no_paper = len(r) - len(with_paper)
         if no_paper:
-            n_none = c[NO_INTERVAL] - n_none
             text += (f"Of the {no_paper} rows without a paper figure, {c[EXCLUDES_ZERO]} have an interval that "
-                     "excludes 0" + (f" and {n_none} have none" if n_none else "") + ". ")
+                     "excludes 0" + (f" and {none_other} have none" if none_other else "") + ". ")
         top1 = r[(r["task"] == "zero_shot") & (r["metric"] == "top1") & r["half_width"].notna()]
         if len(top1):
             text += (f"Smallest detectable difference on zero-shot top-1 (the intervals' half-width): "

@@ -121,8 +121,8 @@ def _digest(path: Path) -> str:
 
 
 def _all_code_cells_ran(page) -> bool:
-    prompts = page.locator(f"{PANEL} .jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
-    return bool(prompts) and all(p.strip().startswith("[") and p.strip()[1:-2].strip().isdigit() for p in prompts)
+    prompts = _prompts(page)
+    return bool(prompts) and all(p.startswith("[") and p[1:-2].strip().isdigit() for p in prompts)
 
 
 def _kernels(base: str, token: str) -> list[dict]:
