@@ -81,6 +81,7 @@ class ModelConfig:
     embed_dim: int = 256  # joint embedding size
     max_length: int = 32  # token limit per caption (captions are padded per batch)
     small_image_stem: bool = False  # ResNet: 3x3 stride-1 conv1 and no max-pool (CIFAR style; ~7x compute at 32 px)
+    image_width: int = 64  # resnet10 only: channels of its first stage (64 = ResNet-18's; stages double it)
     freeze_image: bool = False  # keep the image tower frozen (eval mode, no gradients)
     freeze_text: bool = False  # keep the text tower frozen (eval mode, no gradients)
 
@@ -394,6 +395,9 @@ class Config:
             )
         if not self.train.seeds:
             raise ConfigError("config key 'seeds': at least one seed is needed")
+        if self.model.image_width != 64 and self.model.image_tower != "resnet10":
+            raise ConfigError(f"config key 'image_width': only image_tower=resnet10 takes a width, not "
+                              f"{self.model.image_tower!r}; leave image_width at 64")
 
     # ------------------------------------------------------- per-method view
     def for_method(self, method: str) -> Config:

@@ -87,6 +87,15 @@ def _load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def _load_into(module: nn.Module, sd: dict[str, torch.Tensor], source: str, ignore_prefixes=()) -> None:
     sd = {k: v for k, v in sd.items() if not k.startswith(tuple(ignore_prefixes))}
+    target = module.state_dict()
+    wrong = [k for k, v in sd.items() if k in target and tuple(v.shape) != tuple(target[k].shape)]
+    if wrong:
+        k = wrong[0]
+        raise WeightsUnavailable(
+            f"weights from {source} do not fit the tower: {len(wrong)} tensor(s) of another shape, e.g. {k} "
+            f"{tuple(sd[k].shape)} where the tower has {tuple(target[k].shape)} (another width, e.g. "
+            "image_width, or another architecture?)"
+        )
     missing, unexpected = module.load_state_dict(sd, strict=False)
     missing = [k for k in missing if not k.startswith(tuple(ignore_prefixes))]
     if missing or unexpected:
@@ -126,16 +135,46 @@ def _tiny_cnn(cfg: ModelConfig, image_size: int, pretrained: bool) -> tuple[nn.M
     return tower, tower.out_dim
 
 
+def _resnet10(width: int) -> nn.Module:
+    """torchvision's ResNet with one BasicBlock per stage and ``width`` channels in the first stage.
+
+    At ``width = 64`` this is ResNet-18's layout with one block per stage; a narrower width keeps
+    the layout, the key names and the initialisation, at about (width / 64)^2 of the compute.
+    """
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    if width < 8 or width % 8:
+        raise ConfigError(f"config key 'image_width': {width} is not a multiple of 8 (at least 8); try 32 or 64")
+    tower = ResNet(BasicBlock, [1, 1, 1, 1])
+    if width == 64:
+        return tower
+    tower.inplanes = width  # rebuilt with torchvision's own layer builder, then initialised as ResNet does
+    tower.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    tower.bn1 = nn.BatchNorm2d(width)
+    tower.layer1 = tower._make_layer(BasicBlock, width, 1)
+    for i in (2, 3, 4):
+        setattr(tower, f"layer{i}", tower._make_layer(BasicBlock, width * 2 ** (i - 1), 1, stride=2))
+    tower.fc = nn.Linear(8 * width, 1000)
+    for m in tower.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+    return tower
+
+
 def _resnet(depth: int) -> Callable:
     def build(cfg: ModelConfig, image_size: int, pretrained: bool) -> tuple[nn.Module, int]:
         import torchvision
 
         if depth == 10:  # one BasicBlock per stage: ResNet-18's layout at ~2.7x less compute
             def ctor(weights=None):
-                from torchvision.models.resnet import BasicBlock, ResNet
-
-                return ResNet(BasicBlock, [1, 1, 1, 1])
+                return _resnet10(cfg.image_width)
         else:
+            if cfg.image_width != 64:
+                raise ConfigError(f"config key 'image_width': only resnet10 takes a width; resnet{depth} "
+                                  "has torchvision's fixed widths (leave image_width at 64)")
             ctor = getattr(torchvision.models, f"resnet{depth}")
         weights = cfg.image_weights if pretrained else "none"
         sd = None
@@ -164,7 +203,7 @@ def _resnet(depth: int) -> Callable:
         small = (sd["conv1.weight"].shape[-1] == 3) if sd is not None and "conv1.weight" in sd \
             else cfg.small_image_stem
         if small:
-            tower.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+            tower.conv1 = nn.Conv2d(3, tower.bn1.num_features, kernel_size=3, stride=1, padding=1, bias=False)
             tower.maxpool = nn.Identity()
         out_dim = tower.fc.in_features
         tower.fc = nn.Identity()

@@ -7,8 +7,11 @@ What it is:
   Rows of the same (run, task, dataset) are replaced, so re-evaluating a run never duplicates it,
   and evaluating another run adds rows, never replacing another run's.
 - Which runs the tables summarise (``table_runs``): per method and seed, the run whose folder has
-  the layout's name ``<method>-seed<k>`` (the pipeline's); other runs' rows stay in metrics.csv
-  and out of the tables. Each table's ``.md`` names the runs it summarises.
+  the layout's name ``<method>-seed<k>`` (the pipeline's), and, when ``seeds`` is given (the
+  notebooks and the README tool give the profile's), only those seeds: a profile whose seed list
+  or recipe changed leaves the rows of its former seeds in metrics.csv and out of the tables.
+  Other runs' rows stay in metrics.csv and out of the tables. Each table's ``.md`` names the runs
+  it summarises.
 - ``save_per_item`` / ``load_per_item``: per-test-item correctness (0/1, or a fraction on ties)
   of one evaluation, kept beside metrics.csv for the single-seed bootstrap.
 - ``build_tables(results_dir)`` (= ``summarize(...).tables``): ``table1_zero_shot``, ``table2_fine_tune`` (fine-tuning and
@@ -396,12 +399,16 @@ def to_markdown(table: pd.DataFrame, title: str | None = None, metrics: tuple[st
     return "\n".join(lines) + "\n"
 
 
-def table_runs(df: pd.DataFrame, source: Path | str = "metrics.csv") -> tuple[pd.DataFrame, list[str]]:
-    """The rows the tables summarise (layout-named runs, see the module docstring) and those runs.
+def table_runs(df: pd.DataFrame, source: Path | str = "metrics.csv",
+               seeds=None) -> tuple[pd.DataFrame, list[str]]:
+    """The rows the tables summarise (layout-named runs of ``seeds``, or of every seed when it is
+    None; see the module docstring) and those runs.
 
     Two different layout-named runs for one (method, seed, task, dataset) are an error naming both.
     """
     keep = df[[is_layout_run(r, m, s) for r, m, s in zip(df["run"], df["method"], df["seed"])]]
+    if seeds is not None:
+        keep = keep[keep["seed"].isin([int(s) for s in seeds])]
     runs_per_key = keep.groupby(["method", "seed", "task", "dataset"])["run"].nunique()
     clash = runs_per_key[runs_per_key > 1]
     if len(clash):
@@ -414,9 +421,11 @@ def table_runs(df: pd.DataFrame, source: Path | str = "metrics.csv") -> tuple[pd
     return keep, sorted(r for r in set(keep["run"]) if r)
 
 
-def build_tables(results_dir: Path, profile: str | None = None, bootstrap_samples: int = 1000) -> dict:
-    """Write table1/2/3 as .md and .csv under ``results_dir`` from its metrics.csv; returns the frames."""
-    return summarize(results_dir, profile, bootstrap_samples).tables
+def build_tables(results_dir: Path, profile: str | None = None, bootstrap_samples: int = 1000,
+                 seeds=None) -> dict:
+    """Write table1/2/3 as .md and .csv under ``results_dir`` from its metrics.csv (the runs of
+    ``seeds``, or of every seed when None); returns the frames."""
+    return summarize(results_dir, profile, bootstrap_samples, seeds=seeds).tables
 
 
 def row_name(r) -> str:
@@ -557,9 +566,10 @@ class Comparison:
 
 
 def summarize(results_dir: Path, profile: str | None = None, bootstrap_samples: int = 1000,
-              write: bool = True) -> Comparison:
+              write: bool = True, seeds=None) -> Comparison:
     """Build the comparison summary from ``results_dir/metrics.csv`` (and per-item files).
 
+    ``seeds``: summarise the runs of these seeds only (the profile's; None: every seed found).
     With ``write`` the three tables are also written as ``.md`` and ``.csv`` (atomically).
     """
     results_dir = Path(results_dir)
@@ -567,7 +577,10 @@ def summarize(results_dir: Path, profile: str | None = None, bootstrap_samples: 
     if df.empty:
         raise FileNotFoundError(f"{results_dir / 'metrics.csv'} is missing or empty; run "
                                 "`python -m contextclip evaluate ...` (or notebooks 03-06) first")
-    df, runs = table_runs(df, results_dir / "metrics.csv")
+    df, runs = table_runs(df, results_dir / "metrics.csv", seeds)
+    if df.empty:
+        raise FileNotFoundError(f"{results_dir / 'metrics.csv'} has no rows of seeds {list(seeds or [])}; "
+                                "run the evaluations of those seeds (notebooks 03-06) first")
     tables = {name: comparison_table(df, tasks, metrics, results_dir, bootstrap_samples)
               for name, (tasks, metrics) in TABLES.items()}
     comparison = Comparison(profile, tables, runs)

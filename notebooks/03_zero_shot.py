@@ -31,7 +31,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table1_zero_shot.{md,csv}`;
 # embeddings cached in each run's `embeddings/`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 63 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 30 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -85,7 +85,8 @@ show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "
 # the seeds' paired differences.
 
 # %%
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
+                              seeds=cfg.train.seeds)
 show_table(paths.results / "table1_zero_shot.md")
 show_markdown(results.verdict(tables["table1_zero_shot"]))
 # Table 1 has every set of the profile; per run, top-1 never exceeds top-5 and both are percentages

@@ -24,7 +24,7 @@
 # **Inputs.** The trained runs of `02_train`; the profile's `fine_tune_datasets`.
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table2_fine_tune.{md,csv}`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 2 min 53 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 53 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -67,7 +67,8 @@ show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["me
 # ## 2. Table 2 beside the paper
 
 # %%
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
+                              seeds=cfg.train.seeds)
 show_table(paths.results / "table2_fine_tune.md")
 show_markdown(results.verdict(tables["table2_fine_tune"]))
 # both evaluations ran for every run and set, and their accuracies are percentages

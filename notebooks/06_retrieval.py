@@ -26,7 +26,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`, `results/<profile>/table3_retrieval.{md,csv}`,
 # `figures/<profile>/fig5_retrieval_<dataset>.png`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 31 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 20 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -60,7 +60,8 @@ per_run = pd.DataFrame(rows)
 per_run = per_run[~per_run["metric"].str.startswith("chance")]
 show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], values="value"),
            caption=f"Recall@K on {name} (percent)")
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples)
+tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
+                              seeds=cfg.train.seeds)
 show_table(paths.results / "table3_retrieval.md")
 # recall@K never falls as K grows, in both directions, for every run
 recall = per_run.pivot_table(index=["method", "seed"], columns="metric", values="value")

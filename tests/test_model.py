@@ -145,6 +145,33 @@ def test_resnet_small_stem_and_local_weights_file(tmp_path):
         _model(image_tower="tiny_cnn", image_weights=str(tmp_path / "bad.pt"))
 
 
+def test_resnet10_width_scales_every_stage_and_keeps_torchvision_names(tmp_path):
+    from contextclip.config import ConfigError
+
+    full, half = _model(image_tower="resnet10"), _model(image_tower="resnet10", image_width=32)
+    widths = [half.image_tower.get_submodule(f"layer{i}")[0].conv2.out_channels for i in (1, 2, 3, 4)]
+    assert widths == [32, 64, 128, 256] and half.image_dim == 256 and full.image_dim == 512
+    n_full = sum(p.numel() for p in full.image_tower.parameters())
+    n_half = sum(p.numel() for p in half.image_tower.parameters())
+    assert 0.2 < n_half / n_full < 0.3  # about (32 / 64)^2 of the weights
+    assert set(half.image_tower.state_dict()) == set(full.image_tower.state_dict())  # same key names
+    # the stages are initialised as torchvision initialises them (BatchNorm: weight 1, bias 0)
+    assert torch.all(half.image_tower.layer3[0].bn1.weight == 1) and torch.all(half.image_tower.bn1.bias == 0)
+    assert half.encode_image(_images()).shape == (3, 256)
+    small = _model(image_tower="resnet10", image_width=16, small_image_stem=True)
+    assert small.image_tower.conv1.out_channels == 16 and small.image_tower.conv1.kernel_size == (3, 3)
+    # a saved narrow tower loads back into a tower of the same width, and into no other
+    torch.save(half.image_tower.state_dict(), tmp_path / "half.pt")
+    back = _model(image_tower="resnet10", image_width=32, image_weights=str(tmp_path / "half.pt"))
+    torch.testing.assert_close(back.image_tower.layer4[0].conv2.weight, half.image_tower.layer4[0].conv2.weight)
+    with pytest.raises(WeightsUnavailable, match="do not fit"):
+        _model(image_tower="resnet10", image_weights=str(tmp_path / "half.pt"))
+    with pytest.raises(ConfigError, match="image_width.*multiple of 8"):
+        _model(image_tower="resnet10", image_width=20)
+    with pytest.raises(ConfigError, match="image_width.*only image_tower=resnet10"):
+        _model(image_tower="resnet18", image_width=32)
+
+
 def test_imagenet_weights_offline_give_a_clear_error(monkeypatch):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("no internet")

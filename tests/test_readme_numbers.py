@@ -78,7 +78,8 @@ def test_readme_sections_are_regenerated_from_metrics(tmp_path):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_report_and_tables_are_regenerated_from_metrics(profile):
     cfg = load_config(profile)
-    comp = results.summarize(RESULTS / profile, cfg.profile, cfg.eval.bootstrap_samples, write=False)
+    comp = results.summarize(RESULTS / profile, cfg.profile, cfg.eval.bootstrap_samples, write=False,
+                             seeds=cfg.train.seeds)
     report = (RESULTS / profile / "report.md").read_text(encoding="utf-8")
     quoted = report.split("\n## Environment", 1)[0]
     new = comp.report_markdown().rstrip("\n")

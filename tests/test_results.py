@@ -229,3 +229,25 @@ def test_seeds_that_all_give_the_same_difference_have_no_interval_and_no_verdict
     head = comp.headline()
     assert "Three-way verdict on the 2 rows with a paper figure" in head
     assert "1 have no interval" in head and "and 1 have none" in head
+
+
+def test_tables_summarise_the_profile_seeds_only(tmp_path):
+    """A profile whose seed list changed (or whose recipe changed and dropped seeds) keeps the old
+    seeds' rows in metrics.csv, but the tables count only the seeds they are given."""
+    rows = []
+    for s in range(5):
+        run = f"runs/p/{{}}-seed{s}"
+        old = s >= 3  # seeds 3 and 4: rows of an earlier recipe, far apart from the others
+        rows += [dict(row("clip", s, "zero_shot", "mnist", "top1", 50.0 + s), run=run.format("clip"), checkpoint="a"),
+                 dict(row("contextclip", s, "zero_shot", "mnist", "top1", 50.0 + s + (-30.0 if old else 1.0)),
+                      run=run.format("contextclip"), checkpoint="b")]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    every = summarize(tmp_path, "smoke", write=False).tables["table1_zero_shot"].iloc[0]
+    assert every["paired_seeds"] == 5
+    comp = summarize(tmp_path, "smoke", write=False, seeds=[0, 1, 2])
+    r = comp.tables["table1_zero_shot"].iloc[0]
+    assert r["paired_seeds"] == 3 and r["diff"] == pytest.approx(1.0) and r["clip_seeds"] == 3
+    assert comp.runs == sorted(f"runs/p/{m}-seed{s}" for m in ("clip", "contextclip") for s in range(3))
+    assert len(read_metrics(tmp_path / "metrics.csv")) == 10  # nothing removed from metrics.csv
+    with pytest.raises(FileNotFoundError, match=r"no rows of seeds \[7\]"):
+        summarize(tmp_path, "smoke", write=False, seeds=[7])

@@ -80,7 +80,7 @@ def comparison(profile: str, results_dir: Path | None = None) -> results.Compari
     """The comparison summary of a profile, with that profile's bootstrap setting (nothing written)."""
     cfg = load_config(profile)
     return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile,
-                             cfg.eval.bootstrap_samples, write=False)
+                             cfg.eval.bootstrap_samples, write=False, seeds=cfg.train.seeds)
 
 
 #: zero-shot sets whose top-1 level the reading states, with how to say what they measure
