@@ -22,8 +22,9 @@
 # near-duplicate of one, but the generated shape sets are *in-distribution* (new renderings of the
 # classes the corpus names), real MNIST and sklearn digits are *transfer* from rendered to handwritten
 # digits whose names the captions do use, and only `novel_shapes` holds classes that no training
-# caption names (zero-shot in the paper's sense). `mnist_test` is the 4,000-digit test part; every
-# choice of the embedded profile was made on the 1,000 validation digits (`mnist_val`), never here. Top-1, top-5 and mean-per-class recall for every run and set, then
+# caption names (zero-shot in the paper's sense). `mnist_test` is the 4,000-digit test part; the
+# embedded profile's recipe was chosen on the 1,000 validation digits (`mnist_val`), never here (only
+# the corpus mix predates that split). Top-1, top-5 and mean-per-class recall for every run and set, then
 # Table 1: CLIP and ContextCLIP (mean $\pm$ std over seeds), their paired difference with a 95 %
 # interval, chance level and the paper's numbers.
 #

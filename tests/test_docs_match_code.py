@@ -45,3 +45,16 @@ def test_a_pass_that_reused_trained_runs_says_so_beside_its_time(monkeypatch):
     assert "24 s, reusing 12 trained runs" in notebook_runtimes.header_line("02_train", meas)
     meas["embedded"]["reused"] = {"02_train": 0}
     assert "24 s (measured" in notebook_runtimes.header_line("02_train", meas)
+
+
+def test_runtime_headers_name_only_the_profiles_that_run_the_notebook(monkeypatch):
+    """embedded and paper stop at 07 and sensitivity runs 08 alone: no "not measured yet" for a
+    notebook a profile never runs; smoke (an empty list) runs every notebook."""
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "tools"))
+    import notebook_runtimes
+
+    eight = notebook_runtimes.header_line("08_sensitivity", {})
+    assert "smoke: not measured yet" in eight and "sensitivity: not measured yet" in eight
+    assert "embedded" not in eight and "paper" not in eight
+    two = notebook_runtimes.header_line("02_train", {})
+    assert "embedded: not measured yet" in two and "sensitivity" not in two

