@@ -57,6 +57,7 @@ def check_seed(seed: Any, key: str = "seed") -> int:
 class DataConfig:
     train_data: str = "synthetic"  # caption set to pretrain on: synthetic | manifest | cc3m | flickr8k
     n_pairs: int = 400  # pairs in the pretraining set (synthetic corpus size, or CC3M subset size)
+    digit_fraction: float = 0.72  # synthetic corpus: share of one-digit scenes (then 5% letters, 13% shapes, pairs)
     image_size: int = 32  # square side in pixels that every image is resized to
     val_fraction: float = 0.1  # share of pairs held out for the validation loss
     manifest: str = ""  # path to an image,caption CSV when train_data is "manifest"
@@ -180,6 +181,7 @@ CHOICES: dict[str, tuple] = {
 # (low, high, low_inclusive): the valid range of each numeric knob.
 RANGES: dict[str, tuple] = {
     "n_pairs": (2, None, True),
+    "digit_fraction": (0.0, 1.0, True),
     "image_size": (8, 1024, True),
     "val_fraction": (0.0, 0.9, True),
     "eval_max_images": (0, None, True),

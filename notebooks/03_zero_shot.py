@@ -23,8 +23,7 @@
 # classes the corpus names), real MNIST and sklearn digits are *transfer* from rendered to handwritten
 # digits whose names the captions do use, and only `novel_shapes` holds classes that no training
 # caption names (zero-shot in the paper's sense). `mnist_test` is the 4,000-digit test part; the
-# embedded profile's recipe was chosen on the 1,000 validation digits (`mnist_val`), never here (only
-# the corpus mix predates that split). Top-1, top-5 and mean-per-class recall for every run and set, then
+# embedded profile's recipe was chosen on the 1,000 validation digits (`mnist_val`), never here. Top-1, top-5 and mean-per-class recall for every run and set, then
 # Table 1: CLIP and ContextCLIP (mean $\pm$ std over seeds), their paired difference with a 95 %
 # interval, chance level and the paper's numbers.
 #
@@ -32,7 +31,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table1_zero_shot.{md,csv}`;
 # embeddings cached in each run's `embeddings/`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 30 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 27 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

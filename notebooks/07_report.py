@@ -28,7 +28,7 @@
 # **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
 # `results/<profile>/report.md` (the verdict and the environment).
 #
-# **Runtime.** smoke: not measured yet; embedded: 6 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -138,7 +138,7 @@ print(f"wrote {report.relative_to(REPO_ROOT)}")
 # Worked solutions: `notebooks/solutions/07_report_solutions.ipynb`.
 #
 # 1. **Predict, then run.** With one seed (the smoke profile), where does each 95 % interval come
-#    from? With four seeds (embedded)?
+#    from? With five seeds (embedded)?
 # 2. **Change a parameter.** Rerun with `bootstrap_samples = 2000`. How much do the interval
 #    endpoints move, and is that a change in the evidence?
 # 3. **Explain a result.** The verdict calls a row "inconclusive" when its interval holds both 0 and

@@ -166,6 +166,21 @@ def test_cache_reused_and_regenerated_on_change(tmp_path):
     assert np.array_equal(d.images, a.images)
 
 
+def test_the_corpus_of_a_config_follows_its_digit_fraction():
+    from contextclip.config import ConfigError, load_config
+
+    cfg = load_config("embedded")
+    p = syn.params_for(cfg)
+    assert (p.n, p.image_size, p.digit_fraction) == (cfg.data.n_pairs, cfg.data.image_size, cfg.data.digit_fraction)
+    assert p.key() == syn.CorpusParams(n=cfg.data.n_pairs, image_size=cfg.data.image_size).key()  # the default: same cache
+    mostly = syn.params_for(load_config("embedded", {"digit_fraction": 0.9, "n_pairs": 200}))
+    kinds = syn._kind_plan(mostly)
+    assert len(kinds) == 200 and kinds.count("digit") == 180  # exact; letters keep 10, shapes get the last 10
+    assert (kinds.count("letter"), kinds.count("shape"), kinds.count("pair")) == (10, 10, 0)
+    with pytest.raises(ConfigError, match="digit_fraction"):
+        load_config("embedded", {"digit_fraction": 1.5})
+
+
 def test_any_resolution():
     p = syn.CorpusParams(n=12, image_size=96)
     c = syn.generate(p)

@@ -80,8 +80,7 @@ def test_heldout_prompts_and_classes_occur_in_no_training_caption(embedded_repor
 
 def test_novel_shape_names_are_in_no_training_caption():
     cfg = load_config("embedded")
-    corpus = synthetic.load_or_generate(synthetic.CorpusParams(n=cfg.data.n_pairs, image_size=cfg.data.image_size),
-                                        resolve_root(cfg.data.data_root))
+    corpus = synthetic.load_or_generate(synthetic.params_for(cfg), resolve_root(cfg.data.data_root))
     words = " ".join(c for caps in corpus.captions for c in caps).lower().split()
     vocab = set(words)
     for name in synthetic.NOVEL_SHAPES:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from contextclip.data import prepare as prep
-from contextclip.data import registry
+from contextclip.data import registry, synthetic
 from contextclip.data.checks import check_manifest, write_clean
 
 
@@ -37,7 +37,7 @@ def run_prepare_profile(profile: str) -> int:
     root = registry.resolve_root(cfg.data.data_root)
     rc = 0
     if cfg.data.train_data == "synthetic":
-        rc |= prep.prepare_synthetic(root, cfg.data.n_pairs, cfg.data.image_size)
+        rc |= prep.prepare_synthetic(root, synthetic.params_for(cfg))
     for name in registry.required_datasets(cfg):
         print(f"--- {name}")
         rc |= prep.prepare(name, root)

@@ -27,9 +27,9 @@ __all__ = ["NEAR_DUPLICATE_RMS", "normalise_text", "verbatim_overlap", "nearest_
 
 #: RMS pixel difference (0-255, at 32 px) under which an evaluation image counts as a near-duplicate
 #: of a training image: the same scene re-rendered with other sensor noise or colour jitter stays
-#: below it. For scale: the closest two *different* scenes inside the embedded corpus are 9.4 apart
-#: (1% of corpus images have a neighbour within 11.3), real MNIST digits are >= 28 from every
-#: training image (data/README.md, "What the evaluation shares with training").
+#: below it. For scale: the closest two images inside the embedded corpus (digit_fraction 0.85) are
+#: 5.8 apart, and real MNIST digits are >= 25 from every training image (data/README.md, "What the
+#: evaluation shares with training").
 NEAR_DUPLICATE_RMS = 5.0
 
 

@@ -169,7 +169,7 @@ def split_indices(n: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------- sources
 def _synthetic(cfg, root: Path):
-    p = synthetic.CorpusParams(n=cfg.data.n_pairs, image_size=cfg.data.image_size)
+    p = synthetic.params_for(cfg)
     c = synthetic.load_or_generate(p, root)
     mild = [s["relation"] is not None or s["position"] is not None for s in c.specs]
     report = {"source": "synthetic", "n_pairs": len(c), "cache": str(synthetic.cache_path(p, root)),

@@ -71,8 +71,9 @@ def verify(name: str, root: Path) -> int:
     return 0
 
 
-def prepare_synthetic(root: Path, n: int = 6000, image_size: int = 32) -> int:
-    c = synthetic.load_or_generate(synthetic.CorpusParams(n=n, image_size=image_size), root)
+def prepare_synthetic(root: Path, params: synthetic.CorpusParams | None = None) -> int:
+    """Generate (or find in the cache) one corpus; by default the embedded profile's 6,000 pairs at 32 px."""
+    c = synthetic.load_or_generate(params or synthetic.CorpusParams(n=6000, image_size=32), root)
     st = synthetic.corpus_stats(c)
     print(f"synthetic: {st['n_images']} images, {st['distinct_captions']} distinct captions of {st['n_captions']}, "
           f"kinds {st['kinds']}, cache {synthetic.cache_path(c.params, root)}")

@@ -549,10 +549,17 @@ class Corpus:
         return len(self.specs)
 
 
+def params_for(cfg) -> CorpusParams:
+    """The pretraining corpus of a config: ``n_pairs`` scenes at ``image_size``, ``digit_fraction``
+    of them one digit (letters and single shapes keep their shares while they fit, and two-object
+    scenes fill the rest)."""
+    return CorpusParams(n=cfg.data.n_pairs, image_size=cfg.data.image_size, digit_fraction=cfg.data.digit_fraction)
+
+
 def _kind_plan(p: CorpusParams) -> list[str]:
-    n_digit = int(round(p.n * p.digit_fraction))
-    n_letter = int(round(p.n * p.letter_fraction))
-    n_shape = int(round(p.n * p.shape_fraction))
+    n_digit = min(p.n, int(round(p.n * p.digit_fraction)))  # the digit share is exact; the others
+    n_letter = min(p.n - n_digit, int(round(p.n * p.letter_fraction)))  # shrink when the shares add
+    n_shape = min(p.n - n_digit - n_letter, int(round(p.n * p.shape_fraction)))  # up to more than 1
     n_pair = max(0, p.n - n_digit - n_letter - n_shape)
     kinds = ["digit"] * n_digit + ["letter"] * n_letter + ["shape"] * n_shape + ["pair"] * n_pair
     rng = np.random.default_rng([p.seed, STREAMS[p.stream], 0])
