@@ -172,7 +172,8 @@ def test_the_corpus_of_a_config_follows_its_digit_fraction():
     cfg = load_config("embedded")
     p = syn.params_for(cfg)
     assert (p.n, p.image_size, p.digit_fraction) == (cfg.data.n_pairs, cfg.data.image_size, cfg.data.digit_fraction)
-    assert p.key() == syn.CorpusParams(n=cfg.data.n_pairs, image_size=cfg.data.image_size).key()  # the default: same cache
+    smoke = load_config("smoke")  # the knob's default is the generator's: the same corpus and cache as before the knob
+    assert syn.params_for(smoke).key() == syn.CorpusParams(n=smoke.data.n_pairs, image_size=smoke.data.image_size).key()
     mostly = syn.params_for(load_config("embedded", {"digit_fraction": 0.9, "n_pairs": 200}))
     kinds = syn._kind_plan(mostly)
     assert len(kinds) == 200 and kinds.count("digit") == 180  # exact; letters keep 10, shapes get the last 10
