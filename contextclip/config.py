@@ -235,6 +235,13 @@ KNOB_SECTION: dict[str, str] = {
 }
 
 
+def knob_default(key: str) -> Any:
+    """The default value of a knob (what a run made before the knob existed behaved as)."""
+    cls = SECTIONS[KNOB_SECTION[key]]
+    f = {f.name: f for f in dataclasses.fields(cls)}[key]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
 def _check_value(key: str, value: Any, expected: type) -> Any:
     """Return ``value`` coerced to ``expected`` or raise a ConfigError naming the key."""
     tname = getattr(expected, "__name__", str(expected))

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from contextclip import fileio
-from contextclip.config import REPO_ROOT, RESULT_NEUTRAL_SECTIONS, Config, ConfigError
+from contextclip.config import (
+    KNOB_SECTION,
+    REPO_ROOT,
+    RESULT_NEUTRAL_SECTIONS,
+    Config,
+    ConfigError,
+    knob_default,
+)
 from contextclip.errors import storage_error
 from contextclip.model import build_model
 
@@ -124,8 +131,15 @@ def result_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``["key: saved -> current", ...]`` over the result-changing keys (and method, seed)."""
+    """``["key: saved -> current", ...]`` over the result-changing keys (and method, seed).
+
+    A knob the saved config does not have (the run was made before the knob existed) counts as its
+    default, so adding a knob whose default keeps the old behaviour leaves existing runs valid.
+    """
     a, b = result_config(saved), result_config(current)
+    for k in set(b) - set(a):
+        if k in KNOB_SECTION:
+            a[k] = knob_default(k)
     for extra in ("method", "seed"):
         if extra in saved or extra in current:
             a[extra], b[extra] = saved.get(extra), current.get(extra)

@@ -126,6 +126,19 @@ def test_summary_and_run_folder(baseline):
 
 
 # ----------------------------------------------------------------------------- refusals
+def test_a_knob_added_later_counts_as_its_default_in_older_runs():
+    """A run folder written before a knob existed has no value for it: it behaved as the knob's
+    default, so only a non-default value now makes it another run."""
+    from contextclip.runs import config_differences
+
+    cfg = load_config("smoke")
+    old = cfg.to_dict()
+    del old["model"]["image_width"], old["data"]["digit_fraction"]  # as saved before these knobs
+    assert config_differences(old, cfg.to_dict()) == []
+    assert config_differences(old, cfg.updated({"image_tower": "resnet10", "image_width": 32}).to_dict()) == [
+        "image_tower: 'tiny_cnn' -> 'resnet10'", "image_width: 64 -> 32"]
+
+
 def test_other_config_is_refused_unless_fresh(tmp_path, fail_at):
     ds, val = SquaresPairs(32), SquaresPairs(8, offset=32)
     cfg = _cfg(epochs=1, batch_size=16)
