@@ -56,7 +56,6 @@ def _machine(m: dict) -> str:
 
 def runs_notebook(profile: str, notebook: str) -> bool:
     """True when ``make reproduce PROFILE=profile`` runs ``notebook`` (its ``pipeline.notebooks`` list)."""
-    sys.path.insert(0, str(ROOT))
     from contextclip.config import load_config
 
     listed = load_config(profile).pipeline.notebooks

@@ -72,8 +72,12 @@ def verify(name: str, root: Path) -> int:
 
 
 def prepare_synthetic(root: Path, params: synthetic.CorpusParams | None = None) -> int:
-    """Generate (or find in the cache) one corpus; by default the embedded profile's 6,000 pairs at 32 px."""
-    c = synthetic.load_or_generate(params or synthetic.CorpusParams(n=6000, image_size=32), root)
+    """Generate (or find in the cache) one corpus; by default the embedded profile's."""
+    if params is None:
+        from contextclip.config import load_config
+
+        params = synthetic.params_for(load_config("embedded"))
+    c = synthetic.load_or_generate(params, root)
     st = synthetic.corpus_stats(c)
     print(f"synthetic: {st['n_images']} images, {st['distinct_captions']} distinct captions of {st['n_captions']}, "
           f"kinds {st['kinds']}, cache {synthetic.cache_path(c.params, root)}")
