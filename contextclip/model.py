@@ -171,10 +171,7 @@ def _resnet(depth: int) -> Callable:
         if depth == 10:  # one BasicBlock per stage: ResNet-18's layout at ~2.7x less compute
             def ctor(weights=None):
                 return _resnet10(cfg.image_width)
-        else:
-            if cfg.image_width != 64:
-                raise ConfigError(f"config key 'image_width': only resnet10 takes a width; resnet{depth} "
-                                  "has torchvision's fixed widths (leave image_width at 64)")
+        else:  # image_width is refused for other towers by Config.validate
             ctor = getattr(torchvision.models, f"resnet{depth}")
         weights = cfg.image_weights if pretrained else "none"
         sd = None

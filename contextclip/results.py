@@ -578,8 +578,8 @@ def summarize(results_dir: Path, profile: str | None = None, bootstrap_samples: 
         raise FileNotFoundError(f"{results_dir / 'metrics.csv'} is missing or empty; run "
                                 "`python -m contextclip evaluate ...` (or notebooks 03-06) first")
     df, runs = table_runs(df, results_dir / "metrics.csv", seeds)
-    if df.empty:
-        raise FileNotFoundError(f"{results_dir / 'metrics.csv'} has no rows of seeds {list(seeds or [])}; "
+    if df.empty and seeds is not None:
+        raise FileNotFoundError(f"{results_dir / 'metrics.csv'} has no rows of seeds {list(seeds)}; "
                                 "run the evaluations of those seeds (notebooks 03-06) first")
     tables = {name: comparison_table(df, tasks, metrics, results_dir, bootstrap_samples)
               for name, (tasks, metrics) in TABLES.items()}

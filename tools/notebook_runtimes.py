@@ -11,6 +11,7 @@ reused trained runs instead of training them says so beside its time. Run
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -54,11 +55,16 @@ def _machine(m: dict) -> str:
     return f"{dev}, {str(m.get('date', ''))[:10]}"
 
 
-def runs_notebook(profile: str, notebook: str) -> bool:
-    """True when ``make reproduce PROFILE=profile`` runs ``notebook`` (its ``pipeline.notebooks`` list)."""
+@functools.cache
+def _listed_notebooks(profile: str) -> tuple[str, ...]:
     from contextclip.config import load_config
 
-    listed = load_config(profile).pipeline.notebooks
+    return tuple(load_config(profile).pipeline.notebooks)
+
+
+def runs_notebook(profile: str, notebook: str) -> bool:
+    """True when ``make reproduce PROFILE=profile`` runs ``notebook`` (its ``pipeline.notebooks`` list)."""
+    listed = _listed_notebooks(profile)
     return not listed or notebook[:2] in listed  # an empty list: every notebook
 
 
