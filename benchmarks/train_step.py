@@ -59,8 +59,7 @@ def bare_step(model, opt, images, text_in, scale_param, max_scale: float, lam: f
     mean, std = model.pixel_mean, model.pixel_std
     with autocast():
         x = (images.to(dev, non_blocking=True).float().div_(255.0) - mean) / std
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)  # the layout of the kit's towers
         img_f = model.image_tower(x)
         if isinstance(text_in, torch.Tensor):  # a frozen text tower's cached features
             txt_f = text_in
@@ -102,6 +101,7 @@ def main(argv=None) -> dict:
     from contextclip import distributed as D
     from contextclip import runs as R
     from contextclip import train as T
+    from contextclip.model import to_device
     from contextclip.config import load_config, parse_override
     from contextclip.data import PairCollator, build_pair_datasets
     from contextclip.frozen_features import cached_caption_features, loader
@@ -119,9 +119,7 @@ def main(argv=None) -> dict:
 
     def build(cfg):
         R.seed_everything(0)
-        m = T.build_model(cfg).to(device)
-        if device.type == "cuda":
-            m = m.to(memory_format=torch.channels_last)
+        m = to_device(T.build_model(cfg), device)  # as fit does
         m.train()
         return m
 

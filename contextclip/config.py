@@ -110,6 +110,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam (paper) | adamw
     scheduler: str = "none"  # none | cosine
     grad_clip: float = 0.0  # max gradient norm (0 = off)
+    ema_decay: float = 0.0  # evaluate an exponential moving average of the weights with this decay per step (0 = off)
     num_workers: int = 0  # DataLoader workers
     train_workers: int = 1  # processes that train a profile's runs side by side (notebook 02); 1 = in turn
     device: str = "auto"  # auto | cpu | cuda
@@ -200,6 +201,7 @@ RANGES: dict[str, tuple] = {
     "lr_head": (0.0, MAX_LR, True),
     "weight_decay": (0.0, None, True),
     "grad_clip": (0.0, None, True),
+    "ema_decay": (0.0, 0.9999, True),
     "num_workers": (0, 64, True),
     "train_workers": (1, 64, True),
     "log_every": (1, None, True),

@@ -1,7 +1,7 @@
 """Run folders: what a training run leaves on disk, and how it is checked, resumed and loaded.
 
-A run folder holds ``checkpoint.pt`` (the full state: model, optimiser, scheduler, epoch, step
-within the epoch, every RNG state, config, data digest), ``history.jsonl``, ``summary.json``
+A run folder holds ``checkpoint.pt`` (the full state: model, optimiser, scheduler, weight average,
+epoch, step within the epoch, every RNG state, config, data digest), ``history.jsonl``, ``summary.json``
 (written last: its presence means "finished"), ``config.json``, ``environment.json`` and
 ``data_report.json``. This module writes and reads them; the training loop (``train.py``) and
 evaluation (``evaluate.py``) both build on it, evaluation never on training.
@@ -32,8 +32,9 @@ from contextclip.config import (
     ConfigError,
     knob_default,
 )
+from contextclip.ema import averaged_state_dict
 from contextclip.errors import storage_error
-from contextclip.model import build_model
+from contextclip.model import build_model, to_device
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -291,8 +292,11 @@ def _train_command(run_dir: Path) -> str:
     return f"python -m contextclip train --profile {profile} --method {method} --seed {seed} --out {run_dir}"
 
 
-def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True):
-    """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``."""
+def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True,
+                 averaged: bool = True):
+    """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``: the weight
+    average when the run kept one (``train.ema_decay > 0``, ``contextclip.ema``) and ``averaged``,
+    else the trained weights."""
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
@@ -303,7 +307,7 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
         raise RunNotFinishedError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
                                   "run the same train command again to resume it")
     model = build_model(cfg, pretrained=False)
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
+    model.load_state_dict(averaged_state_dict(ckpt["model"], ckpt.get("ema") if averaged else None))
+    to_device(model, device).eval()
     return model, cfg
 

@@ -56,8 +56,12 @@ def main(argv=None) -> int:
             summary = fit(cfg, method, seed, run_dir, train_ds=train_ds, val_ds=val_ds, progress=False)
             model, _ = load_trained(run_dir)
             res = evaluate_zero_shot(model, val, cfg)
+            extra = {}
+            if cfg.train.ema_decay > 0:  # the same run's trained (not averaged) weights, for a paired comparison
+                raw, _ = load_trained(run_dir, averaged=False)
+                extra["top1_trained_weights"] = round(evaluate_zero_shot(raw, val, cfg)["top1"], 2)
             row = {"name": args.name, "overrides": args.set, "method": method, "seed": seed,
-                   "dataset": VALIDATION_SET, "top1": round(res["top1"], 2), "n": res["n"],
+                   "dataset": VALIDATION_SET, "top1": round(res["top1"], 2), **extra, "n": res["n"],
                    "train_seconds": summary["train_seconds"], "wall_seconds": round(time.perf_counter() - t0, 1),
                    "final_val_loss": summary["final_val_loss"], "load_average": [round(x, 2) for x in os.getloadavg()],
                    "torch_threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
