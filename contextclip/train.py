@@ -36,8 +36,8 @@ from contextclip import distributed as D
 from contextclip import failpoints, fileio
 from contextclip import runs as R
 from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
-from contextclip.ema import WeightAverage
 from contextclip.data import PairCollator, build_pair_datasets
+from contextclip.ema import WeightAverage
 from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
 from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
