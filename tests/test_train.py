@@ -63,8 +63,13 @@ def _resume_cfg(tmp_path_factory):
     # the data module's generated corpus with augmentation (seeded by seed, epoch, index), the MLP
     # head (dropout draws from the torch RNG), AdamW and a cosine schedule: every piece of state matters
     root = tmp_path_factory.getbasetemp() / "data"
+    # and a weight average (ema_decay), which a resume must continue exactly too
     return _cfg(n_pairs=80, val_fraction=0.2, batch_size=16, epochs=3, checkpoint_every=2, head="mlp",
-                optimizer="adamw", scheduler="cosine", data_root=str(root))
+                optimizer="adamw", scheduler="cosine", ema_decay=0.8, data_root=str(root))
+
+
+def _averages(run_dir):
+    return torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=True)["ema"]
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,9 @@ def test_kill_mid_epoch_and_resume_ends_exactly_like_an_uninterrupted_run(baseli
     resumed = fit(cfg, "contextclip", 3, run, progress=False)
     a, b = _state(out), _state(run)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    ea, eb = _averages(out), _averages(run)
+    assert ea["updates"] == eb["updates"] == 12
+    assert all(torch.equal(ea["shadow"][k], eb["shadow"][k]) for k in ea["shadow"])
     assert resumed["final_val_loss"] == summary["final_val_loss"]
     assert _history(run) == _history(out)  # the lines logged after the checkpoint were not duplicated
     # a finished run is not retrained
@@ -123,6 +131,19 @@ def test_summary_and_run_folder(baseline):
     assert [h["epoch"] for h in hist if h["type"] == "epoch"] == [1, 2, 3]
     assert all(h["lr_heads"] >= 0 for h in hist)
     assert hist[-1]["lr_heads"] < 1e-4  # cosine schedule ends near 0
+
+
+def test_load_trained_gives_the_weight_average_and_on_request_the_trained_weights(baseline):
+    cfg, out, summary = baseline
+    averaged, _ = load_trained(out)
+    trained, _ = load_trained(out, averaged=False)
+    ema, raw = _averages(out)["shadow"], _state(out)
+    name = "image_head.net.0.weight" if "image_head.net.0.weight" in ema else next(k for k in ema if "head" in k)
+    assert torch.equal(averaged.state_dict()[name], ema[name])
+    assert torch.equal(trained.state_dict()[name], raw[name])
+    assert not torch.equal(ema[name], raw[name])  # 12 steps at decay 0.8: the average lags the weights
+    # the validation loss of the summary is that of the averaged weights, the ones evaluated
+    assert summary["final_val_loss"] == json.loads((out / "summary.json").read_text())["final_val_loss"]
 
 
 # ----------------------------------------------------------------------------- refusals
