@@ -25,7 +25,7 @@
 #
 # **Inputs.** None: toy embeddings drawn here with the profile's batch size and embedding size.
 # **Outputs.** Figures shown inline and saved to `figures/<profile>/00_cx_*.png`.
-# **Runtime.** smoke: not measured yet; embedded: 6 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 5 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

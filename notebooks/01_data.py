@@ -24,7 +24,7 @@
 # embedded (cached under `data/`), prepared beforehand for paper (`make data PROFILE=paper`).
 # **Outputs.** Sample grids in `figures/<profile>/01_*.png`; nothing else is written.
 #
-# **Runtime.** smoke: not measured yet; embedded: 12 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 11 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

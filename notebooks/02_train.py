@@ -25,7 +25,7 @@
 # **Outputs.** `runs/<profile>/<method>-seed<k>/` (config, environment, history, checkpoint, summary);
 # `figures/<profile>/fig_training_curves.{png,pdf}`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 5 min 59 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 6 min 02 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -31,7 +31,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table1_zero_shot.{md,csv}`;
 # embeddings cached in each run's `embeddings/`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 27 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 28 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -24,7 +24,7 @@
 # **Inputs.** The trained runs of `02_train`; the profile's `fine_tune_datasets`.
 # **Outputs.** Rows in `results/<profile>/metrics.csv`; `results/<profile>/table2_fine_tune.{md,csv}`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 58 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 65 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -25,7 +25,7 @@
 # **Inputs.** The trained runs of `02_train` (first seed); the profile's `tsne_dataset`.
 # **Outputs.** `figures/<profile>/fig6_tsne_image_<dataset>.png`, `fig7_tsne_text_<dataset>.png`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 10 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 9 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

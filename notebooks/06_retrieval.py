@@ -26,7 +26,7 @@
 # **Outputs.** Rows in `results/<profile>/metrics.csv`, `results/<profile>/table3_retrieval.{md,csv}`,
 # `figures/<profile>/fig5_retrieval_<dataset>.png`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 17 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 20 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -28,7 +28,7 @@
 # **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
 # `results/<profile>/report.md` (the verdict and the environment).
 #
-# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-11-30); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
