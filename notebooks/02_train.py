@@ -57,7 +57,7 @@ cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha
 paths = profile_paths(cfg)
 show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "bandwidth", "cx_variant",
                             "temperature", "learn_temperature", "epochs", "batch_size", "lr_image", "lr_text",
-                            "lr_head", "seeds"]), caption="What is trained")
+                            "lr_head", "ema_decay", "seeds"]), caption="What is trained")
 
 # %% [markdown]
 # ## 1. Train (or resume, or reuse) each run
@@ -65,6 +65,9 @@ show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "
 # The pairs are built once and shared by every run. Progress bars show the running loss; a finished
 # run prints its summary at once. With `train_workers` > 1 (embedded: 2) the runs train side by side in
 # that many processes, one CPU thread each; every run gets the same result as when trained alone.
+# With `ema_decay` > 0 (embedded: 0.995) a run also keeps a moving average of its weights, updated
+# after every step; the validation loss and every later notebook use that average, which varies
+# less from seed to seed than the last weights do (`contextclip/ema.py`).
 
 # %%
 train_ds, val_ds = build_pair_datasets(cfg)

@@ -138,7 +138,7 @@ print(f"wrote {report.relative_to(REPO_ROOT)}")
 # Worked solutions: `notebooks/solutions/07_report_solutions.ipynb`.
 #
 # 1. **Predict, then run.** With one seed (the smoke profile), where does each 95 % interval come
-#    from? With five seeds (embedded)?
+#    from? With seven seeds (embedded)?
 # 2. **Change a parameter.** Rerun with `bootstrap_samples = 2000`. How much do the interval
 #    endpoints move, and is that a change in the evidence?
 # 3. **Explain a result.** The verdict calls a row "inconclusive" when its interval holds both 0 and
