@@ -27,20 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine, save  # noqa: E402
 
+from contextclip.pipeline import reused_runs  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-REUSED = ": already trained ("  # train.fit's line for a finished run it does not train again
-
-
-def reused_runs(nb: dict) -> int:
-    """How many "already trained" lines the executed notebook's outputs hold."""
-    n = 0
-    for c in nb.get("cells", []):
-        for o in c.get("outputs", []):
-            if o.get("output_type") == "stream":
-                n += "".join(o.get("text", "")).count(REUSED)
-    return n
 
 
 def notebook_times(nb_dir: Path, top: int = 3) -> list[dict]:

@@ -72,6 +72,21 @@ class PipelineError(ConfigError):
 
 
 # ----------------------------------------------------------------------------- parameters
+#: what ``train.fit`` prints for a finished run it returns without training again
+REUSED_RUN_LINE = ": already trained ("
+
+
+def reused_runs(nb: dict) -> int:
+    """How many trained runs an executed notebook (as JSON) reused instead of training: the
+    "already trained" lines of its outputs. Timings of a pass that reused runs do not time training."""
+    n = 0
+    for c in nb.get("cells", []):
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "stream":
+                n += "".join(o.get("text", "")).count(REUSED_RUN_LINE)
+    return n
+
+
 def parameters_cell(nb: Any, name: str = "notebook") -> tuple[int, str]:
     """Index and source of the single code cell tagged ``parameters`` (error if none or several)."""
     found = [(i, c) for i, c in enumerate(nb.cells)

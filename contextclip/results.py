@@ -521,12 +521,13 @@ class Comparison:
                    if stand_ins else "")
                 + f": {c[SUPPORTS]} support the paper, {c[CONTRADICTS]} contradict it, {c[INCONCLUSIVE]} are "
                 "inconclusive (the interval holds both 0 and the paper's gain)"
-                + (f", {none_paper} have no interval (no spread over the seeds, or one seed without per-item results)"
-                   if none_paper else "") + ". ")
+                + (f", {none_paper} {'has' if none_paper == 1 else 'have'} no interval (no spread over the seeds, "
+                   "or one seed without per-item results)" if none_paper else "") + ". ")
         no_paper = len(r) - len(with_paper)
         if no_paper:
-            text += (f"Of the {no_paper} rows without a paper figure, {c[EXCLUDES_ZERO]} have an interval that "
-                     "excludes 0" + (f" and {none_other} have none" if none_other else "") + ". ")
+            text += (f"Of the {no_paper} rows without a paper figure, {c[EXCLUDES_ZERO]} "
+                     f"{'has' if c[EXCLUDES_ZERO] == 1 else 'have'} an interval that excludes 0"
+                     + (f" and {none_other} {'has' if none_other == 1 else 'have'} none" if none_other else "") + ". ")
         top1 = r[(r["task"] == "zero_shot") & (r["metric"] == "top1") & r["half_width"].notna()]
         if len(top1):
             text += (f"Smallest detectable difference on zero-shot top-1 (the intervals' half-width): "

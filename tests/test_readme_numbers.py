@@ -114,3 +114,31 @@ def test_a_changed_metric_is_caught(tmp_path):
     df.to_csv(root / "embedded" / "metrics.csv", index=False)
     new = _regenerated_sections(root, tmp_path)[(tool.BEGIN, tool.END)]
     assert drift(tool.block(readme, tool.BEGIN, tool.END), new)
+
+
+def test_notebook_times_come_only_from_a_pass_that_trained(tmp_path):
+    """A reproduce that reused trained runs (only evaluation ran again) keeps the saved notebook times."""
+    import json
+
+    tool = _tool()
+    runs, results_root = tmp_path / "runs" / "p", tmp_path / "results"
+    (runs / "clip-seed0").mkdir(parents=True)
+    (runs / "notebooks").mkdir()
+    (results_root / "p").mkdir(parents=True)
+    (runs / "clip-seed0" / "summary.json").write_text(json.dumps(
+        {"method": "clip", "seed": 0, "seconds": 40.0, "epochs": 12, "final_val_contextual_loss": 1.5}))
+
+    def executed(seconds: float, output: str) -> str:
+        return json.dumps({"metadata": {"papermill": {"duration": seconds}}, "cells": [
+            {"cell_type": "code", "outputs": [{"output_type": "stream", "name": "stdout", "text": output}]}]})
+
+    (runs / "notebooks" / "02_train.ipynb").write_text(executed(360.0, "clip seed 0: 12 epochs\n"))
+    first = tool.run_facts("p", tmp_path / "runs", write=True, results_root=results_root)
+    assert first["notebook_seconds"] == [["02_train", 360.0]] and first["reused_runs"] == 0
+    # a second pass: the run was already trained, so notebook 02 took seconds, not minutes
+    (runs / "notebooks" / "02_train.ipynb").write_text(
+        executed(20.0, f"{runs / 'clip-seed0'}: already trained (final_val_loss=1.2); pass --fresh\n"))
+    second = tool.run_facts("p", tmp_path / "runs", write=True, results_root=results_root)
+    assert second["notebook_seconds"] == [["02_train", 360.0]]
+    saved = json.loads((results_root / "p" / "run_facts.json").read_text())
+    assert saved["notebook_seconds"] == [["02_train", 360.0]]

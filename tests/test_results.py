@@ -228,7 +228,7 @@ def test_seeds_that_all_give_the_same_difference_have_no_interval_and_no_verdict
     assert comp.counts()[NO_INTERVAL] == 2 and comp.counts()[CONTRADICTS] == 0
     head = comp.headline()
     assert "Three-way verdict on the 2 rows with a paper figure" in head
-    assert "1 have no interval" in head and "and 1 have none" in head
+    assert "1 has no interval" in head and "and 1 has none" in head
 
 
 def test_tables_summarise_the_profile_seeds_only(tmp_path):
