@@ -29,12 +29,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP)  ## create .venv and install the pinned requirements (idempotent)
 
+# Tests run in one worker process per CPU core (pytest-xdist), each test file in one worker so that
+# a file's shared fixtures are built once; the notebooks run in order in one process (03-07 read
+# the runs 02 trains).
 test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax)
-	$(BATCH) $(PY) -m pytest -q tests
+	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile tests
 	$(BATCH) $(PY) -m pytest -q --nbval-lax -p no:randomly notebooks
 
 test-fast: $(STAMP)  ## unit tests only, without the slow ones
-	$(BATCH) $(PY) -m pytest -q -m "not slow" tests
+	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests
 
 # paper_rehearsal reads generated copies of the paper's datasets: write them first (a no-op when
 # data/rehearsal/REHEARSAL.json already matches).
