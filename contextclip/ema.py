@@ -44,6 +44,7 @@ class WeightAverage:
         saved = model.state_dict().keys()  # persistent tensors only: what a checkpoint holds
         self.names = [n for n in live if n in saved]
         self.shadow = {n: live[n].detach().clone() for n in self.names}
+        self._bound: tuple | None = None  # (model, averaged tensors, live tensors, copied pairs) of the last update
 
     @staticmethod
     def _live(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -57,15 +58,20 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Fold the model's current weights into the average (call after each optimiser step)."""
+        """Fold the model's current weights into the average (call after each optimiser step).
+
+        The model's tensors are looked up once and then read in place, as optimisers update them;
+        moving the model (``.to(...)``) after the first update needs a new ``WeightAverage``."""
         self.updates += 1
-        d = self.current_decay()
-        live = self._live(model)
-        floats = [n for n in self.names if self.shadow[n].is_floating_point()]
-        torch._foreach_lerp_([self.shadow[n] for n in floats], [live[n].detach() for n in floats], 1.0 - d)
-        for n in self.names:
-            if not self.shadow[n].is_floating_point():
-                self.shadow[n].copy_(live[n])
+        if self._bound is None or self._bound[0] is not model:  # look the tensors up once per model
+            live = self._live(model)
+            floats = [n for n in self.names if self.shadow[n].is_floating_point()]
+            self._bound = (model, [self.shadow[n] for n in floats], [live[n].detach() for n in floats],
+                           [(self.shadow[n], live[n]) for n in self.names if n not in set(floats)])
+        _, averaged, current, copied = self._bound
+        torch._foreach_lerp_(averaged, current, 1.0 - self.current_decay())
+        for avg, now in copied:
+            avg.copy_(now)
 
     def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "shadow": dict(self.shadow)}
