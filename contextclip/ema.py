@@ -66,8 +66,9 @@ class WeightAverage:
         if self._bound is None or self._bound[0] is not model:  # look the tensors up once per model
             live = self._live(model)
             floats = [n for n in self.names if self.shadow[n].is_floating_point()]
+            others = [n for n in self.names if not self.shadow[n].is_floating_point()]
             self._bound = (model, [self.shadow[n] for n in floats], [live[n].detach() for n in floats],
-                           [(self.shadow[n], live[n]) for n in self.names if n not in set(floats)])
+                           [(self.shadow[n], live[n]) for n in others])
         _, averaged, current, copied = self._bound
         torch._foreach_lerp_(averaged, current, 1.0 - self.current_decay())
         for avg, now in copied:

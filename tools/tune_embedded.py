@@ -10,6 +10,9 @@ listed in docs/decisions.md ("embedded profile: chosen on validation").
         --methods clip contextclip --seeds 0
 
 Runs go to ``runs/tuning/<name>/<method>-seed<k>/`` (git-ignored); a finished run is reused.
+``--summary`` prints a recorded variant's means and paired differences (with their SD) and trains nothing:
+
+    python tools/tune_embedded.py --name w32-e12-d085-ema0.995 --summary
 """
 
 from __future__ import annotations
@@ -28,14 +31,45 @@ RECORD = REPO / "benchmarks" / "results" / "tuning_embedded.jsonl"
 VALIDATION_SET = "mnist_val"
 
 
+def summarize(name: str, record: Path = RECORD) -> str:
+    """The recorded tries of ``name``: per method the seeds' top-1 and mean, and the paired
+    differences ContextCLIP - CLIP with their mean and sample SD, for every score the record holds
+    (``top1``, and ``top1_trained_weights`` for runs that kept a weight average)."""
+    import statistics
+
+    rows = [r for r in map(json.loads, record.read_text(encoding="utf-8").splitlines()) if r["name"] == name]
+    if not rows:
+        raise SystemExit(f"error: no try named {name!r} in {record}")
+    lines = [f"{name} ({rows[0]['dataset']}):"]
+    for key in ("top1_trained_weights", "top1"):
+        by = {m: {r["seed"]: r[key] for r in rows if r["method"] == m and key in r} for m in ("clip", "contextclip")}
+        if not by["clip"]:
+            continue
+        means = {m: statistics.mean(v.values()) for m, v in by.items() if v}
+        lines.append(f"  {key}: " + "; ".join(f"{m} {[v[s] for s in sorted(v)]} mean {means[m]:.2f}"
+                                             for m, v in by.items() if v))
+        seeds = sorted(set(by["clip"]) & set(by["contextclip"]))
+        if len(seeds) >= 2:
+            d = [by["contextclip"][s] - by["clip"][s] for s in seeds]
+            lines.append(f"    paired differences (seeds {seeds}): {[round(x, 2) for x in d]}, mean "
+                         f"{statistics.mean(d):.2f}, SD {statistics.stdev(d):.2f}; mean of both methods "
+                         f"{statistics.mean(means.values()):.2f}")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="variant name (run folder and record key)")
+    ap.add_argument("--summary", action="store_true",
+                    help="print the recorded tries of --name (means, paired differences and their SD); train nothing")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override of embedded.yaml")
     ap.add_argument("--methods", nargs="+", default=["clip", "contextclip"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--record", type=Path, default=RECORD)
     args = ap.parse_args(argv)
+    if args.summary:
+        print(summarize(args.name, args.record))
+        return 0
 
     import torch
 

@@ -557,9 +557,10 @@ def params_for(cfg) -> CorpusParams:
 
 
 def _kind_plan(p: CorpusParams) -> list[str]:
-    n_digit = min(p.n, int(round(p.n * p.digit_fraction)))  # the digit share is exact; the others
-    n_letter = min(p.n - n_digit, int(round(p.n * p.letter_fraction)))  # shrink when the shares add
-    n_shape = min(p.n - n_digit - n_letter, int(round(p.n * p.shape_fraction)))  # up to more than 1
+    # the digit share is exact; letters, then shapes, shrink when the shares add up to more than 1
+    n_digit = min(p.n, int(round(p.n * p.digit_fraction)))
+    n_letter = min(p.n - n_digit, int(round(p.n * p.letter_fraction)))
+    n_shape = min(p.n - n_digit - n_letter, int(round(p.n * p.shape_fraction)))
     n_pair = max(0, p.n - n_digit - n_letter - n_shape)
     kinds = ["digit"] * n_digit + ["letter"] * n_letter + ["shape"] * n_shape + ["pair"] * n_pair
     rng = np.random.default_rng([p.seed, STREAMS[p.stream], 0])
