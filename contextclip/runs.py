@@ -29,11 +29,17 @@ from contextclip.config import (
     REPO_ROOT,
     RESULT_NEUTRAL_SECTIONS,
     Config,
-    ConfigError,
     knob_default,
 )
 from contextclip.ema import averaged_state_dict
-from contextclip.errors import storage_error
+from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
+    CheckpointError,
+    MissingFileError,
+    NonFiniteLossError,
+    RunMismatchError,
+    RunNotFinishedError,
+    storage_error,
+)
 from contextclip.model import build_model, to_device
 
 CHECKPOINT = "checkpoint.pt"
@@ -49,22 +55,6 @@ RESULT_NEUTRAL_KEYS = frozenset({
     "num_workers", "train_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
     "zero_shot_datasets", "fine_tune_datasets", "retrieval_dataset", "tsne_dataset", "eval_max_images",
 })
-
-
-class RunMismatchError(ConfigError):
-    """The run folder holds a checkpoint or finished run made with a different config or other data."""
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
-
-
-class RunNotFinishedError(ConfigError):
-    """A run folder's training has not finished (a usage error: resume it first)."""
 
 
 #: what every training checkpoint holds; a torch file without these is refused by name
@@ -300,7 +290,7 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
+        raise MissingFileError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
     ckpt = load_checkpoint(path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
