@@ -464,6 +464,14 @@ def build_model(cfg: ModelConfig | Config, loss_cfg: LossConfig | None = None, *
     return ContextCLIPModel(cfg, loss_cfg, image_size, pretrained=pretrained)
 
 
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter (CPU for parameter-free fakes)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
 def to_device(model: ContextCLIPModel, device: torch.device | str) -> ContextCLIPModel:
     """``model`` on ``device`` with its weights in channels_last, the layout ``preprocess`` gives images.
 

@@ -5,7 +5,7 @@ for the image tower, the text tower and the heads, fixed batch, epochs) with a h
 validation loss each epoch, exact resume (mid-epoch included) and training under ``torchrun``
 (DDP) with the losses over the global batch. The run folder (checkpoints, digests, RNG state,
 loading a trained model) is ``contextclip.runs``; the frozen-tower feature caches are
-``contextclip.frozen_features``.
+``contextclip.train_caches``.
 
 Batches. ``batch_size`` is the *global* batch: each epoch draws one seeded permutation of the
 training pairs (seeded by ``(seed, epoch)``), cuts it into consecutive global batches (the
@@ -38,7 +38,6 @@ from contextclip import runs as R
 from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.ema import WeightAverage
-from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
 from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model, to_device
@@ -49,6 +48,7 @@ from contextclip.runs import (
     RunNotFinishedError,
     load_trained,
 )
+from contextclip.train_caches import FrozenFeatureCache, cached_caption_features, loader
 
 __all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
            "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
