@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from tqdm.auto import tqdm
 from contextclip import distributed as D
 from contextclip import failpoints, fileio
 from contextclip import runs as R
-from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
+from contextclip.config import Config, ConfigError, check_choice, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.ema import WeightAverage
 from contextclip.lock import folder_lock
@@ -90,21 +91,25 @@ def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimize
     # fused: one kernel per step over all weights (CPU and CUDA); the for-loop implementation took
     # a tenth of a CPU step of the embedded profile (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=t.weight_decay, fused=fused)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=fused)
-    raise ConfigError(f"config key 'optimizer': {t.optimizer!r} is not one of ['adam', 'adamw']")
+    return OPTIMIZERS[check_choice("optimizer", t.optimizer)](groups, weight_decay=t.weight_decay, fused=fused)
+
+
+#: optimizer name -> class (the ``optimizer`` knob)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _cosine(opt: torch.optim.Optimizer, total_steps: int):
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+
+#: scheduler name -> builder(optimizer, total_steps) (the ``scheduler`` knob); ``none`` keeps the lr
+SCHEDULERS: dict[str, Callable] = {"none": lambda opt, total_steps: None, "cosine": _cosine}
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: Config, total_steps: int):
     """``none`` or ``cosine`` (per step, from each group's lr to 0, no warm-up)."""
-    if cfg.train.scheduler == "none":
-        return None
-    if cfg.train.scheduler == "cosine":
-        total = max(1, total_steps)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-    raise ConfigError(f"config key 'scheduler': {cfg.train.scheduler!r} is not one of ['none', 'cosine']")
+    return SCHEDULERS[check_choice("scheduler", cfg.train.scheduler)](opt, total_steps)
 
 
 def make_loss(cfg: Config) -> ContextCLIPLoss:
@@ -116,6 +121,7 @@ def make_loss(cfg: Config) -> ContextCLIPLoss:
 
 def autocast_factory(device: torch.device, precision: str):
     """A no-argument context-manager factory: bf16 autocast (``bf16``, or ``auto`` on CUDA) or nothing."""
+    check_choice("precision", precision)
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16:
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
