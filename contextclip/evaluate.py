@@ -44,7 +44,7 @@ from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
-from contextclip.runs import load_trained
+from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
@@ -55,7 +55,7 @@ CACHE_VERSION = 2  # 2: the key covers the dataset's files
 
 # --------------------------------------------------------------------------- run folder
 def run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not path.exists():
         raise MissingFileError(f"{path} does not exist: {run_dir} is not a training run folder "
                                 "(train one with `python -m contextclip train ... --out DIR`)")
@@ -65,7 +65,7 @@ def run_config(run_dir: Path) -> Config:
 def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
     run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
+    summary = run_dir / SUMMARY
     if summary.exists():
         s = read_json(summary, "delete it and run the same train command again (it is rewritten without training)")
         if "method" in s and "seed" in s:
@@ -80,7 +80,7 @@ def run_identity(run_dir: Path) -> tuple[str, int]:
 def checkpoint_fingerprint(run_dir: Path) -> str:
     """SHA-256 of ``checkpoint.pt`` (memoised by size and mtime in ``embeddings/fingerprint.json``)."""
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if not ckpt.exists():
         raise MissingFileError(f"{ckpt} does not exist; train the run before evaluating it")
     st = ckpt.stat()
@@ -319,7 +319,7 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
               model, data) -> list[dict]:
     metrics_csv = results_dir / "metrics.csv"
     run = run_label(run_dir)
-    has_ckpt = (run_dir / "checkpoint.pt").exists()
+    has_ckpt = (run_dir / CHECKPOINT).exists()
     ident = {"run": run, "checkpoint": checkpoint_fingerprint(run_dir)[:12] if has_ckpt else ""}
     try:
         if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):
