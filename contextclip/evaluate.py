@@ -42,7 +42,8 @@ from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
-from contextclip.results import NOT_RUN, append_metrics, save_per_item
+from contextclip.results import NOT_RUN
+from contextclip.results_io import append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
 from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
