@@ -526,10 +526,12 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
                                       "--set", f"image_weights={tmp_path / 'no-weights.pt'}"], "no such file"),
         "damaged metrics.csv": (["evaluate", "--run", str(run), "--task", "zero_shot", "--dataset", "digits",
                                  "--results", str(tmp_path / "damaged")], "missing column(s)"),
+        "unknown dataset": (["evaluate", "--run", str(run), "--task", "zero_shot", "--dataset", "cifar11",
+                             "--results", str(tmp_path / "res")], "unknown dataset 'cifar11'; known datasets"),
     }
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "metrics.csv").write_text("not,the,columns\n1,2,3\n")
-    one_line = {"wrong image_weights path", "damaged metrics.csv"}
+    one_line = {"wrong image_weights path", "damaged metrics.csv", "unknown dataset"}
     if torch.cuda.is_available():
         del cases["cuda without a GPU"]
     env_root = {"missing dataset": True}
