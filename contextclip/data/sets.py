@@ -337,7 +337,7 @@ def build_digits(name, cfg, split="test", root=None):
     return s
 
 
-N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15, "novel_shapes": 100}
+N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15, "novel_shapes": 100, "novel_classes": 100}
 
 
 def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -358,7 +358,7 @@ def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.n
 def build_synthetic_classes(name, cfg, split="test", root=None):
     images, labels, names = _render_class_set(name, cfg.data.image_size, root)
     s = _classification_from_arrays(name, cfg, "test", {"test": lambda: (images, labels)}, names, templates_for(name))
-    what = "held-out classes: no training caption names them" if name == "novel_shapes" else \
+    what = "held-out classes: no training caption names them" if name in ("novel_shapes", "novel_classes") else \
         "trained classes, in-distribution renderings"
     s.info["source"] = (f"rendered {name} (stream {synthetic.STREAMS[name]}, never the pretraining images; "
                         f"{what})")

@@ -90,6 +90,21 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
 # Held-out classes: shapes that no training caption names (never in the corpus, never in a
 # caption template); the ``novel_shapes`` evaluation set measures zero-shot in the paper's sense.
 NOVEL_SHAPES: tuple[str, ...] = ("octagon", "crescent", "trapezoid", "semicircle", "oval", "parallelogram")
+# The primary held-out-class set ``novel_classes``: 24 classes no training caption names, chosen
+# and written down before any result on them (docs/decisions.md, "Primary endpoints"): the six
+# novel shapes, four more shapes, and 14 typographic symbols (the corpus draws digits and letters,
+# never a symbol). Class name -> shape name (rendered as a polygon) or the symbol's character
+# (rendered as a glyph in the fonts that draw it; see ``SYMBOL_FONTS``).
+NOVEL_CLASS_SHAPES: tuple[str, ...] = NOVEL_SHAPES + ("kite", "hourglass", "lightning bolt", "teardrop")
+NOVEL_CLASS_SYMBOLS: dict[str, str] = {
+    "question mark": "?", "exclamation mark": "!", "ampersand": "&", "at sign": "@", "hash sign": "#",
+    "percent sign": "%", "dollar sign": "$", "asterisk": "*", "equals sign": "=", "euro sign": "\u20ac",
+    "pound sign": "\u00a3", "musical note": "\u266a", "infinity sign": "\u221e", "section sign": "\u00a7",
+}
+NOVEL_CLASSES: tuple[str, ...] = NOVEL_CLASS_SHAPES + tuple(NOVEL_CLASS_SYMBOLS)
+# Symbols are drawn in the DejaVu styles only: each has every symbol above (the Computer Modern
+# files map some code points to other glyphs, STIX lacks two).
+SYMBOL_FONTS: tuple[str, ...] = tuple(f.name for f in FONT_STYLES if f.name.startswith("dejavu"))
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # letters that cannot be mistaken for digits (no O, I, l, S, Z, B, G, q, g, b ...)
 LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnrtuvwxy"
@@ -101,7 +116,8 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "centre", "right")
 
 # stream ids keep the pretraining corpus and every held-out set on disjoint random streams
-STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4, "novel_shapes": 5}
+STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4, "novel_shapes": 5,
+           "novel_classes": 6}
 
 
 @dataclass(frozen=True)
@@ -198,9 +214,18 @@ def _shape_polygon(shape: str) -> list[tuple[float, float]] | None:
         return [(math.cos(t), 0.55 * math.sin(t)) for t in np.linspace(0.0, 2 * math.pi, 40, endpoint=False)]
     if shape == "parallelogram":
         return [(-0.6, -0.55), (1.0, -0.55), (0.6, 0.55), (-1.0, 0.55)]
+    if shape == "kite":
+        return [(0.0, -1.0), (0.6, -0.35), (0.0, 1.0), (-0.6, -0.35)]
+    if shape == "hourglass":
+        return [(-0.75, -1.0), (0.75, -1.0), (0.12, 0.0), (0.75, 1.0), (-0.75, 1.0), (-0.12, 0.0)]
+    if shape == "lightning bolt":
+        return [(0.15, -1.0), (-0.6, 0.15), (-0.05, 0.15), (-0.3, 1.0), (0.6, -0.2), (0.05, -0.2), (0.4, -1.0)]
+    if shape == "teardrop":  # a circle in the lower part, its top drawn out to a point
+        arc = [(0.62 * math.cos(t), 0.35 + 0.62 * math.sin(t)) for t in np.linspace(-math.pi / 6, 7 * math.pi / 6, 30)]
+        return [(0.0, -1.0)] + arc
     if shape == "arrow":
         return [(-1.0, -0.22), (0.2, -0.22), (0.2, -0.6), (1.0, 0.0), (0.2, 0.6), (0.2, 0.22), (-1.0, 0.22)]
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES + NOVEL_SHAPES}")
+    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES + NOVEL_CLASS_SHAPES}")
 
 
 def _object_mask(obj: dict, canvas: int) -> Image.Image:
@@ -317,7 +342,10 @@ def _base_spec(rng, bg_name: str) -> dict:
 
 def _glyph_obj(rng, kind: str, label: str, colour: str, size_name: str, size_frac: float,
                centre, angle_max: float, stroke_max: float) -> dict:
-    fonts = [f for f in FONT_STYLES if kind == "digit" or f.letters]
+    if kind == "symbol":
+        fonts = [f for f in FONT_STYLES if f.name in SYMBOL_FONTS]
+    else:
+        fonts = [f for f in FONT_STYLES if kind == "digit" or f.letters]
     font = _pick(rng, fonts)
     return {
         "kind": kind, "label": label, "colour": colour, "rgb": _jitter(COLOURS[colour], rng),
@@ -676,7 +704,8 @@ def corpus_stats(c: Corpus) -> dict:
 # --------------------------------------------------------------- held-out class sets
 def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[dict], list[int], list[str]]:
     """Specs, labels and class names of ``shapes10``, ``colour_shapes`` (held-out renderings of
-    trained classes) or ``novel_shapes`` (held-out classes: shapes no training caption names)."""
+    trained classes), ``novel_shapes`` (held-out classes: six shapes no training caption names) or
+    ``novel_classes`` (the primary held-out-class set: ``NOVEL_CLASSES``, 10 shapes and 14 symbols)."""
     stream = STREAMS[name]
     if name == "shapes10":
         classes = [(None, s) for s in SHAPES]
@@ -684,6 +713,9 @@ def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[di
     elif name == "novel_shapes":
         classes = [(None, s) for s in NOVEL_SHAPES]
         names = list(NOVEL_SHAPES)
+    elif name == "novel_classes":
+        classes = [(None, s) for s in NOVEL_CLASSES]
+        names = list(NOVEL_CLASSES)
     elif name == "colour_shapes":
         pool = [c for c in COLOURS if c not in ("white", "gray", "black", "cyan")]  # 8 hues
         classes = [(c, s) for c in pool for s in SHAPES]
@@ -695,8 +727,12 @@ def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[di
         for j in range(n_per_class):
             rng = np.random.default_rng([seed, stream, 1, label, j])
             pool = None if colour is None else [colour]
-            spec = _single_spec(rng, "shape", shape, colour_pool=pool, allow_position=False)
-            spec["kind"] = "shape"
+            if shape in NOVEL_CLASS_SYMBOLS:
+                spec = _single_spec(rng, "symbol", NOVEL_CLASS_SYMBOLS[shape], colour_pool=pool, allow_position=False)
+                spec["kind"] = "symbol"
+            else:
+                spec = _single_spec(rng, "shape", shape, colour_pool=pool, allow_position=False)
+                spec["kind"] = "shape"
             specs.append(spec)
             labels.append(label)
     return specs, labels, names
