@@ -37,8 +37,10 @@ import torch
 from contextclip import fileio
 from contextclip.config import REPO_ROOT, TASKS, Config, ConfigError, config_from_json, read_json
 from contextclip.data import DatasetMissing
-from contextclip.encoding import encode_images, encode_texts, image_features, model_device
+from contextclip.data.registry import resolve_root
+from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.finetune import fine_tune, linear_probe, make_splits
+from contextclip.image_cache import cached_image_features, embed_features
 from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
@@ -200,8 +202,10 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         if any(len(c) == 0 for c in captions):
             raise ValueError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
+        image = (_image_embeddings_and_features(model, dataset.images, bs, cfg, _images_key(key))[0]
+                 if _frozen_image(model) else encode_images(model, dataset.images, bs))
         out.update(kind="captions", index=torch.arange(len(captions)),
-                   image=encode_images(model, dataset.images, bs),  # each image once
+                   image=image,  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,
                    text_image=torch.as_tensor([i for i, caps in enumerate(captions) for _ in caps]))
     else:
@@ -217,7 +221,8 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
             _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
         same = (getattr(dataset, "info", None) or {}).get("same_images_as")
         shared = _shared_image_embeddings(run_dir, key["checkpoint"], same)
-        image, features = shared if shared is not None else _image_embeddings_and_features(model, view.images, bs)
+        image, features = shared if shared is not None else _image_embeddings_and_features(
+            model, view.images, bs, cfg, _images_key(key))
         out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
                    class_emb=class_emb, prompt_emb=prompt_emb,
@@ -229,23 +234,31 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     return out
 
 
-def _image_embeddings_and_features(model, images, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _frozen_image(model) -> bool:
+    return getattr(model, "freeze_image", False) is True and hasattr(model, "embed_image_features")
+
+
+def _images_key(key: dict) -> dict:
+    """What a dataset's images depend on (its file-list digest, cap and size): the embedding cache's
+    key without the checkpoint, for the shared image-feature cache."""
+    return {k: v for k, v in key.items() if k not in ("checkpoint", "version")}
+
+
+def _image_embeddings_and_features(model, images, bs: int, cfg: Config | None = None,
+                                   images_key: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(joint-space embeddings, tower features) of every image, with ONE pass of the image tower:
     the embeddings are the head applied to the features (``encode_image`` = head(tower(x))).
+    A frozen image tower's features come from the disk cache that every run of the profile shares
+    (``contextclip.image_cache``); only the head runs per run.
     Models without ``embed_image_features`` (test fakes) are encoded twice."""
-    feats = image_features(model, images, bs)
+    if _frozen_image(model) and cfg is not None:
+        feats = cached_image_features(model, images, resolve_root(cfg.data.data_root), batch_size=bs,
+                                      images_key=images_key)
+    else:
+        feats = image_features(model, images, bs)
     if not hasattr(model, "embed_image_features"):
         return encode_images(model, images, bs), feats
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            dev = model_device(model)
-            emb = torch.cat([model.embed_image_features(feats[i : i + bs].to(dev)).float().cpu()
-                             for i in range(0, len(feats), bs)])
-    finally:
-        model.train(was_training)
-    return emb, feats
+    return embed_features(model, feats, bs), feats
 
 
 def _splits_of(dataset: str, labels, official, seed: int) -> dict:

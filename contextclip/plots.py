@@ -16,6 +16,8 @@ What it is:
 - teaching figures of notebook 00: ``cx_heatmaps`` (CX_ij of given matrices), ``loss_explorer``
   (the loss terms beside their CX_ij, redrawn by the sliders), ``architecture_diagram``.
 - ``sensitivity_figure``: accuracy against alpha (and h) per contextual-loss variant, with bands.
+- ``forest_plot``: the answer in one picture: ContextCLIP - CLIP with its 95% interval per row,
+  primary endpoints first and marked, both seed blocks, zero and each row's ceiling drawn.
 - ``save_figure``: PNG and PDF under ``figures/<profile>/``, named after the paper's figures.
 
 What it is not: plotting never encodes images or captions and never trains; it reads the caches
@@ -40,7 +42,7 @@ from contextclip.retrieval import caption_positives, topk_images
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS",
-           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram"]
+           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram", "forest_plot"]
 
 #: Legend labels: the method's name and what it trains on.
 LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
@@ -510,4 +512,59 @@ def architecture_diagram(image_tower: str = "image tower", text_tower: str = "te
     arrow(cx, total)
     ax.text(6, 4.45, "ContextCLIP = CLIP + one weighted term: CLIP is the same model trained with alpha = 0",
             ha="center", fontsize=10, fontweight="bold")
+    return fig
+
+
+def forest_plot(panels: dict, out_dir: Path | None = None, name: str = "fig_answer_forest") -> Figure:
+    """ContextCLIP - CLIP with 95% intervals, one panel per ``panels`` entry (title -> the frame of
+    ``Comparison.forest_rows``): primary endpoints first, in bold with a star; block A as a filled
+    dot, block B (the replication) as an open square just below; a dashed line at 0 and, per row, a
+    grey bar at the ceiling (100 - CLIP's mean, the largest gain the row could show) when it is in view."""
+    panels = {t: df for t, df in panels.items() if df is not None and len(df)}
+    if not panels:
+        raise ValueError("no rows to draw: evaluate the runs first (notebooks 03 and 06)")
+    heights = [max(2.0, 0.42 * df["label"].nunique() + 1.0) for df in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.2, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (title, df) in zip(axes[:, 0], panels.items()):
+        labels = list(dict.fromkeys(df["label"]))
+        lo = float(np.nanmin(df["ci_low"].to_numpy(dtype=float)))
+        hi = float(np.nanmax(df["ci_high"].to_numpy(dtype=float)))
+        span = max(hi, 0.0) - min(lo, 0.0)
+        xmin, xmax = min(lo, 0.0) - 0.08 * span - 0.5, max(hi, 0.0) + 0.08 * span + 0.5
+        for i, lab in enumerate(labels):
+            y = len(labels) - 1 - i
+            rows = df[df["label"] == lab]
+            for _, r in rows.iterrows():
+                dy, style = (0.0, dict(marker="o", mfc=PALETTE[0], mec=PALETTE[0], color=PALETTE[0])) \
+                    if r["block"] == "A" else (-0.25, dict(marker="s", mfc="white", mec=PALETTE[1], color=PALETTE[1]))
+                if np.isfinite(r["ci_low"]):
+                    ax.plot([r["ci_low"], r["ci_high"]], [y + dy, y + dy], lw=2, color=style["color"])
+                ax.plot([r["diff"]], [y + dy], ls="none", ms=6, marker=style["marker"], mfc=style["mfc"],
+                        mec=style["mec"])
+            headroom = float(rows["headroom"].iloc[0])
+            if headroom < xmax:
+                ax.plot([headroom, headroom], [y - 0.4, y + 0.25], color="0.55", lw=3, solid_capstyle="butt")
+        ax.axvline(0.0, color="black", ls="--", lw=1)
+        primary = [df[df["label"] == lab]["role"].iloc[0] == "primary" for lab in labels]
+        ax.set_yticks(range(len(labels))[::-1])
+        ax.set_yticklabels([("\u2605 " if p else "") + lab for lab, p in zip(labels, primary)])
+        for tick, p in zip(ax.get_yticklabels(), primary):
+            tick.set_fontweight("bold" if p else "normal")
+        ax.set_xlim(xmin, xmax)
+        ax.set_ylim(-0.8, len(labels) - 0.4)
+        n = {b: int(df[df["block"] == b]["seeds"].max()) for b in ("A", "B") if (df["block"] == b).any()}
+        ax.set_title(f"{title}: " + ", ".join(f"block {b} ({k} seeds)" for b, k in n.items()), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("ContextCLIP \u2212 CLIP, percentage points (95% interval over seeds)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PALETTE[0], marker="o", lw=2, label="block A"),
+               Line2D([], [], color=PALETTE[1], marker="s", mfc="white", lw=2, label="block B (replication)"),
+               Line2D([], [], color="0.55", lw=3, label="ceiling (100 \u2212 CLIP)"),
+               Line2D([], [], color="black", ls="--", lw=1, label="no difference")]
+    axes[0, 0].legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    fig.tight_layout()
+    if out_dir is not None:
+        save_figure(fig, out_dir, name)
     return fig

@@ -37,8 +37,10 @@ from contextclip import failpoints, fileio
 from contextclip import runs as R
 from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
+from contextclip.data.registry import resolve_root
 from contextclip.ema import WeightAverage
 from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
+from contextclip.image_cache import cached_image_features
 from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model, to_device
@@ -446,9 +448,21 @@ def _build_caches(run: Run) -> None:
         run.text_cache = cached_caption_features(model, caps, run.autocast, cfg, run.dist.device)
     if model.freeze_image:
         if not cfg.data.augment:
-            run.image_cache_train = FrozenFeatureCache.for_images(model, run.train_ds, run.collate, cfg, run.autocast)
+            run.image_cache_train = _image_cache(run, run.train_ds)
         if run.val_ds is not None:
-            run.image_cache_val = FrozenFeatureCache.for_images(model, run.val_ds, run.collate, cfg, run.autocast)
+            run.image_cache_val = _image_cache(run, run.val_ds)
+
+
+def _image_cache(run: Run, ds) -> FrozenFeatureCache:
+    """A frozen image tower's features of ``ds`` (fixed images), from the disk cache shared by every run
+    and by evaluation (``contextclip.image_cache``) when the dataset has a content digest."""
+    if not hasattr(ds, "content_digest"):
+        return FrozenFeatureCache.for_images(run.model, ds, run.collate, run.cfg, run.autocast)
+    feats = cached_image_features(run.model, ds, resolve_root(run.cfg.data.data_root),
+                                  autocast=run.autocast, write=run.main,
+                                  images_key={"pairs": ds.content_digest(), "n": len(ds)},
+                                  take=lambda d, idx: run.collate([d[i] for i in idx])["images"])
+    return FrozenFeatureCache(feats.to(run.dist.device))
 
 
 def _train_epoch(run: Run, epoch: int) -> None:

@@ -85,8 +85,7 @@ show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "
 # the seeds' paired differences.
 
 # %%
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
-                              seeds=cfg.train.seeds)
+tables = results.build_tables(paths.results, cfg.profile, **results.profile_options(cfg))
 show_table(paths.results / "table1_zero_shot.md")
 show_markdown(results.verdict(tables["table1_zero_shot"]))
 # Table 1 has every set of the profile; per run, top-1 never exceeds top-5 and both are percentages

@@ -67,8 +67,7 @@ show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["me
 # ## 2. Table 2 beside the paper
 
 # %%
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
-                              seeds=cfg.train.seeds)
+tables = results.build_tables(paths.results, cfg.profile, **results.profile_options(cfg))
 show_table(paths.results / "table2_fine_tune.md")
 show_markdown(results.verdict(tables["table2_fine_tune"]))
 # both evaluations ran for every run and set, and their accuracies are percentages

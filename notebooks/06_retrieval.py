@@ -60,8 +60,7 @@ per_run = pd.DataFrame(rows)
 per_run = per_run[~per_run["metric"].str.startswith("chance")]
 show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], values="value"),
            caption=f"Recall@K on {name} (percent)")
-tables = results.build_tables(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
-                              seeds=cfg.train.seeds)
+tables = results.build_tables(paths.results, cfg.profile, **results.profile_options(cfg))
 show_table(paths.results / "table3_retrieval.md")
 # recall@K never falls as K grows, in both directions, for every run
 recall = per_run.pivot_table(index=["method", "seed"], columns="metric", values="value")

@@ -90,8 +90,8 @@ def run_facts(profile: str, runs_root: Path | None = None, write: bool = True, r
 def comparison(profile: str, results_dir: Path | None = None) -> results.Comparison:
     """The comparison summary of a profile, with that profile's bootstrap setting (nothing written)."""
     cfg = load_config(profile)
-    return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile,
-                             cfg.eval.bootstrap_samples, write=False, seeds=cfg.train.seeds)
+    return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile, write=False,
+                             **results.profile_options(cfg))
 
 
 #: zero-shot sets whose top-1 level the reading states, with how to say what they measure
