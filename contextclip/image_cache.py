@@ -35,6 +35,7 @@ import torch
 
 from contextclip import fileio
 from contextclip.encoding import n_images, take_images
+from contextclip.model import tower_fingerprint
 
 __all__ = ["CACHE_VERSION", "image_tower_fingerprint", "images_digest", "feature_key", "feature_path",
            "cached_image_features", "compute_image_features", "embed_features", "clear_memory"]
@@ -53,11 +54,7 @@ def image_tower_fingerprint(model) -> str:
     """SHA-256 of the image tower's weights and buffers (computed once per model object)."""
     fp = getattr(model, "_image_tower_fp", None)
     if fp is None:
-        h = hashlib.sha256()
-        for name, t in model.image_tower.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-        fp = h.hexdigest()
+        fp = tower_fingerprint(model.image_tower)
         model._image_tower_fp = fp
     return fp
 

@@ -299,8 +299,9 @@ class Run:
         self.check_finite(self.state.step)  # never write weights that followed a non-finite step
         if self.main:
             hist = self.out_dir / R.HISTORY
+            weights, frozen_towers = R.model_state(self.model, self.cfg)
             R.save_checkpoint({
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": weights, "frozen_towers": frozen_towers, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 **self.state.as_checkpoint(), "rng": R.rng_state(), "config": self.cfg.to_dict(),
@@ -401,7 +402,7 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     state = Progress()
     ema = None
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        R.restore_model(model, ckpt["model"], ckpt.get("frozen_towers"), ckpt_path)
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
