@@ -103,8 +103,8 @@ def main(argv=None) -> dict:
     from contextclip import train as T
     from contextclip.config import load_config, parse_override
     from contextclip.data import PairCollator, build_pair_datasets
-    from contextclip.frozen_features import cached_caption_features, loader
     from contextclip.model import to_device
+    from contextclip.train_caches import cached_caption_features, loader
 
     overrides = dict(parse_override(s) for s in args.set)
     base = load_config(args.profile, overrides)
@@ -171,13 +171,13 @@ def main(argv=None) -> dict:
 
     def run_kit(name: str):
         m, loss_fn, opt, sched, cfg = kit[name]
+        parts = T.StepParts(m, loss_fn, opt, autocast, sched, cfg.train.grad_clip,
+                            caches=T.FrozenCaches(text_cache, img_cache))
 
         def go(k: int):
             out = None
             for i in range(k):
-                out = T.train_step(m, loss_fn, opt, batches[i % len(batches)], autocast, scheduler=sched,
-                                   grad_clip=cfg.train.grad_clip, idx=batches_idx[i % len(batches)],
-                                   text_cache=text_cache, image_cache=img_cache)
+                out = T.train_step(parts, batches[i % len(batches)], batches_idx[i % len(batches)])
             return out["finite"]
         return go
 

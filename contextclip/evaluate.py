@@ -37,15 +37,15 @@ import torch
 from contextclip import fileio
 from contextclip.config import REPO_ROOT, TASKS, Config, ConfigError, config_from_json, read_json
 from contextclip.data import DatasetMissing
-from contextclip.data.registry import resolve_root
 from contextclip.encoding import encode_images, encode_texts, image_features
+from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.image_cache import cached_image_features, embed_features
-from contextclip.layout import paths_for
+from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
-from contextclip.runs import load_trained
+from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
@@ -56,9 +56,9 @@ CACHE_VERSION = 2  # 2: the key covers the dataset's files
 
 # --------------------------------------------------------------------------- run folder
 def run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a training run folder "
+        raise MissingFileError(f"{path} does not exist: {run_dir} is not a training run folder "
                                 "(train one with `python -m contextclip train ... --out DIR`)")
     return config_from_json(path)
 
@@ -66,7 +66,7 @@ def run_config(run_dir: Path) -> Config:
 def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
     run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
+    summary = run_dir / SUMMARY
     if summary.exists():
         s = read_json(summary, "delete it and run the same train command again (it is rewritten without training)")
         if "method" in s and "seed" in s:
@@ -81,9 +81,9 @@ def run_identity(run_dir: Path) -> tuple[str, int]:
 def checkpoint_fingerprint(run_dir: Path) -> str:
     """SHA-256 of ``checkpoint.pt`` (memoised by size and mtime in ``embeddings/fingerprint.json``)."""
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt} does not exist; train the run before evaluating it")
+        raise MissingFileError(f"{ckpt} does not exist; train the run before evaluating it")
     st = ckpt.stat()
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
     memo = run_dir / "embeddings" / "fingerprint.json"
@@ -147,7 +147,7 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
     """The cached embeddings of one dataset, without checking the fingerprint (for plots)."""
     path = cache_path(run_dir, name)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
+        raise MissingFileError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
                                 f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -200,7 +200,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     if _is_caption_set(dataset):
         captions = [list(c) for c in dataset.captions]
         if any(len(c) == 0 for c in captions):
-            raise ValueError(f"dataset {name}: some images have no caption; every image needs at least one")
+            raise DatasetError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
         image = (_image_embeddings_and_features(model, dataset.images, bs, cfg, _images_key(key))[0]
                  if _frozen_image(model) else encode_images(model, dataset.images, bs))
@@ -267,7 +267,7 @@ def _splits_of(dataset: str, labels, official, seed: int) -> dict:
         return make_splits(labels, official, seed)
     except ValueError as exc:
         counts = np.bincount(np.asarray(torch.as_tensor(labels)))
-        raise ValueError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
+        raise DatasetError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
                          "the 80/20 train/val split of the non-test images needs about 3 per class)") from None
 
 
@@ -331,7 +331,7 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
               model, data) -> list[dict]:
     metrics_csv = results_dir / "metrics.csv"
     run = run_label(run_dir)
-    has_ckpt = (run_dir / "checkpoint.pt").exists()
+    has_ckpt = (run_dir / CHECKPOINT).exists()
     ident = {"run": run, "checkpoint": checkpoint_fingerprint(run_dir)[:12] if has_ckpt else ""}
     try:
         if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):

@@ -48,9 +48,11 @@ from typing import Any
 
 from contextclip import fileio
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.errors import DatasetsMissingError, PipelineError
 from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
 from contextclip.lock import LOCK_NAME, folder_lock
+from contextclip.runs import ALREADY_TRAINED
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -63,17 +65,9 @@ CELL_TIMEOUT_S: dict[str, int] = {"smoke": 600, "embedded": 1800, "paper": 12 * 
 DEFAULT_CELL_TIMEOUT_S = 4 * 3600
 
 
-class PipelineError(ConfigError):
-    """The pipeline cannot start: an undeclared parameter, a missing notebook or parameters cell.
-
-    A subclass of ``ConfigError`` so that the CLI reports it as a usage error (exit code 2).
-    A notebook that fails while running is not an exception: ``reproduce`` returns 1.
-    """
-
-
 # ----------------------------------------------------------------------------- parameters
 #: what ``train.fit`` prints for a finished run it returns without training again
-REUSED_RUN_LINE = ": already trained ("
+REUSED_RUN_LINE = f": {ALREADY_TRAINED} ("
 
 
 def reused_runs(nb: dict) -> int:
@@ -373,10 +367,6 @@ def select_notebooks(paths: Sequence[Path], cfg: Config) -> list[Path]:
         raise PipelineError(f"config key 'notebooks': {unknown} match no notebook; the numbered notebooks are "
                             f"{sorted(by_number)}")
     return [by_number[n] for n in sorted(wanted)]
-
-
-class DatasetsMissingError(PipelineError):
-    """Datasets the profile needs are absent and ``missing_datasets`` is not ``skip``."""
 
 
 def _check_data(cfg: Config) -> None:

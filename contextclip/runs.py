@@ -29,11 +29,17 @@ from contextclip.config import (
     REPO_ROOT,
     RESULT_NEUTRAL_SECTIONS,
     Config,
-    ConfigError,
     knob_default,
 )
 from contextclip.ema import averaged_state_dict
-from contextclip.errors import storage_error
+from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
+    CheckpointError,
+    MissingFileError,
+    NonFiniteLossError,
+    RunMismatchError,
+    RunNotFinishedError,
+    storage_error,
+)
 from contextclip.model import build_model, fixed_frozen_towers, to_device, tower_fingerprint
 
 CHECKPOINT = "checkpoint.pt"
@@ -43,6 +49,10 @@ CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
 DATA_REPORT = "data_report.json"
 
+#: what ``train.fit`` prints for a finished run it returns without training again; ``pipeline``
+#: counts these lines in a notebook's output (``already_trained_line`` writes them)
+ALREADY_TRAINED = "already trained"
+
 #: Config keys that do not change what a run computes: a checkpoint or finished run made with
 #: other values of these is still "the same run" (evaluation knobs, logging, workers, paths).
 RESULT_NEUTRAL_KEYS = frozenset({
@@ -51,24 +61,14 @@ RESULT_NEUTRAL_KEYS = frozenset({
 })
 
 
-class RunMismatchError(ConfigError):
-    """The run folder holds a checkpoint or finished run made with a different config or other data."""
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
-
-
-class RunNotFinishedError(ConfigError):
-    """A run folder's training has not finished (a usage error: resume it first)."""
-
-
 #: what every training checkpoint holds; a torch file without these is refused by name
 CHECKPOINT_KEYS = ("config", "method", "seed", "epoch", "step", "model", "optimizer")
+
+
+def already_trained_line(run_dir: Path, final_val_loss) -> str:
+    """The line a finished run prints instead of training again."""
+    return (f"{run_dir}: {ALREADY_TRAINED} (final_val_loss={final_val_loss}); "
+            "pass --fresh (notebook 02: fresh = True) to train again")
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -331,7 +331,7 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
+        raise MissingFileError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
     ckpt = load_checkpoint(path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:

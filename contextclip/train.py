@@ -5,7 +5,7 @@ for the image tower, the text tower and the heads, fixed batch, epochs) with a h
 validation loss each epoch, exact resume (mid-epoch included) and training under ``torchrun``
 (DDP) with the losses over the global batch. The run folder (checkpoints, digests, RNG state,
 loading a trained model) is ``contextclip.runs``; the frozen-tower feature caches are
-``contextclip.frozen_features``.
+``contextclip.train_caches``.
 
 Batches. ``batch_size`` is the *global* batch: each epoch draws one seeded permutation of the
 training pairs (seeded by ``(seed, epoch)``), cuts it into consecutive global batches (the
@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,11 @@ from tqdm.auto import tqdm
 from contextclip import distributed as D
 from contextclip import failpoints, fileio
 from contextclip import runs as R
-from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
+from contextclip.config import Config, ConfigError, check_choice, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
-from contextclip.data.registry import resolve_root
 from contextclip.ema import WeightAverage
-from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
 from contextclip.image_cache import cached_image_features
+from contextclip.layout import resolve_root
 from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model, to_device
@@ -51,8 +51,9 @@ from contextclip.runs import (
     RunNotFinishedError,
     load_trained,
 )
+from contextclip.train_caches import FrozenFeatureCache, cached_caption_features, loader
 
-__all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
+__all__ = ["fit", "train_step", "StepParts", "FrozenCaches", "forward_with_caches", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
            "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
            "CheckpointError", "RunNotFinishedError", "load_trained", "TERMS"]
 
@@ -92,21 +93,25 @@ def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimize
     # fused: one kernel per step over all weights (CPU and CUDA); the for-loop implementation took
     # a tenth of a CPU step of the embedded profile (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=t.weight_decay, fused=fused)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=fused)
-    raise ConfigError(f"config key 'optimizer': {t.optimizer!r} is not one of ['adam', 'adamw']")
+    return OPTIMIZERS[check_choice("optimizer", t.optimizer)](groups, weight_decay=t.weight_decay, fused=fused)
+
+
+#: optimizer name -> class (the ``optimizer`` knob)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _cosine(opt: torch.optim.Optimizer, total_steps: int):
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+
+#: scheduler name -> builder(optimizer, total_steps) (the ``scheduler`` knob); ``none`` keeps the lr
+SCHEDULERS: dict[str, Callable] = {"none": lambda opt, total_steps: None, "cosine": _cosine}
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: Config, total_steps: int):
     """``none`` or ``cosine`` (per step, from each group's lr to 0, no warm-up)."""
-    if cfg.train.scheduler == "none":
-        return None
-    if cfg.train.scheduler == "cosine":
-        total = max(1, total_steps)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-    raise ConfigError(f"config key 'scheduler': {cfg.train.scheduler!r} is not one of ['none', 'cosine']")
+    return SCHEDULERS[check_choice("scheduler", cfg.train.scheduler)](opt, total_steps)
 
 
 def make_loss(cfg: Config) -> ContextCLIPLoss:
@@ -118,6 +123,7 @@ def make_loss(cfg: Config) -> ContextCLIPLoss:
 
 def autocast_factory(device: torch.device, precision: str):
     """A no-argument context-manager factory: bf16 autocast (``bf16``, or ``auto`` on CUDA) or nothing."""
+    check_choice("precision", precision)
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16:
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
@@ -129,38 +135,69 @@ def autocast_factory(device: torch.device, precision: str):
 _CHECK_KEYS = ("grad_norm", "image_finite", "text_finite", "weights_finite", "finite", "logit_scale")
 
 
-def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimizer, batch: dict, autocast, *,
-               forward=None, scheduler=None, grad_clip: float = 0.0, idx=None,
-               text_cache: FrozenFeatureCache | None = None,
-               image_cache: FrozenFeatureCache | None = None) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class FrozenCaches:
+    """Cached features of a frozen tower that replace its input in the forward pass (either may be None)."""
+
+    text: FrozenFeatureCache | None = None  # by caption
+    image: FrozenFeatureCache | None = None  # by dataset index
+
+
+def forward_with_caches(forward, model: ContextCLIPModel, batch: dict, idx, autocast,
+                        caches: FrozenCaches | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``forward(...)`` of one collated batch under ``autocast``: (image_emb, text_emb, logit_scale).
+
+    Cached features of a frozen tower replace its input when ``caches`` holds them (``idx``: the
+    batch's dataset indices, for the image cache). ``forward`` is the module to call (the DDP wrapper
+    under torchrun, else ``model``); the text cache looks new captions up through ``model``.
+    """
+    caches = caches if caches is not None else FrozenCaches()
+    with autocast():
+        img_f = caches.image.lookup(idx) if caches.image is not None else None
+        txt_f = caches.text.lookup_captions(model, batch["captions"], autocast) if caches.text is not None else None
+        return forward(batch["images"] if img_f is None else None, batch["input_ids"], batch["attention_mask"],
+                       image_feats=img_f, text_feats=txt_f)
+
+
+@dataclass
+class StepParts:
+    """What one optimisation step works with; ``fit`` builds it once per epoch, benchmarks build their own."""
+
+    model: ContextCLIPModel
+    loss_fn: Any  # (img, txt, scale) -> {TERMS...}
+    optimizer: torch.optim.Optimizer
+    autocast: Any = contextlib.nullcontext
+    scheduler: Any = None
+    grad_clip: float = 0.0
+    forward: Any = None  # the DDP wrapper under torchrun; None: the model
+    caches: FrozenCaches | None = None  # the training set's frozen-tower features
+
+
+def train_step(parts: StepParts, batch: dict, idx=None) -> dict[str, torch.Tensor]:
     """One optimiser step on one batch (the body of ``fit``'s loop; also timed by benchmarks/train_step.py).
 
-    Forward under ``autocast`` (cached features of a frozen tower replace its input when a cache
-    is given; ``idx`` are the batch's dataset indices for the image cache), the embeddings
-    gathered over ranks and the losses in fp32, backward, gradient norm (clipped when
-    ``grad_clip > 0``), optimiser step, CLIP's clamp of the learned log(1/tau), scheduler step.
-    ``forward`` is the module to call (the DDP wrapper under torchrun; ``model`` otherwise).
+    Forward under ``autocast`` (``forward_with_caches``; ``idx`` are the batch's dataset indices for
+    the image cache), the embeddings gathered over ranks and the losses in fp32, backward, gradient
+    norm (clipped when ``grad_clip > 0``), optimiser step, CLIP's clamp of the learned log(1/tau),
+    scheduler step.
 
     Returns detached *device* tensors and never waits for the device: the ``TERMS``, ``grad_norm``,
     ``image_finite`` / ``text_finite`` (every embedding finite), ``weights_finite`` (every trained
-    weight after the update), ``finite`` (all of these) and ``logit_scale``. The caller checks ``finite`` (``fit`` does so every ``log_every`` steps and
-    before every checkpoint write, so a non-finite step never reaches a checkpoint).
+    weight after the update), ``finite`` (all of these) and ``logit_scale``. The caller checks
+    ``finite`` (``fit`` does so every ``log_every`` steps and before every checkpoint write, so a
+    non-finite step never reaches a checkpoint).
     """
-    fwd = forward if forward is not None else model
-    with autocast():
-        img_f = image_cache.lookup(idx) if image_cache is not None else None
-        txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
-        img_emb, txt_emb, scale = fwd(batch["images"] if img_f is None else None,
-                                      batch["input_ids"], batch["attention_mask"],
-                                      image_feats=img_f, text_feats=txt_f)
+    model, optimizer = parts.model, parts.optimizer
+    img_emb, txt_emb, scale = forward_with_caches(parts.forward if parts.forward is not None else model, model,
+                                                  batch, idx, parts.autocast, parts.caches)
     # the losses in fp32, over the global batch (identity without torchrun)
     img_emb, txt_emb = D.gather_embeddings(img_emb.float(), txt_emb.float())
-    terms = loss_fn(img_emb, txt_emb, scale.float())
+    terms = parts.loss_fn(img_emb, txt_emb, scale.float())
     values = torch.stack([terms[k].detach() for k in TERMS])
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    gnorm = (nn.utils.clip_grad_norm_(grads, grad_clip) if grad_clip > 0
+    gnorm = (nn.utils.clip_grad_norm_(grads, parts.grad_clip) if parts.grad_clip > 0
              else nn.utils.get_total_norm([p.grad for p in grads]))
     # The loss terms, the embeddings, the gradient norm and the weights after the update are all
     # checked (a NaN can surface in any of them first), on the device; the caller reads the flag
@@ -170,8 +207,8 @@ def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimize
     if model.logit_scale.requires_grad:  # as CLIP: the learned log(1/tau) itself stays <= log(max)
         with torch.no_grad():
             model.logit_scale.clamp_(max=math.log(model.max_logit_scale))
-    if scheduler is not None:
-        scheduler.step()
+    if parts.scheduler is not None:
+        parts.scheduler.step()
     # a sum of finite weights is finite (it could overflow only past ~1e38): 10x cheaper than a max-norm
     weights_ok = torch.isfinite(torch.stack([p.detach().sum() for g in optimizer.param_groups for p in g["params"]]).sum())
     finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok & weights_ok
@@ -370,8 +407,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         saved = {**read_json(out_dir / R.CONFIG), **{k: summary.get(k) for k in ("method", "seed")}}
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
         if dist.is_main:
-            print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
-                  "pass --fresh (notebook 02: fresh = True) to train again", flush=True)
+            print(R.already_trained_line(out_dir, summary["final_val_loss"]), flush=True)
         return summary
     return None
 
@@ -379,7 +415,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
 def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo, train_ds, val_ds,
            progress: bool, loss_fn) -> Run:
     """Data, model, optimiser and caches, restored from the checkpoint when there is one."""
-    ckpt_path, hist_path = out_dir / R.CHECKPOINT, out_dir / R.HISTORY
+    ckpt_path = out_dir / R.CHECKPOINT
     ckpt = R.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ckpt is not None:
         R.refuse_other_config(out_dir, {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]},
@@ -399,29 +435,12 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     model = to_device(build_model(cfg), dist.device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, cfg.train.epochs * steps_per_epoch)
-    state = Progress()
-    ema = None
-    if ckpt is not None:
-        R.restore_model(model, ckpt["model"], ckpt.get("frozen_towers"), ckpt_path)
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        state = Progress.from_checkpoint(ckpt, steps_per_epoch)
-        if dist.is_main and hist_path.exists() and hist_path.stat().st_size > int(ckpt["history_bytes"]):
-            with open(hist_path, "r+b") as fh:  # drop lines logged after the checkpoint: they are redone
-                fh.truncate(int(ckpt["history_bytes"]))
-    if cfg.train.ema_decay > 0:
-        ema = WeightAverage(model, cfg.train.ema_decay)
-        if ckpt is not None:
-            ema.load_state_dict(ckpt["ema"])
+    state = _restore(ckpt, model, opt, sched, steps_per_epoch, ckpt_path) if ckpt is not None else Progress()
+    ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and ckpt is not None:
+        ema.load_state_dict(ckpt["ema"])
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if ckpt is None:  # starting at step 0: lines a killed earlier attempt logged are redone
-            hist_path.unlink(missing_ok=True)
-        save_config(cfg, out_dir / R.CONFIG)
-        fileio.write_json(R.environment_info(dist.device, dist.world_size), out_dir / R.ENVIRONMENT)
-        if getattr(train_ds, "report", None):
-            fileio.write_json(train_ds.report, out_dir / R.DATA_REPORT)
+        _write_run_files(cfg, out_dir, dist, train_ds, None if ckpt is None else int(ckpt["history_bytes"]))
     D.barrier()
 
     autocast = autocast_factory(dist.device, cfg.train.precision)
@@ -437,6 +456,32 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     if ckpt is not None:  # last: building the model and caches above must not disturb the restored RNG
         R.set_rng_state(ckpt["rng"])
     return run
+
+
+def _restore(ckpt: dict, model: ContextCLIPModel, opt: torch.optim.Optimizer, sched, steps_per_epoch: int,
+             path: Path) -> Progress:
+    """Load the checkpoint's weights (``path``'s), optimiser and scheduler states; returns where the run stood."""
+    R.restore_model(model, ckpt["model"], ckpt.get("frozen_towers"), path)
+    opt.load_state_dict(ckpt["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ckpt["scheduler"])
+    return Progress.from_checkpoint(ckpt, steps_per_epoch)
+
+
+def _write_run_files(cfg: Config, out_dir: Path, dist: D.DistInfo, train_ds, history_bytes: int | None) -> None:
+    """The files that describe the run (config, environment, data report), and the history cut back to
+    the ``history_bytes`` the checkpoint saw (None: starting at step 0, so no history). Rank 0 only."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hist_path = out_dir / R.HISTORY
+    if history_bytes is None:  # starting at step 0: lines a killed earlier attempt logged are redone
+        hist_path.unlink(missing_ok=True)
+    elif hist_path.exists() and hist_path.stat().st_size > history_bytes:
+        with open(hist_path, "r+b") as fh:  # drop lines logged after the checkpoint: they are redone
+            fh.truncate(history_bytes)
+    save_config(cfg, out_dir / R.CONFIG)
+    fileio.write_json(R.environment_info(dist.device, dist.world_size), out_dir / R.ENVIRONMENT)
+    if getattr(train_ds, "report", None):
+        fileio.write_json(train_ds.report, out_dir / R.DATA_REPORT)
 
 
 def _build_caches(run: Run) -> None:
@@ -485,11 +530,11 @@ def _train_epoch(run: Run, epoch: int) -> None:
     run.n_window = 0
     bar = tqdm(total=run.steps_per_epoch, initial=first, desc=f"{run.method} s{run.seed} epoch {epoch + 1}/"
                f"{cfg.train.epochs}", disable=not (run.progress and run.main), leave=False, dynamic_ncols=True)
+    parts = StepParts(run.model, run.loss_fn, run.optimizer, run.autocast, run.scheduler, cfg.train.grad_clip,
+                      run.forward, FrozenCaches(run.text_cache, run.image_cache_train))
     for step, (idx, batch) in enumerate(zip(local, batches_of_rank), start=first + 1):
         t0 = time.perf_counter()
-        out = train_step(run.model, run.loss_fn, run.optimizer, batch, run.autocast, forward=run.forward,
-                         scheduler=run.scheduler, grad_clip=cfg.train.grad_clip, idx=idx, text_cache=run.text_cache,
-                         image_cache=run.image_cache_train)
+        out = train_step(parts, batch, idx)
         if run.ema is not None:
             run.ema.update(run.model)
         values = torch.stack([out[k] for k in TERMS])
@@ -526,7 +571,7 @@ def _validate(run: Run) -> tuple[dict[str, float] | None, float]:
         return None, time.perf_counter() - t0
     with run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext():  # the weights evaluated
         terms = evaluate_loss(run.model, run.loss_fn, run.val_ds, run.collate, run.cfg, run.autocast,
-                              run.global_batch, run.text_cache, run.image_cache_val)
+                              run.global_batch, FrozenCaches(run.text_cache, run.image_cache_val))
     return terms, time.perf_counter() - t0
 
 
@@ -573,8 +618,7 @@ def _finish(run: Run) -> dict:
 
 @torch.no_grad()
 def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate, cfg: Config, autocast,
-                  global_batch: int, text_cache: FrozenFeatureCache | None = None,
-                  img_cache: FrozenFeatureCache | None = None) -> dict[str, float]:
+                  global_batch: int, caches: FrozenCaches | None = None) -> dict[str, float]:
     """Mean loss terms over consecutive held-out batches of the global batch size (eval mode).
 
     Under torchrun rank r computes batches r, r + W, ...; the sums are added over ranks.
@@ -589,11 +633,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=model.device)
     for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
         failpoints.hit("val_batch")
-        with autocast():
-            img_f = img_cache.lookup(idx) if img_cache is not None else None
-            txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
-            img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
-                                    batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
+        img, txt, scale = forward_with_caches(model, model, batch, idx, autocast, caches)
         terms = loss_fn(img.float(), txt.float(), scale.float())
         if getattr(loss_fn, "alpha", None) == 0:
             # CLIP does not train on L_CX, but its value is measured on held-out pairs for both

@@ -29,9 +29,7 @@
 # **Outputs.** Runs in `runs/<profile>/locked_regime/` (git-ignored); image features in
 # `data/cache/image_features/`. Nothing under `results/` is written.
 #
-# **Runtime.** smoke: about a minute; pretrained: about 3 minutes for 3 seeds the first time (most of it
-# computing the image features once), about a minute after. Measured with
-# `benchmarks/pipeline.py`-style timing by hand on 2 CPU cores (see the exercises to time your own).
+# **Runtime.** smoke: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | pretrained

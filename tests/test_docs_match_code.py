@@ -6,8 +6,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from contextclip.config import REPO_ROOT
+from contextclip.runs import already_trained_line
 
 
 def test_notebook_runtimes_are_the_measured_ones():
@@ -37,7 +39,7 @@ def test_a_pass_that_reused_trained_runs_says_so_beside_its_time(monkeypatch):
     import notebook_runtimes
     import pipeline as pipeline_benchmark
 
-    line = "runs/embedded/clip-seed0: already trained (final_val_loss=1.2); pass --fresh to train again\n"
+    line = already_trained_line(Path("runs/embedded/clip-seed0"), 1.2) + "\n"
     nb = {"cells": [{"outputs": [{"output_type": "stream", "name": "stdout", "text": [line, line]}]},
                     {"outputs": [{"output_type": "display_data", "data": {"text/plain": line}}]}]}
     assert pipeline_benchmark.reused_runs(nb) == 2  # stream output only

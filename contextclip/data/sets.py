@@ -26,23 +26,12 @@ from torch.utils.data import Dataset
 from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.images import array_to_square, load_square
+from contextclip.errors import DatasetError, DatasetMissing, ImageProblem
+from contextclip.layout import resolve_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_TENSOR_BYTES = 512 * 2**20
 SUBSET_SEED = 0  # eval_max_images subsets and data-subset choices are fixed across runs
-
-
-class DatasetMissing(Exception):
-    """A dataset is not on disk; the message names the command that prepares it."""
-
-    def __init__(self, name: str, root: Path | str, what: str):
-        self.name = name
-        self.root = str(root)
-        super().__init__(
-            f"dataset '{name}' is missing under {root}: {what}. "
-            f"Prepare it with: python -m contextclip data prepare {name} --root {root}  "
-            f"(see data/README.md)"
-        )
 
 
 @cache
@@ -113,8 +102,8 @@ class FileImages(Dataset):
     def __getitem__(self, i):
         try:
             arr = load_square(self.paths[i], self.size)
-        except ValueError as exc:
-            raise ValueError(f"image {self.paths[i]}: {exc}") from None
+        except ImageProblem as exc:
+            raise ImageProblem(exc.kind, exc.reason, where=f"image {self.paths[i]}") from None
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[i]
 
 
@@ -188,8 +177,6 @@ def _holder(ds: Dataset, size: int, force_lazy: bool = False, cfg=None):
     if not force_lazy and len(ds) * 3 * size * size <= MAX_TENSOR_BYTES:
         return materialise(ds)
     if cfg is not None and isinstance(ds, FileImages):
-        from contextclip.data.registry import resolve_root
-
         return decoded_cache(ds, resolve_root(cfg.data.data_root) / "decoded")
     return ds
 
@@ -424,15 +411,8 @@ def _folder_set(name, cfg, split, paths, labels, classnames, test_names: set[str
     return s
 
 
-def _resisc_root(root: Path) -> Path | None:
-    for cand in (Path(root) / "resisc45" / "NWPU-RESISC45", Path(root) / "resisc45"):
-        if cand.is_dir() and any(d.is_dir() and d.name in ("airplane", "sea_ice") for d in cand.iterdir()):
-            return cand
-    return None
-
-
 def build_resisc45(name, cfg, split="test", root=None):
-    base = _resisc_root(root)
+    base = formats.resisc_folder(root)
     if base is None:
         raise DatasetMissing(name, root, f"{Path(root) / 'resisc45'}/<class>/*.jpg (45 class folders) not found")
     paths, labels, folders = formats.read_class_folders(base)
@@ -440,7 +420,7 @@ def build_resisc45(name, cfg, split="test", root=None):
     names = [f.replace("_", " ") for f in folders]
     unknown = [n for n in names if n not in clip_names]
     if unknown:
-        raise ValueError(f"{base}: folders {unknown} are not RESISC45 classes; expected {clip_names}")
+        raise DatasetError(f"{base}: folders {unknown} are not RESISC45 classes; expected {clip_names}")
     split_file = next((p for p in (base / "resisc45-test.txt", base.parent / "resisc45-test.txt") if p.is_file()), None)
     test = formats.read_split_list(split_file) if split_file else None
     s = _folder_set(name, cfg, split, paths, labels, names, test, base)
