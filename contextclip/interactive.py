@@ -11,7 +11,8 @@ What it is (the logic behind notebook 06's caption box):
   zero-shot class probabilities for image ``image_index`` of the classification set: a softmax,
   at the model's learned temperature, over the same class embeddings as Table 1
   (``zeroshot.class_embeddings``). Returns a ``CaptionQuery``.
-- ``query_caption(runs, caption, k)``: the same, with the explorer kept between calls.
+- ``query_caption(runs, caption, k)``: the same, with the explorer kept between calls;
+  ``explorer_for(cfg)``: the explorer a notebook of profile ``cfg.profile`` uses.
 - ``caption_box(explorer, example, k)``: the ipywidgets of the box (a text field, a button, the
   figure as an image) and its callback; ``notebooks/06_retrieval.py`` only displays them.
 
@@ -37,7 +38,8 @@ from contextclip.layout import paths_for
 from contextclip.retrieval import topk_images
 from contextclip.runs import load_trained
 
-__all__ = ["CaptionQuery", "CaptionExplorer", "caption_box_runs", "query_caption", "caption_box", "EXAMPLE_CAPTION"]
+__all__ = ["CaptionQuery", "CaptionExplorer", "caption_box_runs", "explorer_for", "query_caption", "caption_box",
+           "EXAMPLE_CAPTION"]
 
 #: The caption the box shows before anyone types (a caption of the generated retrieval set).
 EXAMPLE_CAPTION = "an italic number three"
@@ -163,6 +165,14 @@ class CaptionExplorer:
             image=take_images(self.class_images, [image_index])[0], true_label=int(cc["labels"][image_index]),
             classnames=list(cc["classnames"]), class_probs=probs, profile=self.cfg.profile,
             runs={m: str(r) for m, r in self.runs.items()})
+
+
+def explorer_for(cfg: Config, root: Path | None = None) -> CaptionExplorer:
+    """The caption box's explorer for a notebook's config: the runs of ``caption_box_runs(cfg.profile)``;
+    the notebook's datasets when they are its own profile's runs, else the runs' own config's."""
+    runs = caption_box_runs(cfg.profile, root=root)
+    own = all(Path(r).parent == paths_for(cfg.profile, root).runs for r in runs.values())
+    return CaptionExplorer(runs, cfg=cfg if own else None)
 
 
 _EXPLORERS: dict[tuple, CaptionExplorer] = {}

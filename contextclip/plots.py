@@ -288,6 +288,7 @@ def caption_query_figure(result) -> Figure:
     for tick, i in zip(ax_bar.get_xticklabels(), keep):
         if i == result.true_label:
             tick.set_fontweight("bold")
+    ax_bar.set_xlabel("class (the true one in bold)", fontsize=GRID_FONTS["label"] - 1)
     ax_bar.set_ylabel("zero-shot probability (%)", fontsize=GRID_FONTS["label"] - 1)
     ax_bar.set_ylim(0, 100)
     ax_bar.grid(axis="y", alpha=0.3)
