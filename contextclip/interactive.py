@@ -211,9 +211,10 @@ def caption_box(explorer: CaptionExplorer, example: str = EXAMPLE_CAPTION, k: in
 
     ``box`` is a VBox: a text field (Enter searches), a "Search" button, a number field for the
     scored image, a status line and the figure as an ``ipywidgets.Image``. ``search()`` reads the
-    fields, runs the query and replaces the image (it is also the button's and Enter's handler);
-    it runs once for ``example`` before the box is returned, so the box never opens empty. A bad
-    input (an empty caption, an image number out of range) shows its message in the status line.
+    fields, runs the query and replaces the image; the button, Enter and the number field call it
+    when the caption or the number differ from what is drawn. It runs once for ``example`` before
+    the box is returned, so the box never opens empty. A bad input (an empty caption, an image
+    number out of range) shows its message in the status line and keeps the last figure.
     """
     import ipywidgets as widgets
 
@@ -228,6 +229,8 @@ def caption_box(explorer: CaptionExplorer, example: str = EXAMPLE_CAPTION, k: in
     status = widgets.HTML()
     image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
 
+    shown = {"key": None}  # the (caption, image number) drawn last
+
     def search(*_):
         try:
             result = explorer.query(text.value, k, number.value)
@@ -235,6 +238,7 @@ def caption_box(explorer: CaptionExplorer, example: str = EXAMPLE_CAPTION, k: in
             status.value = f"<b>{exc}</b>"
             return None
         image.value = figure_png(caption_query_figure(result))
+        shown["key"] = (result.caption, number.value)
         found = "; ".join(f"{m}: {n} correct in top {k}" for m in result.topk
                           if (n := result.n_correct(m)) is not None)
         status.value = (f"Top {k} of {explorer.n_images} {explorer.dataset} images for <i>{result.caption}</i> "
@@ -242,9 +246,13 @@ def caption_box(explorer: CaptionExplorer, example: str = EXAMPLE_CAPTION, k: in
                                                       "nothing is framed (no attributes known)"))
         return result
 
-    button.on_click(search)
-    text.observe(search, names="value")  # Enter (or leaving the field) commits the value
-    number.observe(search, names="value")
+    def on_event(*_):  # typing then clicking commits the text (leaving the field) and clicks: draw once
+        if (text.value.strip(), number.value) != shown["key"]:
+            search()
+
+    button.on_click(on_event)
+    text.observe(on_event, names="value")  # Enter (or leaving the field) commits the value
+    number.observe(on_event, names="value")
     search()
     box = widgets.VBox([widgets.HBox([text, button, number]), status, image])
     return box, search
