@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from contextclip.config import Config, load_config
+from contextclip.config import METHOD_LABELS, Config, load_config
 from contextclip.encoding import encode_texts, take_images
 from contextclip.evaluate import embed_dataset, run_config
 from contextclip.layout import paths_for
@@ -239,7 +239,7 @@ def caption_box(explorer: CaptionExplorer, example: str = EXAMPLE_CAPTION, k: in
             return None
         image.value = figure_png(caption_query_figure(result))
         shown["key"] = (result.caption, number.value)
-        found = "; ".join(f"{m}: {n} correct in top {k}" for m in result.topk
+        found = "; ".join(f"{METHOD_LABELS.get(m, m)}: {n} correct in top {k}" for m in result.topk
                           if (n := result.n_correct(m)) is not None)
         status.value = (f"Top {k} of {explorer.n_images} {explorer.dataset} images for <i>{result.caption}</i> "
                         f"({result.profile} runs)" + (f"; {found}" if found else "; your own words: "

@@ -12,8 +12,9 @@ box: typing a caption and pressing Enter, then clicking Search with another, eac
 Needs Debian's Chromium (``apt-get install -y chromium``; Playwright's own browser download is not
 used) and the pinned ``playwright`` package; without them the test is skipped with that message.
 On failure a screenshot, the page's HTML and the Lab's log are kept in ``tests/artifacts/browser/``
-(git-ignored). Test-only Lab settings (in a temporary settings folder): autosave off, so the
-committed notebook is never written, and every cell kept in the page (no windowed rendering).
+(git-ignored), and the caption box's screenshot (``caption_box.png``) after it passes. Test-only
+Lab settings (in a temporary settings folder): autosave off, so the committed notebook is never
+written, and every cell kept in the page (no windowed rendering).
 """
 
 from __future__ import annotations
@@ -363,6 +364,8 @@ def test_retrieval_caption_box_in_jupyterlab(lab, smoke_runs, request):
             assert "correct in top" in status.first.inner_text()
             errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
             assert errors.count() == 0, "the caption box raised:\n" + "\n".join(errors.all_inner_texts())[:3000]
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)  # what a student sees, for a look by eye
+            page.locator(".widget-vbox", has=page.locator(image)).last.screenshot(path=str(ARTIFACTS / "caption_box.png"))
         except BaseException:
             _keep_artifacts(page, request, log_path)
             raise
