@@ -7,7 +7,9 @@ What it is:
   and mtime), ``eval_max_images`` and ``image_size``: a retrained run or a changed file invalidates it.
   Classification sets: joint-space image embeddings, tower features (for the probe), labels,
   class-prompt embeddings (Table 1) and per-prompt embeddings (Fig. 7), official splits.
-  Caption sets: each image embedded once, every caption embedded, and each caption's image index.
+  Caption sets: each image embedded once, every caption embedded, and each caption's image index;
+  generated sets also the attribute matches (bool [n_captions, n_images]: the image satisfies what
+  the caption states) and each caption's claim (JSON).
 - ``evaluate_run(run_dir, task, dataset)``: runs ``zero_shot`` / ``fine_tune`` / ``linear_probe`` /
   ``retrieval`` and appends (method, seed, task, dataset, metric, value, n, run, checkpoint) rows to
   ``results/<profile>/metrics.csv`` (replacing the same run's earlier rows, never another run's),
@@ -44,14 +46,14 @@ from contextclip.image_cache import cached_image_features, embed_features
 from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
-from contextclip.retrieval import caption_positives, recall_at_k
+from contextclip.retrieval import EXACT_SUFFIX, caption_positives, recall_and_chance
 from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
            "results_dir_for", "load_embeddings", "cache_path"]
 
-CACHE_VERSION = 2  # 2: the key covers the dataset's files
+CACHE_VERSION = 3  # 2: the key covers the dataset's files; 3: caption sets hold attribute matches
 
 
 # --------------------------------------------------------------------------- run folder
@@ -208,6 +210,10 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
                    image=image,  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,
                    text_image=torch.as_tensor([i for i, caps in enumerate(captions) for _ in caps]))
+        matches = dataset.attribute_matches() if hasattr(dataset, "attribute_matches") else None
+        if matches is not None:  # generated sets: every image that satisfies what a caption states
+            out.update(attribute_matches=torch.from_numpy(matches),
+                       claims=[json.dumps(c, sort_keys=True) for claims in dataset.claims for c in claims])
     else:
         view = _classification_view(dataset)
         class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
@@ -377,12 +383,16 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     else:  # retrieval
         image, text, text_image = cache["image"], cache["text"], cache["text_image"]
-        positives = caption_positives(text_image, image.shape[0], cache["captions"])
         ks = tuple(cfg.eval.retrieval_ks)
-        res = recall_at_k(text @ image.T, positives, ks, per_item=True)
-        per_item = res.pop("per_item")
-        chance = recall_at_k(torch.zeros(positives.shape), positives, ks)  # a constant scorer
-        metrics = {**res, **{f"chance_{k}": v for k, v in chance.items()}}
+        scores = text @ image.T
+        exact = caption_positives(text_image, image.shape[0], cache["captions"])  # own image, identical text
+        matches = cache.get("attribute_matches")
+        if matches is None:  # real caption sets: the caption's own image (and identical texts) only
+            metrics, per_item = recall_and_chance(scores, exact, ks)
+        else:  # generated sets: every image with the stated attributes; the caption-only numbers beside
+            metrics, per_item = recall_and_chance(scores, exact | matches, ks)
+            m_exact, i_exact = recall_and_chance(scores, exact, ks, suffix=EXACT_SUFFIX)
+            metrics, per_item = {**metrics, **m_exact}, {**per_item, **i_exact}
         n = {m: (len(text_image) if "text_to_image" in m else image.shape[0]) for m in metrics}
         rows = _rows(method, seed, task, dataset, metrics, n)
     rows = [{**r, **ident} for r in rows]

@@ -6,9 +6,11 @@ What it is:
   map and in the original embedding space, cosine) in each panel title, so "more clustered"
   becomes a number. ``tsne_from_runs`` draws it from two runs' cached embeddings.
 - ``retrieval_grid``: one row per query caption; the top-k images of CLIP beside those of
-  ContextCLIP; every correct image (a positives mask: the query's own image, and any image with
-  an identical caption) has a thick frame. ``retrieval_grid_from_runs`` takes the top-k from the
-  cached embeddings (a dot product; nothing is encoded).
+  ContextCLIP; every correct image (a positives mask: the query's own image, any image with an
+  identical caption and, for generated sets, any image with every attribute the caption states)
+  has a thick frame. ``retrieval_grid_from_runs`` takes the top-k from the
+  cached embeddings (a dot product; nothing is encoded). ``caption_query_figure``: notebook 06's
+  caption box (a typed caption's top-k per method, one image's zero-shot class scores).
 - ``training_curves``: the contrastive and the contextual term in separate panels (their sum
   weights them by alpha, so totals of CLIP and ContextCLIP are not comparable); per method the
   mean over seeds as a line and the range over seeds as a band, validation at epoch ends as markers.
@@ -44,7 +46,8 @@ from contextclip.runs import HISTORY
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS",
-           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram", "forest_plot"]
+           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram",
+           "caption_query_figure", "forest_plot"]
 
 #: Legend labels: the method's name and what it trains on.
 LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
@@ -180,48 +183,123 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
+#: Retrieval-grid sizes: inches per image, and font sizes (points) of image labels, method lines and
+#: query titles. With ~1.2 in per image the figure of 2 x 5 images is ~12.6 in wide (1,900 px at 150 dpi),
+#: so a 1,200-px notebook column shows 12-pt labels at ~13 px.
+GRID_IMAGE_INCHES = 1.2
+GRID_FONTS = {"label": 12, "method": 13, "query": 14, "title": 15}
+CORRECT_MARK = "\u2713"  # check mark under a correct image (with its green frame)
+
+
+def _image_strip(block, imgs, labels: list[str], hits: list[bool]) -> None:
+    """One row of images in ``block`` (a subfigure), each with a label below; correct ones framed green."""
+    axes = block.subplots(1, len(labels))
+    for r, (ax, label, hit) in enumerate(zip(np.atleast_1d(axes), labels, hits)):
+        ax.imshow(_hwc(imgs[r]), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(hit)
+            spine.set_edgecolor(CORRECT_COLOUR)
+            spine.set_linewidth(5 if hit else 0)
+        ax.set_xlabel(label, fontsize=GRID_FONTS["label"], color=CORRECT_COLOUR if hit else "black",
+                      fontweight="bold" if hit else "normal", labelpad=4)
+
+
 def retrieval_grid(queries: list[str], images, topk: dict, positives, title: str = "") -> Figure:
     """One row per query caption: the top-k images of each method side by side, every correct image framed.
 
     ``topk``: ``{"clip": LongTensor [Q, k], "contextclip": LongTensor [Q, k]}`` (image indices into
     ``images``); ``positives``: bool [Q, n_images], True where image j is a correct answer to query
     q (the same index space as ``topk``). A list of ints or of sets of ints (the true image(s) of
-    each query) is also accepted.
+    each query) is also accepted. A correct image has a green frame and a check mark by its rank.
     """
     methods = list(topk)
     q_n, k = next(iter(topk.values())).shape
     positives = _positives_mask(positives, q_n, topk)
-    fig = plt.figure(figsize=(1.45 * k * len(methods) + 0.6, 2.05 * q_n + 0.7))
+    fig = plt.figure(figsize=(GRID_IMAGE_INCHES * k * len(methods) + 0.6, 1.95 * q_n + 0.8))
     rows = fig.subfigures(q_n, 1, hspace=0.0) if q_n > 1 else [fig.subfigures(1, 1)]
+    wrap = max(40, int(GRID_IMAGE_INCHES * k * len(methods) * 7.5))  # characters per title line
     for q, row in enumerate(np.atleast_1d(rows)):
         n_pos = int(positives[q].sum())
         row.suptitle("\n".join(textwrap.wrap(f'query {q + 1}: "{queries[q]}"'
-                                             + (f" ({n_pos} correct images)" if n_pos > 1 else ""), 95)),
-                     fontsize=11, y=0.99, fontweight="bold")
+                                             + (f" ({n_pos} correct images)" if n_pos > 1 else ""), wrap)),
+                     fontsize=GRID_FONTS["query"], y=0.995, fontweight="bold")
         blocks = row.subfigures(1, len(methods), wspace=0.04)
         for block, method in zip(np.atleast_1d(blocks), methods):
             idx = topk[method][q].tolist()
             hits = [bool(positives[q, i]) for i in idx]
             found = [r + 1 for r, hit in enumerate(hits) if hit]
             sub = f"{_label(method).split(' (')[0]}: " + (
-                f"{len(found)} correct in top {k}, first at rank {found[0]}" if found else f"no correct image in top {k}")
-            block.text(0.5, 0.80, sub, ha="center", va="bottom", fontsize=10,
+                f"{len(found)} correct in top {k}, first at #{found[0]}" if found else f"none correct in top {k}")
+            block.text(0.5, 0.79, sub, ha="center", va="bottom", fontsize=GRID_FONTS["method"],
                        color=METHOD_COLOURS.get(method, "black"), fontweight="bold")
-            axes = block.subplots(1, k)
-            imgs = take_images(images, idx)
-            for r, (ax, hit) in enumerate(zip(np.atleast_1d(axes), hits)):
-                ax.imshow(_hwc(imgs[r]), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(hit)
-                    spine.set_edgecolor(CORRECT_COLOUR)
-                    spine.set_linewidth(4 if hit else 0)
-                ax.set_xlabel(f"#{r + 1}" + (" (correct)" if hit else ""), fontsize=9,
-                              color=CORRECT_COLOUR if hit else "black", fontweight="bold" if hit else "normal")
-            block.subplots_adjust(left=0.02, right=0.98, top=0.78, bottom=0.12, wspace=0.08)
+            _image_strip(block, take_images(images, idx),
+                         [f"#{r + 1} {CORRECT_MARK}" if hit else f"#{r + 1}" for r, hit in enumerate(hits)], hits)
+            block.subplots_adjust(left=0.02, right=0.98, top=0.77, bottom=0.14, wspace=0.1)
     if title:
-        fig.suptitle(title, fontsize=13, y=1.0 + 0.25 / q_n)
+        fig.suptitle(title + f"  ({CORRECT_MARK} green frame: a correct image)", fontsize=GRID_FONTS["title"],
+                     y=1.0 + 0.3 / q_n)
+    return fig
+
+
+def caption_query_figure(result) -> Figure:
+    """A typed caption's top-k images for each method side by side (above), and one image's zero-shot
+    class probabilities for each method (below). ``result``: an ``interactive.CaptionQuery``.
+
+    Images under a caption of the set that are correct answers are framed; free text frames nothing.
+    """
+    methods = list(result.topk)
+    k = result.k
+    width = max(GRID_IMAGE_INCHES * k * len(methods) + 0.6, 9.0)
+    fig = plt.figure(figsize=(width, 5.9))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 2.6], hspace=0.06)
+    known = result.positives is not None
+    head = f'"{result.caption}"' + (f"  ({int(result.positives.sum())} correct images in {result.dataset})" if known
+                                    else f"  (your own words: nothing framed; {result.dataset})")
+    top.suptitle("\n".join(textwrap.wrap(head, int(width * 7))), fontsize=GRID_FONTS["query"], fontweight="bold",
+                 y=0.99)
+    for block, method in zip(np.atleast_1d(top.subfigures(1, len(methods), wspace=0.04)), methods):
+        idx = result.topk[method].tolist()
+        hits = [bool(result.positives[i]) for i in idx] if known else [False] * len(idx)
+        n = result.n_correct(method)
+        block.text(0.5, 0.78, _label(method).split(" (")[0] + (f": {n} correct in top {k}" if known else f": top {k}"),
+                   ha="center", va="bottom", fontsize=GRID_FONTS["method"], color=METHOD_COLOURS.get(method, "black"),
+                   fontweight="bold")
+        sims = result.similarity[method].tolist()
+        _image_strip(block, result.top_images[method],
+                     [f"#{r + 1} {CORRECT_MARK if hit else ''}\ncos {sim:.2f}" for r, (hit, sim) in enumerate(zip(hits, sims))],
+                     hits)
+        block.subplots_adjust(left=0.02, right=0.98, top=0.74, bottom=0.26, wspace=0.1)
+    ax_img, ax_bar = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3.2]})
+    ax_img.imshow(_hwc(result.image), interpolation="nearest")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([])
+    ax_img.set_title(f"{result.class_dataset} image #{result.image_index}\ntrue class: "
+                     f"{result.classnames[result.true_label]}", fontsize=GRID_FONTS["label"])
+    names = list(result.classnames)
+    probs = {m: np.asarray(result.class_probs[m], dtype=float) for m in methods}
+    keep = np.argsort(-np.max(np.stack(list(probs.values())), axis=0), kind="stable")[:10]  # at most 10 classes
+    keep = np.sort(keep)
+    x = np.arange(len(keep))
+    bar_w = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        ax_bar.bar(x + (j - (len(methods) - 1) / 2) * bar_w, 100 * probs[method][keep], bar_w,
+                   color=METHOD_COLOURS.get(method), label=_label(method).split(" (")[0]
+                   + f": predicts {names[int(np.argmax(probs[method]))]}")
+    ax_bar.set_xticks(x, [names[i] for i in keep], fontsize=GRID_FONTS["label"] - 1,
+                      rotation=30 if max(len(names[i]) for i in keep) > 6 else 0)
+    for tick, i in zip(ax_bar.get_xticklabels(), keep):
+        if i == result.true_label:
+            tick.set_fontweight("bold")
+    ax_bar.set_xlabel("class (the true one in bold)", fontsize=GRID_FONTS["label"] - 1)
+    ax_bar.set_ylabel("zero-shot probability (%)", fontsize=GRID_FONTS["label"] - 1)
+    ax_bar.set_ylim(0, 100)
+    ax_bar.grid(axis="y", alpha=0.3)
+    ax_bar.legend(fontsize=GRID_FONTS["label"] - 1, loc="upper right", frameon=False)
+    shown = "" if len(keep) == len(names) else f" (the {len(keep)} most likely of {len(names)} classes)"
+    ax_bar.set_title(f"Zero-shot class scores: softmax over the class prompts{shown}", fontsize=GRID_FONTS["label"])
+    bottom.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.16, wspace=0.15)
     return fig
 
 
@@ -240,10 +318,13 @@ def _positives_mask(positives, q_n: int, topk: dict) -> torch.Tensor:
     return mask
 
 
-def grid_positives(cache: dict) -> torch.Tensor:
-    """Bool [n_captions, n_cached_images]: caption i describes image j (its own image, and every image
-    that has a caption with exactly the same text), the same positives recall@K counts."""
-    return caption_positives(cache["text_image"], int(cache["image"].shape[0]), [str(c) for c in cache["captions"]])
+def grid_positives(cache: dict, exact: bool = False) -> torch.Tensor:
+    """Bool [n_captions, n_cached_images]: caption i describes image j, the same positives recall@K
+    counts: its own image, every image with a caption of exactly the same text and, for generated
+    sets, every image that satisfies what the caption states (``exact=True``: not those)."""
+    matches = None if exact else cache.get("attribute_matches")
+    return caption_positives(cache["text_image"], int(cache["image"].shape[0]), [str(c) for c in cache["captions"]],
+                             matches)
 
 
 def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 4, k: int = 5,

@@ -342,8 +342,15 @@ def _mean_std(values: dict[int, float]) -> tuple[float, float, int]:
 
 
 def _retrieval_metrics(df: pd.DataFrame) -> tuple[str, ...]:
+    """Recall metrics in reading order: text->image first, by K, each caption-only ``_exact`` row
+    (generated sets) right under the attribute-matched one it differs from."""
     names = [m for m in df["metric"].unique() if "R@" in m and not m.startswith("chance")]
-    return tuple(sorted(names, key=lambda m: (not m.startswith("text_to_image"), int(m.split("@")[1]))))
+
+    def order(m: str):
+        k, _, suffix = m.split("@", 1)[1].partition("_")
+        return (not m.startswith("text_to_image"), int(k), suffix)
+
+    return tuple(sorted(names, key=order))
 
 
 def comparison_table(df: pd.DataFrame, tasks: tuple[str, ...], metrics: tuple[str, ...],
@@ -710,7 +717,8 @@ class Comparison:
             text += "Primary endpoints: " + " ".join(self.primary_sentence(x) for _, x in prim.iterrows()) + " "
         else:
             text += "No primary endpoint is declared for this profile: every row is exploratory. "
-        expl = r[r["role"] != PRIMARY]
+        # the old exact-caption retrieval rows (``*_exact``) are shown beside, not counted twice
+        expl = r[(r["role"] != PRIMARY) & ~r["metric"].astype(str).str.endswith("_exact")]
         if len(expl):
             c = {v: int((expl["verdict"] == v).sum()) for v in VERDICTS}
             parts = [f"{n} {v}" for v, n in c.items() if n]

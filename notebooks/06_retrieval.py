@@ -18,8 +18,15 @@
 #
 # **Purpose.** Given a caption, which images does each model rank first? The paper shows grids
 # (Fig. 1 and 5); we draw the same grids, CLIP beside ContextCLIP for the same queries, and measure
-# retrieval with Recall@K in both directions (an image counts as found when any of its captions is
-# in the top K, as in CLIP_benchmark).
+# retrieval with Recall@K in both directions (an image counts as found when any caption it answers is
+# in the top K, as in CLIP_benchmark). Then type your own caption (section 3).
+#
+# **What counts as correct.** On the generated caption set every image's attributes are known
+# (digit, colour, size, style, place...), and the generator records which of them each caption
+# states. An image *answers* a caption when it has every attribute the caption states: "an italic
+# number three" is answered by every italic 3, not only by the image it was written for. The
+# `*_exact` rows keep the old count (the caption's own image, or one with word-for-word the same
+# caption) for comparison. Real caption sets (Flickr8k) have no attributes: own image only.
 #
 # **Inputs.** The trained runs of `02_train`; the profile's `retrieval_dataset` (held-out captioned
 # scenes for smoke/embedded, the Flickr8k Karpathy 1K test split for paper).
@@ -39,11 +46,19 @@ grid_k = None  # images shown per query (None: the profile value)
 
 # %%
 import pandas as pd
+from IPython.display import display
 
 from contextclip import plots, results
 from contextclip.data.registry import get_dataset
 from contextclip.evaluate import embed_dataset, evaluate_runs
-from contextclip.notebook_utils import profile_paths, setup_notebook, show_figure, show_table
+from contextclip.interactive import EXAMPLE_CAPTION, caption_box, explorer_for
+from contextclip.notebook_utils import (
+    interactive_frontend,
+    profile_paths,
+    setup_notebook,
+    show_figure,
+    show_table,
+)
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, retrieval_dataset=retrieval_dataset,
                      retrieval_ks=retrieval_ks, grid_queries=grid_queries, grid_k=grid_k)
@@ -71,8 +86,8 @@ for direction in ("text_to_image", "image_to_text"):
 # %% [markdown]
 # ## 2. The retrieval grid (Fig. 1/5)
 #
-# Each row is a query caption; the images are each model's top-K, best first, framed green when the
-# image is the one the caption was written for.
+# Each row is a query caption; the images are each model's top-K, best first, framed green (and
+# ticked) when the image answers the caption: it has every attribute the caption states.
 
 # %%
 seed = cfg.train.seeds[0]
@@ -82,6 +97,25 @@ for run_dir in run_dirs.values():
 fig = plots.retrieval_grid_from_runs(run_dirs, name, get_dataset(name, cfg).images, n_queries=cfg.eval.grid_queries,
                                      k=cfg.eval.grid_k, out_dir=paths.figures, seed=seed, name=f"fig5_retrieval_{name}")
 show_figure(fig)  # saved as fig5_retrieval_<dataset>.png/.pdf
+
+# %% [markdown]
+# ## 3. Your own caption
+#
+# Type a caption and press Enter (or **Search**): each model encodes it and ranks the retrieval set's
+# images; below, one image of the profile's digit set with each model's zero-shot class scores
+# (the classifier of Table 1: a softmax over the class prompts; change the image number to try
+# another). The box uses the `embedded` runs when they are trained (smoke models are untrained and
+# rank almost at random), else this profile's. A caption of the set (word for word) has its correct
+# images framed; for your own words nothing is framed, since no attributes are known. In a batch run
+# (`make test`, `make reproduce`) nobody types, so the example caption is drawn as a figure.
+
+# %%
+explorer = explorer_for(cfg)
+if interactive_frontend():
+    box, search = caption_box(explorer, EXAMPLE_CAPTION, k=cfg.eval.grid_k)
+    display(box)
+else:
+    show_figure(plots.caption_query_figure(explorer.query(EXAMPLE_CAPTION, cfg.eval.grid_k)))
 
 # %% [markdown]
 # ## Exercises

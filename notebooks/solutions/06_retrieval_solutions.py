@@ -27,7 +27,7 @@ from contextclip import results
 from contextclip.evaluate import load_embeddings
 from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
 from contextclip.plots import grid_positives
-from contextclip.retrieval import caption_positives, topk_images
+from contextclip.retrieval import topk_images
 
 cfg = setup_notebook(profile)
 paths = profile_paths(cfg)
@@ -39,14 +39,15 @@ m = m[(m["task"] == "retrieval") & (m["dataset"] == name)]
 # ## 1. Chance
 #
 # *What you should have seen:* a random ranking puts one of a caption's correct images first with
-# probability (correct images) / n_images. Most captions have one correct image, so chance R@1 is
-# close to 100/n_images percent; a caption whose exact text also describes other images has several
-# (they all count as hits), which lifts chance a little above that. R@K is about K times R@1.
+# probability (correct images) / n_images. A correct image is one with every attribute the caption
+# states, so "the digit 3" has dozens and "a small red 3 in the top left" one or two: chance R@1 is
+# the mean of (correct images) / n_images, well above 100/n_images. The `_exact` chance (own image or
+# identical text only) is close to 100/n_images. R@K is about K times R@1.
 
 # %%
 cache = load_embeddings(paths.run_dir("clip", seed), name)
 n_images = int(cache["image"].shape[0])
-correct = caption_positives(cache["text_image"], n_images, cache["captions"]).sum(dim=1).float()  # per caption
+correct = grid_positives(cache).sum(dim=1).float()  # per caption: images with every stated attribute
 expected = 100 * (correct / n_images).mean().item()
 chance = m[m["metric"] == "chance_text_to_image_R@1"]["value"]
 show_table([{"images": n_images, "100 / images": 100 / n_images, "mean correct images per caption": correct.mean().item(),
