@@ -40,7 +40,7 @@ from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.ema import WeightAverage
 from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
 from contextclip.lock import folder_lock
-from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
+from contextclip.losses import TERMS, ContextCLIPLoss
 from contextclip.model import ContextCLIPModel, build_model, to_device
 from contextclip.runs import (
     CheckpointError,
@@ -579,12 +579,9 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
             txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
             img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
                                     batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
+        # ContextCLIPLoss measures L_CX for CLIP (alpha = 0) too, without adding it to "loss", so the
+        # curves can show whether CLIP lowers it anyway.
         terms = loss_fn(img.float(), txt.float(), scale.float())
-        if getattr(loss_fn, "alpha", None) == 0:
-            # CLIP does not train on L_CX, but its value is measured on held-out pairs for both
-            # methods, so the curves can show whether CLIP lowers it anyway (it is not in "loss").
-            terms = {**terms, "contextual_loss": contextual_loss(img.float(), txt.float(), loss_fn.bandwidth,
-                                                                 loss_fn.eps, loss_fn.variant)}
         n = len(idx)
         sums += torch.stack([terms[k].double() * n for k in TERMS] + [torch.tensor(float(n), device=sums.device,
                                                                                    dtype=torch.float64)])
