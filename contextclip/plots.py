@@ -325,7 +325,9 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
             train = [([h.get("global_step", i) for i, h in enumerate(hs) if h.get("type", "step") == "step" and term in h],
                       [h[term] for h in hs if h.get("type", "step") == "step" and term in h]) for hs in hists]
             train = [t for t in train if t[1]]
-            if train and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
+            # CLIP is not trained on L_CX: its panel shows validation values only (runs from before
+            # ContextCLIPLoss measured L_CX at alpha 0 recorded a stand-in 0 for the training steps)
+            if train and not (method == "clip" and term == "contextual_loss"):
                 xs, mean, lo, hi = _mean_band(train)
                 ax.plot(xs, mean, color=colour, lw=1.8, marker="." if len(xs) < 30 else None,
                         label=f"{_label(method)}, train (mean of {n} seed{'s' * (n > 1)})")

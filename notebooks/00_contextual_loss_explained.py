@@ -388,7 +388,9 @@ show_figure(plots.architecture_diagram(cfg.model.image_tower, cfg.model.text_tow
 #    (the parameters cell). What happens to the random batch's $\mathcal{L}_{CX}$ in section 4, and why is
 #    $\log N$ the right yardstick?
 # 3. **Explain a result.** In section 8, set the noise to 0 and move $\alpha$ from 0 to 2. Which bar
-#    moves and which does not? Then set the noise to 3: why does $\mathcal{L}_{CLIP}$ grow much faster than
-#    $\mathcal{L}_{CX}$ as the noise grows?
+#    moves and which does not? Then, at $\alpha = 0$, raise the noise step by step to 3. Both terms
+#    rise: which one rises by more, $\mathcal{L}_{CLIP}$ or $\mathcal{L}_{CX}$, although each noisy
+#    image is still closest to its own caption? (Hint: Eq. 6 divides by the nearest distance.) Why can
+#    $\mathcal{L}_{CX}$ never pass $\log N$?
 #
 # **Next:** `01_data.ipynb`, what the models are trained and evaluated on.

@@ -31,6 +31,7 @@ profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | pa
 train_data = None  # pretraining pairs: synthetic | manifest | cc3m | flickr8k (None: the profile value)
 n_pairs = None  # number of pretraining pairs (None: the profile value)
 manifest = None  # path to an image,caption CSV when train_data is "manifest" (None: the profile value)
+augment = None  # random augmentation of the training images, True | False (None: the profile value)
 eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
 
 # %%
@@ -52,7 +53,7 @@ from contextclip.notebook_utils import (
     show_table,
 )
 
-cfg = setup_notebook(profile, train_data=train_data, n_pairs=n_pairs, manifest=manifest,
+cfg = setup_notebook(profile, train_data=train_data, n_pairs=n_pairs, manifest=manifest, augment=augment,
                      eval_max_images=eval_max_images)
 figures = profile_paths(cfg).figures
 
@@ -184,8 +185,8 @@ print(check.stdout, check.stderr, f"exit code {check.returncode}", sep="\n")
 # 1. **Predict, then run.** The smoke profile has `n_pairs: 320`, `val_fraction: 0.1` and
 #    `batch_size: 32`. How many training pairs, validation pairs and optimisation steps per epoch
 #    do you expect? Check against section 1's table.
-# 2. **Change a parameter.** With `augment: false`, do epoch 0 and epoch 1 see the same images for the
-#    same pairs? Predict, then compare the two rows of the second grid with augmentation off.
+# 2. **Change a parameter.** Rerun with `augment = False` (the parameters cell). Do epoch 0 and
+#    epoch 1 see the same images for the same pairs? Predict, then compare the two rows of the second grid.
 # 3. **Explain a result.** The manifest check in section 3 ends with exit code 1 and names two rows.
 #    Why does the kit stop and name them instead of skipping bad rows silently?
 #

@@ -83,8 +83,9 @@ assert all(s["final_val_loss"] == s["final_val_loss"] for s in summaries), summa
 # ## 2. The loss terms
 #
 # `history.jsonl` of each run holds the total loss, the contrastive term and the contextual term per
-# logging step, and the validation loss per epoch. CLIP does not train on the contextual term (its training
-# value is 0), but its value on the held-out pairs is measured for both methods (the validation curves).
+# logging step, and the validation loss per epoch. CLIP does not train on the contextual term, but its
+# value is measured for both methods (on the training batches and on the held-out pairs), so the
+# contextual panel shows whether CLIP lowers it anyway.
 # The two terms get a panel each: the totals are not
 # comparable (CLIP's is the contrastive term alone, ContextCLIP's adds alpha times the contextual term).
 # With several seeds, the line is their mean and the band their range.
