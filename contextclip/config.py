@@ -135,6 +135,7 @@ class EvalConfig:
     grid_queries: int = 4  # query captions per retrieval grid (Fig. 1/5)
     grid_k: int = 5  # images per query in the grids
     bootstrap_samples: int = 1000  # resamples for single-seed intervals
+    verdicts: bool = True  # False: tables carry no verdict column, a banner says the numbers measure nothing
 
 
 @dataclass

@@ -13,7 +13,6 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import contextclip.losses as losses
 from contextclip.losses import CX_VARIANTS, DEGENERATE_NORM, ContextCLIPLoss, clip_loss, contextual_loss
 
 torch.set_num_threads(1)
