@@ -126,25 +126,33 @@ def chance_column(rows: Sequence[Mapping]) -> None:
 
 
 def fewer_items_wider(width_small: float, width_full: float, n_small: int, n_full: int) -> None:
-    """Exercise 03.2: an interval over fewer test images is wider (bootstrap width ~ 1/sqrt(n))."""
+    """Exercise 03.2: an interval over fewer test images is wider (bootstrap width ~ 1/sqrt(n));
+    ``width_small`` is the mean width over random draws of ``n_small`` images."""
     _claim(n_small < n_full, f"needs fewer images in the small draw: {n_small} vs {n_full}")
     _claim(width_small > width_full, f"width with {n_small} images {width_small:.2f} is not above "
                                      f"the width with {n_full} {width_full:.2f}")
 
 
 def undecided_rows(rows: Sequence[Mapping]) -> None:
-    """Exercise 03.3: a row whose interval holds 0 cannot tell the two methods apart at this size:
-    its interval reaches both sides of 0 (so ContextCLIP may be better or worse)."""
+    """Exercise 03.3: a row whose interval holds 0 tells neither "better" nor "worse": the kit's own
+    rule (``results.three_way`` without a paper figure) gives it the label of an interval holding 0,
+    not the label of one that excludes 0."""
+    from contextclip.results import three_way  # late: results pulls in pandas, the checks above do not
+
+    holds, excludes = three_way(-1.0, 1.0), three_way(1.0, 2.0)
     for r in rows:
-        _claim(r["ci_low"] <= 0 <= r["ci_high"],
-               f"{r.get('dataset', '')} {r.get('metric', '')}: [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] excludes 0")
+        label = three_way(r["ci_low"], r["ci_high"])
+        _claim(label == holds and label != excludes,
+               f"{r.get('dataset', '')} {r.get('metric', '')}: [{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] is "
+               f"labelled {label!r}, not {holds!r}")
 
 
 # ----------------------------------------------------------------------------- 04 fine-tuning
 def best_epoch_in_range(best_epochs: Sequence[float], epochs_run: Sequence[float], ft_epochs: int) -> None:
-    """Exercise 04.2: early stopping keeps the best epoch: 1 <= best_epoch <= epochs run <= ft_epochs."""
+    """Exercise 04.2: early stopping keeps the best epoch: 0 <= best_epoch <= epochs run <= ft_epochs
+    (0: the zero-shot head before any fine-tuning epoch was best on validation)."""
     for b, e in zip(best_epochs, epochs_run):
-        _claim(1 <= b <= e <= ft_epochs, f"best_epoch {b:g}, epochs run {e:g}, ft_epochs {ft_epochs}")
+        _claim(0 <= b <= e <= ft_epochs, f"best_epoch {b:g}, epochs run {e:g}, ft_epochs {ft_epochs}")
 
 
 def fine_tuning_shrinks(zero_shot_diff: float, fine_tune_diff: float) -> None:
@@ -176,7 +184,8 @@ def framed_share(found: Mapping[int, float], recall: Mapping[int, float]) -> Non
     Recall@K (a framed image is a positive, and the caption's own image is one), and grows with K."""
     ks = sorted(found)
     for k in ks:
-        _claim(found[k] >= recall[k] - 1e-6, f"K = {k}: {found[k]:.2f}% framed is below Recall@{k} {recall[k]:.2f}")
+        _claim(found[k] >= recall[k] - 1e-3,  # float32 means against metrics.csv's rounding
+               f"K = {k}: {found[k]:.2f}% framed is below Recall@{k} {recall[k]:.2f}")
     _claim(all(found[a] <= found[b] + 1e-9 for a, b in zip(ks, ks[1:])),
            f"framed share falls as K grows: {found}")
 
