@@ -358,7 +358,8 @@ noise_dir = torch.randn(N, D, generator=gen) * text.norm(dim=1, keepdim=True) / 
 if interactive_frontend():
     import ipywidgets as widgets
 
-    widgets.interact(explore, h=widgets.FloatLogSlider(value=h, base=10, min=-2, max=1, step=0.1, description="h"),
+    h_values = sorted({0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, h})  # round values: h reads 0.5, not 0.501
+    widgets.interact(explore, h=widgets.SelectionSlider(options=h_values, value=h, description="h"),
                      alpha=widgets.FloatSlider(value=cfg.loss.alpha, min=0, max=2, step=0.1, description="alpha"),
                      noise=widgets.FloatSlider(value=0.5, min=0, max=3, step=0.1, description="noise"))
 else:
