@@ -230,8 +230,24 @@ def interactive_frontend() -> bool:
 
 
 def show_markdown(text: str) -> None:
-    """Display markdown (a rendered table or a sentence computed from results)."""
+    """Display markdown (a rendered table or a sentence computed from results).
+
+    Text holding a table is wrapped in a block that scrolls sideways, so a table wider than the
+    notebook (the comparison tables have 11 columns) scrolls instead of being cut off.
+    """
     _display_markdown(text)
+
+
+#: the block a Markdown table is shown in: it scrolls sideways when wider than the notebook
+SCROLL_OPEN, SCROLL_CLOSE = '<div style="overflow-x: auto; max-width: 100%;">', "</div>"
+
+
+def scrollable(text: str) -> str:
+    """``text`` inside the sideways-scrolling block when it holds a Markdown table (blank lines keep
+    the Markdown inside rendered); other text unchanged."""
+    if not any(line.startswith("|") for line in text.splitlines()):
+        return text
+    return f"{SCROLL_OPEN}\n\n{text}\n\n{SCROLL_CLOSE}"
 
 
 def _display_markdown(text: str) -> None:
@@ -241,7 +257,7 @@ def _display_markdown(text: str) -> None:
 
         if get_ipython() is None:
             raise ImportError
-        display(Markdown(text))
+        display(Markdown(scrollable(text)))
     except ImportError:
         print(text)
 

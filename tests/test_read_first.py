@@ -97,3 +97,13 @@ def test_notebook_07_by_hand_on_embedded_leaves_git_clean(tmp_path):
                            capture_output=True, text=True).stdout
     assert after == before
     assert "showing the saved results" in (tmp_path / "07.ipynb").read_text(encoding="utf-8")
+
+
+def test_wide_tables_scroll_sideways_in_the_notebooks():
+    from contextclip.notebook_utils import SCROLL_CLOSE, SCROLL_OPEN, scrollable
+
+    table = "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    wrapped = scrollable(table)
+    assert wrapped.startswith(SCROLL_OPEN + "\n\n") and wrapped.endswith("\n\n" + SCROLL_CLOSE)
+    assert "overflow-x: auto" in SCROLL_OPEN and table in wrapped  # the Markdown itself is unchanged
+    assert scrollable("a sentence, no table") == "a sentence, no table"
