@@ -39,7 +39,7 @@ def notebook_outputs(cfg: Config, recompute: bool = False, pipeline_run: bool = 
 NOTEBOOK_PARAMETERS: dict[str, tuple[type, str]] = {
     "fresh": (bool, "02_train: discard existing runs of these methods and seeds and train them again"),
     "recompute": (bool, "03-07: evaluate again into runs/<profile>/by_hand/ instead of showing the saved results"),
-    "pipeline_run": (bool, "03-07: set by make reproduce only; write the profile's results/ and figures/"),
+    "pipeline_run": (bool, "00-07: set by make reproduce only; write the profile's results/ and figures/"),
 }
 
 #: The first line of the cell papermill injects after the ``parameters`` cell (its Python translator).
@@ -361,3 +361,9 @@ def show_saved_figure(path: Path, width: int = 900) -> bool:
     if get_ipython() is not None:
         display(Image(filename=str(path), width=width))
     return True
+
+
+def figures_dir(cfg: Config, pipeline_run: bool = False) -> Path:
+    """Where notebooks 00-02 save their figures: ``figures/<profile>/`` under ``make reproduce``,
+    ``runs/<profile>/by_hand/figures/`` (git-ignored) when run by hand (``layout.outputs_for``)."""
+    return outputs_for(cfg.profile, recompute=True, pipeline_run=pipeline_run).paths.figures

@@ -24,8 +24,9 @@
 # in Eq. 6 has to be a *distance*.
 #
 # **Inputs.** None: toy embeddings drawn here with the profile's batch size and embedding size.
-# **Outputs.** Figures shown inline and saved to `figures/<profile>/00_cx_*.png`.
-# **Runtime.** smoke: not measured yet; embedded: 5 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Outputs.** Figures shown inline and saved to `runs/<profile>/by_hand/figures/00_*.png` (git-ignored;
+# `make reproduce` saves them to `figures/<profile>/`).
+# **Runtime.** smoke: 17 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 5 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -35,6 +36,7 @@ bandwidth = None  # h of Eq. 7 (None: the profile value, 0.5)
 alpha = None  # weight of the contextual term in Eq. 1 (None: the profile value, 0.5)
 cx_eps = None  # epsilon of Eq. 6 (None: the profile value, 1e-5)
 seeds = None  # the first seed draws the toy embeddings (None: the profile value)
+pipeline_run = False  # set by make reproduce only: save figures to figures/<profile>/ (by hand: runs/<profile>/by_hand/)
 
 # %%
 import math
@@ -46,18 +48,18 @@ import torch
 from contextclip import plots
 from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, clip_loss, contextual_loss, cx_matrix
 from contextclip.notebook_utils import (
+    figures_dir,
     interactive_frontend,
-    profile_paths,
     setup_notebook,
     show_figure,
     show_table,
 )
 
 cfg = setup_notebook(profile, batch_size=batch_size, embed_dim=embed_dim, bandwidth=bandwidth,
-                     alpha=alpha, cx_eps=cx_eps, seeds=seeds)
+                     alpha=alpha, cx_eps=cx_eps, seeds=seeds, pipeline_run=pipeline_run)
 N, D = cfg.train.batch_size, cfg.model.embed_dim
 h, eps = cfg.loss.bandwidth, cfg.loss.cx_eps
-figures = profile_paths(cfg).figures
+figures = figures_dir(cfg, pipeline_run)
 gen = torch.Generator().manual_seed(cfg.train.seeds[0])
 print(f"toy batch: N = {N} pairs, D = {D} dimensions, h = {h:g}, alpha = {cfg.loss.alpha:g}, eps = {eps:g}")
 

@@ -22,9 +22,10 @@
 #
 # **Inputs.** The profile's datasets (`contextclip.data`): generated on first use for smoke and
 # embedded (cached under `data/`), prepared beforehand for paper (`make data PROFILE=paper`).
-# **Outputs.** Sample grids in `figures/<profile>/01_*.png`; nothing else is written.
+# **Outputs.** Sample grids in `runs/<profile>/by_hand/figures/01_*.png` (git-ignored; `make reproduce`
+# saves them to `figures/<profile>/`); nothing else is written.
 #
-# **Runtime.** smoke: not measured yet; embedded: 11 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 28 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 11 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -33,6 +34,7 @@ n_pairs = None  # number of pretraining pairs (None: the profile value)
 manifest = None  # path to an image,caption CSV when train_data is "manifest" (None: the profile value)
 augment = None  # random augmentation of the training images, True | False (None: the profile value)
 eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+pipeline_run = False  # set by make reproduce only: save figures to figures/<profile>/ (by hand: runs/<profile>/by_hand/)
 
 # %%
 import subprocess
@@ -45,17 +47,17 @@ import torch
 from contextclip.data import build_pair_datasets
 from contextclip.data.registry import DATASETS, get_dataset
 from contextclip.notebook_utils import (
+    figures_dir,
     image_grid,
     knob_table,
-    profile_paths,
     setup_notebook,
     show_figure,
     show_table,
 )
 
 cfg = setup_notebook(profile, train_data=train_data, n_pairs=n_pairs, manifest=manifest, augment=augment,
-                     eval_max_images=eval_max_images)
-figures = profile_paths(cfg).figures
+                     eval_max_images=eval_max_images, pipeline_run=pipeline_run)
+figures = figures_dir(cfg, pipeline_run)
 
 # %% [markdown]
 # ## 1. The pretraining pairs

@@ -34,7 +34,7 @@
 # writes rows to `results/<profile>/metrics.csv` and `results/<profile>/table1_zero_shot.{md,csv}`.
 # Embeddings are cached in each run's `embeddings/`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 28 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 32 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 28 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -29,7 +29,7 @@
 # (git-ignored); only `make reproduce` writes rows to `results/<profile>/metrics.csv`,
 # `results/<profile>/table3_retrieval.{md,csv}` and `figures/<profile>/fig5_retrieval_<dataset>.png`.
 #
-# **Runtime.** smoke: not measured yet; embedded: 20 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 35 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 20 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -31,7 +31,7 @@
 # `make reproduce` rewrites `results/<profile>/table*.{md,csv}` and `results/<profile>/report.md`.
 # On the smoke profile a banner says its numbers measure nothing, and no verdict is given.
 #
-# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 15 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper

@@ -49,12 +49,25 @@ def test_by_hand_outputs_are_git_ignored():
     assert done.returncode == 0 and done.stdout.split() == probe, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("name", WRITERS)
+@pytest.mark.parametrize("name", ("00_contextual_loss_explained", "01_data", "02_train") + WRITERS)
 def test_only_the_pipeline_sets_pipeline_run(name):
     nb = REPO_ROOT / "notebooks" / f"{name}.ipynb"
     declared = declared_parameters(nb)
-    assert declared["recompute"] is False and declared[PIPELINE_RUN] is False
+    assert declared[PIPELINE_RUN] is False  # by hand: the git-ignored runs/<profile>/by_hand/
+    if name in WRITERS:
+        assert declared["recompute"] is False
     assert notebook_parameters(nb, load_config("smoke"), "smoke")[PIPELINE_RUN] is True
+
+
+def test_figures_of_00_to_02_by_hand_are_git_ignored():
+    from contextclip.notebook_utils import figures_dir
+
+    cfg = load_config("embedded")
+    assert figures_dir(cfg, pipeline_run=True) == paths_for("embedded").figures
+    by_hand = figures_dir(cfg) / "00_cx_heatmaps.png"
+    probe = str(by_hand.relative_to(REPO_ROOT))
+    done = subprocess.run(["git", "check-ignore", probe], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, f"{probe} is not git-ignored"
 
 
 def test_smoke_has_no_verdicts_embedded_has():
