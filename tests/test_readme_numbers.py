@@ -165,3 +165,18 @@ def test_plain_words_summary_on_smoke_is_only_the_banner():
     comp = _tool().comparison("embedded")
     text = summary_text.plain_summary(comp, "smoke", verdicts=False)
     assert text.strip() == presentation.banner("smoke", False)
+
+
+def test_readme_class_route_is_the_measured_one():
+    """The README's 90-minute route lists the steps of benchmarks/class_plan.py's ROUTE with the
+    computer times of benchmarks/results/class_route.json, and adds up to at most 90 minutes."""
+    import json
+
+    measured = json.loads((ROOT / "benchmarks" / "results" / "class_route.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    route = readme[readme.index("**A 90-minute class.**"):readme.index("<!-- findings:begin -->")]
+    for i, step in enumerate(measured["route"], 1):
+        line = next(x for x in route.splitlines() if x.startswith(f"| {i} | `{step['notebook']}` | `{step['profile']}`"))
+        assert line.endswith(f"| {step['computer_s']:.0f} | {step['people_min']} |"), line
+    total = measured["people_min"] + 10 + measured["computer_min"]  # + 5 min opening, 5 min closing
+    assert total <= 90 and f"{total:.0f} minutes in all" in route
