@@ -136,6 +136,7 @@ class EvalConfig:
     bootstrap_samples: int = 1000  # resamples for single-seed intervals
     primary_endpoints: list = field(default_factory=list)  # "task/dataset/metric" rows the headline comes from
     replication_seeds: list = field(default_factory=list)  # seeds of train.seeds forming block B (the replication)
+    verdicts: bool = True  # False: tables carry no verdict column, a banner says the numbers measure nothing
 
 
 @dataclass

@@ -29,6 +29,7 @@ written by ``contextclip.evaluate`` and the run folders. Every function returns 
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -56,6 +57,11 @@ LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in ME
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 #: Markers that, with the palette, keep more than 8 classes apart.
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+#: ten class colours, all distinct and none yellow on white: Paul Tol's colour-blind-safe "muted"
+#: scheme without its pale sand, plus black and Okabe-Ito orange (smallest CIE76 distance between two of
+#: them 25 for normal vision, 15 under simulated protanopia, 17 under deuteranopia; see docs/decisions.md)
+CLASS_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#CC6677", "#882255", "#AA4499",
+                 "#000000", "#E69F00"]
 #: The frame of a correct image in retrieval grids (the palette's bluish green).
 CORRECT_COLOUR = PALETTE[2]
 
@@ -85,8 +91,10 @@ def _label(method: str) -> str:
 
 
 def _class_styles(n: int) -> list[tuple[str, str]]:
-    """``(colour, marker)`` per class: the 8 palette colours, then the next marker for the next 8."""
-    return [(PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]) for i in range(n)]
+    """``(colour, marker)`` per class: the 10 class colours, then the next marker for the next 10
+    (so 10 classes get 10 different colours, and every pair differs up to 120 classes)."""
+    k = len(CLASS_PALETTE)
+    return [(CLASS_PALETTE[i % k], MARKERS[(i // k) % len(MARKERS)]) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- t-SNE
@@ -410,7 +418,9 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
             train = [([h.get("global_step", i) for i, h in enumerate(hs) if h.get("type", "step") == "step" and term in h],
                       [h[term] for h in hs if h.get("type", "step") == "step" and term in h]) for hs in hists]
             train = [t for t in train if t[1]]
-            if train and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
+            # CLIP is not trained on L_CX: its panel shows validation values only (runs from before
+            # ContextCLIPLoss measured L_CX at alpha 0 recorded a stand-in 0 for the training steps)
+            if train and not (method == "clip" and term == "contextual_loss"):
                 xs, mean, lo, hi = _mean_band(train)
                 ax.plot(xs, mean, color=colour, lw=1.8, marker="." if len(xs) < 30 else None,
                         label=f"{_label(method)}, train (mean of {n} seed{'s' * (n > 1)})")
@@ -500,6 +510,21 @@ def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | No
 
 
 # --------------------------------------------------------------------------- teaching figures (notebook 00)
+def _cx_loss(cx: float) -> float:
+    """L_CX = -log CX for a title: CX <= 1, so rounding above 1 reads 0.000 (never -0.000)."""
+    return max(0.0, -math.log(min(cx, 1.0)))
+
+
+def _index_ticks(ax, shape: tuple[int, int]) -> None:
+    """Integer ticks (row and column indices) on a matrix image, at most about 8 per axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.set_xlim(-0.5, shape[1] - 0.5)
+    ax.set_ylim(shape[0] - 0.5, -0.5)
+
+
 def cx_heatmaps(matrices: dict, title: str = "") -> Figure:
     """One heatmap of CX_ij (Eq. 8) per batch (``{"aligned": [N, N], ...}``), one colour scale for all.
 
@@ -508,13 +533,16 @@ def cx_heatmaps(matrices: dict, title: str = "") -> Figure:
     """
     mats = {k: np.asarray(torch.as_tensor(v).detach().float()) for k, v in matrices.items()}
     vmax = max(float(m.max()) for m in mats.values())
-    fig, axes = plt.subplots(1, len(mats), figsize=(3.6 * len(mats) + 1.0, 3.6), squeeze=False)
-    for ax, (name, m) in zip(axes[0], mats.items()):
+    fig, axes = plt.subplots(1, len(mats), figsize=(3.9 * len(mats) + 1.2, 3.9), squeeze=False,
+                             layout="constrained")  # constrained: no label runs into the next panel
+    for i, (ax, (name, m)) in enumerate(zip(axes[0], mats.items())):
         im = ax.imshow(m, vmin=0.0, vmax=vmax, cmap="viridis", interpolation="nearest")
         cx = float(m.max(axis=0).mean())
-        ax.set_title(f"{name}\nCX = {cx:.3f}, $L_{{CX}}$ = {-np.log(cx):.3f}", fontsize=10)
+        ax.set_title(f"{name}\nCX = {cx:.3f}, $L_{{CX}}$ = {_cx_loss(cx):.3f}", fontsize=10)
         ax.set_xlabel("caption j (target)")
-        ax.set_ylabel("image i (generated)")
+        if i == 0:  # one y-label for the row of panels: they share it
+            ax.set_ylabel("image i (generated)")
+        _index_ticks(ax, m.shape)
     fig.colorbar(im, ax=axes[0].tolist(), label="$CX_{ij}$ (each row sums to 1)", shrink=0.85)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -535,6 +563,7 @@ def loss_explorer(terms: dict, cx: torch.Tensor, alpha: float, title: str = "") 
     im = hm.imshow(m, vmin=0.0, cmap="viridis", interpolation="nearest")
     hm.set_xlabel("caption j")
     hm.set_ylabel("image i")
+    _index_ticks(hm, m.shape)
     hm.set_title("$CX_{ij}$", fontsize=10)
     fig.colorbar(im, ax=hm, shrink=0.85)
     if title:

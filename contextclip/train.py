@@ -42,7 +42,7 @@ from contextclip.ema import WeightAverage
 from contextclip.image_cache import cached_image_features
 from contextclip.layout import resolve_root
 from contextclip.lock import folder_lock
-from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
+from contextclip.losses import TERMS, ContextCLIPLoss
 from contextclip.model import ContextCLIPModel, build_model, to_device
 from contextclip.runs import (
     CheckpointError,
@@ -634,12 +634,9 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
         failpoints.hit("val_batch")
         img, txt, scale = forward_with_caches(model, model, batch, idx, autocast, caches)
+        # ContextCLIPLoss measures L_CX for CLIP (alpha = 0) too, without adding it to "loss", so the
+        # curves can show whether CLIP lowers it anyway.
         terms = loss_fn(img.float(), txt.float(), scale.float())
-        if getattr(loss_fn, "alpha", None) == 0:
-            # CLIP does not train on L_CX, but its value is measured on held-out pairs for both
-            # methods, so the curves can show whether CLIP lowers it anyway (it is not in "loss").
-            terms = {**terms, "contextual_loss": contextual_loss(img.float(), txt.float(), loss_fn.bandwidth,
-                                                                 loss_fn.eps, loss_fn.variant)}
         n = len(idx)
         sums += torch.stack([terms[k].double() * n for k in TERMS] + [torch.tensor(float(n), device=sums.device,
                                                                                    dtype=torch.float64)])

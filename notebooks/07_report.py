@@ -28,14 +28,19 @@
 # `report.md` and the README's results section are rendered from.
 #
 # **Inputs.** `results/<profile>/metrics.csv` (from 03, 04, 06), `figures/<profile>/`, the run folders.
-# **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
-# `results/<profile>/report.md` (the verdict and the environment).
+# **Outputs.** Opened by hand on a profile with saved results (e.g. the committed `embedded` ones) it
+# **shows them** and writes nothing. With `recompute = True` (or when nothing is saved) it reads and
+# writes `runs/<profile>/by_hand/results/` (the by-hand rows of 03-06, git-ignored); only
+# `make reproduce` rewrites `results/<profile>/table*.{md,csv}` and `results/<profile>/report.md`.
+# On the smoke profile a banner says its numbers measure nothing, and no verdict is given.
 #
-# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 15 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 bootstrap_samples = None  # resamples for single-seed intervals (None: the profile value)
+recompute = False  # True: summarise the by-hand rows of 03-06 (runs/<profile>/by_hand/) and write the report there
+pipeline_run = False  # set by make reproduce only: write the profile's results/ (never set it by hand)
 
 # %%
 import json
@@ -44,38 +49,43 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
-from contextclip import plots, results
+from contextclip import plots, presentation, results
 from contextclip.config import REPO_ROOT
 from contextclip.notebook_utils import (
     environment_summary,
+    notebook_outputs,
     pipeline_timings,
-    profile_paths,
     setup_notebook,
     show_markdown,
     show_table,
 )
 
-cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples)
-paths = profile_paths(cfg)
-comparison = results.summarize(paths.results, cfg.profile, **results.profile_options(cfg))
+cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples, recompute=recompute, pipeline_run=pipeline_run)
+out = notebook_outputs(cfg, recompute, pipeline_run)  # what is shown, and where anything computed goes
+paths = out.paths
+comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  # writes tables only when computing
+                               **results.profile_options(cfg))
+verdicts = cfg.eval.verdicts  # False on smoke: a banner instead of verdicts
+if out.compute:
+    presentation.rewrite_table_files(paths.results, comparison, verdicts)
 
 # %% [markdown]
 # ## 1. Table 1: zero-shot classification
 
 # %%
-show_markdown(comparison.table_markdown("table1_zero_shot"))
+show_markdown(presentation.table_markdown(comparison, "table1_zero_shot", verdicts))
 
 # %% [markdown]
 # ## 2. Table 2: fine-tuning and linear probe
 
 # %%
-show_markdown(comparison.table_markdown("table2_fine_tune"))
+show_markdown(presentation.table_markdown(comparison, "table2_fine_tune", verdicts))
 
 # %% [markdown]
 # ## 3. Retrieval
 
 # %%
-show_markdown(comparison.table_markdown("table3_retrieval"))
+show_markdown(presentation.table_markdown(comparison, "table3_retrieval", verdicts))
 
 # %% [markdown]
 # ## 4. Verdict
@@ -86,7 +96,11 @@ show_markdown(comparison.table_markdown("table3_retrieval"))
 # this run cannot tell the two methods apart at that size.
 
 # %%
-show_markdown(comparison.headline() + "\n\n" + comparison.reading())
+if verdicts:
+    show_markdown(comparison.headline() + "\n\n" + comparison.reading())
+else:
+    show_markdown(presentation.banner(cfg.profile, verdicts) + "\n\n" + "\n".join(
+        presentation.differences(t, verdicts) for t in comparison.tables.values() if len(t)))
 # the facts this section exists to show: every primary endpoint is in the headline, and every
 # compared row carries one of the verdicts
 assert all(results.row_name(r) in comparison.headline() for _, r in comparison.primary().iterrows())
@@ -102,7 +116,7 @@ assert set(comparison.rows()["verdict"]) <= set(results.VERDICTS), comparison.ro
 # %%
 forest = comparison.forest_rows()
 if len(forest):
-    plots.forest_plot({f"{cfg.profile} profile": forest}, paths.figures)
+    plots.forest_plot({f"{cfg.profile} profile": forest}, paths.figures if out.compute else None)
     plt.show()
 
 # %% [markdown]
@@ -145,8 +159,11 @@ if len(timings):
 
 # %%
 report = paths.results / "report.md"
-report.write_text(comparison.report_markdown(env), encoding="utf-8")
-print(f"wrote {report.relative_to(REPO_ROOT)}")
+if out.compute:
+    report.write_text(presentation.report_markdown(comparison, env, verdicts), encoding="utf-8")
+    print(f"wrote {report}")
+else:
+    print(f"showing the saved {report.relative_to(REPO_ROOT)} (not rewritten; only make reproduce rewrites it)")
 
 # %% [markdown]
 # ## Exercises

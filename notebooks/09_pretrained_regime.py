@@ -39,7 +39,7 @@ epochs = None  # passes over the training pairs (None: the profile value)
 # %%
 from pathlib import Path
 
-from contextclip import regime, results
+from contextclip import presentation, regime, results
 from contextclip.config import REPO_ROOT, load_config
 from contextclip.data import build_pair_datasets
 from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_markdown, show_table
@@ -88,7 +88,9 @@ assert ((0 <= scores["top1"]) & (scores["top1"] <= 100)).all()
 
 # %%
 mine = regime.paired(scores)
-show_table(mine, caption=f"Your {len(cfg.train.seeds)} seeds")
+if not cfg.eval.verdicts:  # smoke: tiny random towers, numbers that measure nothing
+    show_markdown(presentation.banner(cfg.profile, cfg.eval.verdicts))
+show_table(mine if cfg.eval.verdicts else mine.drop(columns="verdict"), caption=f"Your {len(cfg.train.seeds)} seeds")
 committed = REPO_ROOT / "results" / "pretrained" / "metrics.csv"
 if profile == "pretrained" and committed.exists():
     comp = results.summarize(committed.parent, "pretrained", write=False,

@@ -10,7 +10,8 @@ Usage: ``.venv/bin/python tools/update_readme_results.py [--profile embedded]`` 
   summary of ``contextclip.results.summarize`` (``results/<profile>/metrics.csv``), plus the run
   facts (notebook times, training seconds, held-out contextual loss);
 - "Ablation": an overlay profile's ContextCLIP beside the baseline's two methods;
-- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``.
+- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``;
+- "What the kit found": the plain-words summary of ``contextclip.summary_text`` (same comparison).
 
 The run facts are read from ``runs/<profile>/`` (git-ignored) and written to
 ``results/<profile>/run_facts.json`` (committed); notebook times are taken only from a pass that
@@ -45,6 +46,7 @@ ANSWER_PROFILES = (("answer", "embedded regime: ResNet-10 trained from scratch a
                                   "the paper's tau = 1.0 (learned) and lambda = 0.75"))
 ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 SENS_BEGIN, SENS_END = "<!-- sensitivity:begin -->", "<!-- sensitivity:end -->"
+FOUND_BEGIN, FOUND_END = "<!-- findings:begin -->", "<!-- findings:end -->"
 RUN_FACTS = "run_facts.json"
 
 
@@ -304,7 +306,8 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
         out[(ANS_BEGIN, ANS_END)] = answer_section(
             answers, {p: run_facts(p, runs_root, write_facts, results_root) for p in answers})
     comp = comparison(profile, results_root / profile)
-    out[(BEGIN, END)] = section(profile, comp, run_facts(profile, runs_root, write_facts, results_root))
+    facts = run_facts(profile, runs_root, write_facts, results_root)
+    out[(BEGIN, END)] = section(profile, comp, facts)
     if ablation and (results_root / ablation / "metrics.csv").exists():
         out[(ABL_BEGIN, ABL_END)] = ablation_section(ablation, profile, comparison(ablation, results_root / ablation),
                                                      comp, ablation_variant(ablation))
@@ -314,7 +317,18 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
     if (sens / sensitivity.METRICS_FILE).exists():
         out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(
             sens, SENS_BEGIN, SENS_END, facts=run_facts("sensitivity", runs_root, write_facts, results_root))
+    out[(FOUND_BEGIN, FOUND_END)] = findings_section(profile, comp, facts)
     return out
+
+
+def findings_section(profile: str, comp: results.Comparison, facts: dict) -> str:
+    """The README's "What the kit found": ``summary_text.plain_summary`` between its markers."""
+    from contextclip.summary_text import plain_summary
+
+    text = plain_summary(comp, profile, facts.get("val_contextual_loss"), load_config(profile).eval.verdicts)
+    return "\n".join([FOUND_BEGIN, "### What the kit found, in plain words", "",
+                       f"Generated from `results/{profile}/` by `contextclip.summary_text` "
+                       "(`.venv/bin/python tools/update_readme_results.py`).", "", text.rstrip(), "", FOUND_END])
 
 
 def main(argv: list[str]) -> int:
