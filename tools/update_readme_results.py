@@ -143,7 +143,9 @@ def section(profile: str, comp: results.Comparison, facts: dict) -> str:
              f"2 CPU cores, no GPU: **{total / 60:.1f} minutes** for the {len(times)} notebooks "
              f"({per_nb}), after the one-time `make setup`. {runs}"
              f"Values: mean ± std over the seeds, in percent; the interval is a 95% t-interval over the seeds' "
-             "paired differences and *detectable ±* its half-width. Full tables: [`results/" + profile
+             "paired differences, *half-width ±* its half-width and *MDE80 ±* the difference detectable with 80% power. "
+             "**A quick look**: 4 seeds of the recipe whose verdict is the `answer` profile's (2 x 18 seeds, "
+             "[The answer](#the-answer-does-the-contextual-term-help)). Full tables: [`results/" + profile
              + "/`](results/" + profile + "/); regenerate this section with "
              "`.venv/bin/python tools/update_readme_results.py`.", "",
              "**Table 1 analogue: zero-shot top-1.** " + results.VERDICT_LEGEND, ""]
