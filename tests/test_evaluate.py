@@ -130,7 +130,13 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
         assert set(got.method) == {"clip", "contextclip"}, (task, dataset)
         assert got["value"].between(0, 100).all()
     tables = build_tables(results, "smoke", bootstrap_samples=50)
-    assert len(tables["table1_zero_shot"]) == 3 and len(tables["table3_retrieval"]) == 6
+    # retrieval: attribute-matched recall (the default) and the caption-only rows beside it, R@1/5/10 x 2 directions
+    assert len(tables["table1_zero_shot"]) == 3 and len(tables["table3_retrieval"]) == 12
+    ret = df[(df.task == "retrieval")].set_index(["method", "metric"])["value"]
+    for method in ("clip", "contextclip"):
+        for name in ("text_to_image_R@1", "image_to_text_R@5", "chance_text_to_image_R@1"):
+            assert ret[(method, name)] >= ret[(method, name + "_exact")] - 1e-9, (method, name)
+    assert ret[("clip", "chance_text_to_image_R@1")] > ret[("clip", "chance_text_to_image_R@1_exact")]
     # missing paper datasets: an error naming the prepare step, or a "not run" row when skipping
     empty_root = {"data_root": str(tmp_path / "nodata")}
     with pytest.raises(DatasetMissing):
