@@ -450,6 +450,8 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
               data=data, dist=dist, global_batch=global_batch, steps_per_epoch=steps_per_epoch, progress=progress,
               state=state, window=torch.zeros(len(TERMS), device=dist.device), ema=ema)
     _build_caches(run)
+    if run.text_cache is not None:  # every caption's features are cached: the batches need no token ids
+        run.collate.tokenize = False
     if dist.distributed:
         run.forward = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
