@@ -80,7 +80,8 @@ show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "
 
 # %%
 train_ds, val_ds = build_pair_datasets(cfg)
-jobs = [(method, seed, paths.run_dir(method, seed)) for method in cfg.train.methods for seed in cfg.train.seeds]
+# seed by seed, both methods of a seed together: a run stopped part-way leaves complete pairs
+jobs = [(method, seed, paths.run_dir(method, seed)) for seed in cfg.train.seeds for method in cfg.train.methods]
 summaries = fit_runs(cfg, jobs, train_ds, val_ds, workers=cfg.train.train_workers, fresh=fresh)
 cols = ["method", "seed", "epochs", "final_val_loss", "seconds", "pairs_per_second", "n_train", "global_batch"]
 show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training runs")
