@@ -107,6 +107,13 @@ class DatasetError(UserError, ValueError):
     """A dataset is on disk but cannot be used as it is (a bad file, too few images for a split)."""
 
 
+class UnknownDatasetError(UserError, KeyError):
+    """A dataset name the registry does not know; the message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class DatasetMissing(UserError):
     """A dataset is not on disk; the message names the command that prepares it."""
 
@@ -188,5 +195,5 @@ __all__ = [
     "USER_ERRNOS", "CheckpointError", "ConfigError", "DamagedFileError", "DatasetError", "DatasetMissing",
     "DatasetsMissingError", "FolderBusyError", "ImageProblem", "LaunchError", "ManifestError", "MissingFileError",
     "NonFiniteLossError", "PathError", "PipelineError", "RunError", "RunMismatchError", "RunNotFinishedError",
-    "StorageError", "UserError", "WeightsUnavailable", "os_errors_as_user_errors", "storage_error", "user_error",
+    "StorageError", "UnknownDatasetError", "UserError", "WeightsUnavailable", "os_errors_as_user_errors", "storage_error", "user_error",
 ]

@@ -45,7 +45,8 @@ from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.image_cache import cached_image_features, embed_features
 from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
-from contextclip.results import NOT_RUN, append_metrics, save_per_item
+from contextclip.results import NOT_RUN
+from contextclip.results_io import append_metrics, save_per_item
 from contextclip.retrieval import EXACT_SUFFIX, caption_positives, recall_and_chance
 from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
@@ -404,14 +405,15 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
 
 def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None,
                   cfg: Config | None = None, wait: bool = False,
-                  get_dataset: Callable[[str, Config], Any] | None = None) -> list[dict]:
+                  get_dataset: Callable[[str, Config], Any] | None = None,
+                  load_model: Callable[..., tuple[Any, Config]] = load_trained) -> list[dict]:
     """``evaluate_run`` for every run and dataset, loading each model and each dataset once.
 
     ``run_dirs`` is an iterable of run folders. A model is loaded only when some dataset needs it
     (an embedding cache is missing or stale, or the task fine-tunes); datasets are built once and
     shared by the runs. ``get_dataset(name, cfg)`` builds a set (default: the registry's, every
-    image of a classification set, the test split of a caption set). Returns all rows, in
-    run-then-dataset order.
+    image of a classification set, the test split of a caption set); ``load_model(run_dir, device=...)``
+    loads a run's model (default ``runs.load_trained``). Returns all rows, in run-then-dataset order.
     """
     get_dataset = get_dataset or _get_dataset
     rows: list[dict] = []
@@ -431,7 +433,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]
                 if data is not None and model is None:
-                    model, _ = load_trained(run_dir, device=_device(run_cfg))
+                    model, _ = load_model(run_dir, device=_device(run_cfg))
             rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data, wait=wait)
     return rows
 

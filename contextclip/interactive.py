@@ -33,10 +33,11 @@ import torch
 
 from contextclip.config import METHOD_LABELS, Config, load_config
 from contextclip.encoding import encode_texts, take_images
+from contextclip.errors import MissingFileError
 from contextclip.evaluate import embed_dataset, run_config
 from contextclip.layout import paths_for
 from contextclip.retrieval import topk_images
-from contextclip.runs import load_trained
+from contextclip.runs import CHECKPOINT, CONFIG, load_trained
 
 __all__ = ["CaptionQuery", "CaptionExplorer", "caption_box_runs", "explorer_for", "query_caption", "caption_box",
            "EXAMPLE_CAPTION"]
@@ -85,11 +86,11 @@ def caption_box_runs(profile: str = "smoke", seed: int | None = None, root: Path
         s = load_config(name).train.seeds[0] if seed is None else int(seed)
         paths = paths_for(name, root)
         runs = {m: paths.run_dir(m, s) for m in METHODS_SHOWN}
-        if all((r / "checkpoint.pt").exists() and (r / "config.json").exists() for r in runs.values()):
+        if all((r / CHECKPOINT).exists() and (r / CONFIG).exists() for r in runs.values()):
             return runs
-        tried.append(", ".join(str(r / "checkpoint.pt") for r in runs.values()))
-    raise FileNotFoundError(f"no trained runs for the caption box (looked for {'; '.join(tried)}); "
-                            f"run 02_train.ipynb with profile = {profile!r} first")
+        tried.append(", ".join(str(r / CHECKPOINT) for r in runs.values()))
+    raise MissingFileError(f"no trained runs for the caption box (looked for {'; '.join(tried)}); "
+                           f"run 02_train.ipynb with profile = {profile!r} first")
 
 
 class CaptionExplorer:
@@ -182,7 +183,7 @@ def _explorer_key(runs: dict) -> tuple:
     """Runs and their checkpoints' sizes and times: a retrained run gets a new explorer."""
     key = []
     for method, run in sorted(runs.items()):
-        st = (Path(run) / "checkpoint.pt").stat()
+        st = (Path(run) / CHECKPOINT).stat()
         key.append((method, str(Path(run).resolve()), st.st_size, st.st_mtime_ns))
     return tuple(key)
 

@@ -53,8 +53,8 @@ from contextclip.runs import (
 )
 from contextclip.train_caches import FrozenFeatureCache, cached_caption_features, loader
 
-__all__ = ["fit", "train_step", "StepParts", "FrozenCaches", "forward_with_caches", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
-           "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
+__all__ = ["fit", "train_step", "StepParts", "FrozenCaches", "forward_with_caches", "evaluate_loss", "make_optimizer",
+           "make_scheduler", "make_loss", "autocast_factory", "OPTIMIZERS", "SCHEDULERS", "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
            "CheckpointError", "RunNotFinishedError", "load_trained", "TERMS"]
 
 
@@ -73,6 +73,10 @@ def val_batches(n: int, global_batch: int) -> list[list[int]]:
 
 
 # --------------------------------------------------------------------------- optimiser
+#: optimizer name -> class (the ``optimizer`` knob)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
 def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimizer:
     """Adam (paper: coupled L2 weight decay) or AdamW; one parameter group per lr.
 
@@ -94,10 +98,6 @@ def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimize
     # a tenth of a CPU step of the embedded profile (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
     return OPTIMIZERS[check_choice("optimizer", t.optimizer)](groups, weight_decay=t.weight_decay, fused=fused)
-
-
-#: optimizer name -> class (the ``optimizer`` knob)
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def _cosine(opt: torch.optim.Optimizer, total_steps: int):

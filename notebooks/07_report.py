@@ -59,6 +59,7 @@ from contextclip.notebook_utils import (
     show_markdown,
     show_table,
 )
+from contextclip.runs import SUMMARY
 
 cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples, recompute=recompute, pipeline_run=pipeline_run)
 out = notebook_outputs(cfg, recompute, pipeline_run)  # what is shown, and where anything computed goes
@@ -148,7 +149,7 @@ show_markdown("\n".join(f"- {h}" for h in heads))
 env = environment_summary()
 show_table(pd.DataFrame({"value": {k: str(v) for k, v in env.items()}}), caption="Environment")
 runs = []
-for summary_path in sorted(paths.runs.glob("*-seed*/summary.json")):
+for summary_path in sorted(paths.runs.glob(f"*-seed*/{SUMMARY}")):
     s = json.loads(summary_path.read_text())
     runs.append({"run": summary_path.parent.name, "train seconds": s.get("seconds"),
                  "pairs/s": s.get("pairs_per_second"), "final val loss": s.get("final_val_loss")})

@@ -28,13 +28,6 @@ def _images(n: int = 12, seed: int = 0, size: int = 32) -> torch.Tensor:
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory():
-    IC.clear_memory()
-    yield
-    IC.clear_memory()
-
-
 def test_cached_features_equal_fresh_ones_and_are_read_back_from_disk(tmp_path):
     model, images = _model(), _images()
     fresh = IC.compute_image_features(model, images, batch_size=5)

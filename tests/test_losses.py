@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 
 from contextclip.losses import CX_VARIANTS, DEGENERATE_NORM, ContextCLIPLoss, clip_loss, contextual_loss
 
-torch.set_num_threads(1)
 VARIANTS = list(CX_VARIANTS)
 
 

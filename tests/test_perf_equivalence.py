@@ -29,9 +29,6 @@ from contextclip.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from contextclip.runs import seed_everything
 from contextclip.train import NonFiniteLossError, fit
 
-torch.set_num_threads(1)
-
-
 _cfg = smoke_cfg
 _state = checkpoint_state
 
