@@ -215,8 +215,42 @@ def resamples_add_no_evidence(low_a: float, low_b: float, width: float, share: f
            f"the lower end moved by {abs(low_a - low_b):.3f}, more than {share:g} x the width {width:.3f}")
 
 
+def holding_zero_is_undecided(rows: Sequence[Mapping]) -> None:
+    """Exercise 07.3: every interval that holds 0 is called "no detectable difference" (or "at ceiling"),
+    never better or worse. ``rows``: ``{"ci_low", "ci_high", "verdict"}``."""
+    from contextclip.results import AT_CEILING, NO_DIFFERENCE  # late: results pulls in pandas
+
+    for r in rows:
+        if r["ci_low"] <= 0 <= r["ci_high"]:
+            _claim(r["verdict"] in (NO_DIFFERENCE, AT_CEILING),
+                   f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}] holds 0 but is called {r['verdict']!r}")
+
+
 # ----------------------------------------------------------------------------- 08 sensitivity
 def clip_is_the_baseline(verdicts: Sequence[str], alphas: Sequence[float]) -> None:
     """Exercise 08.1: exactly one setting is the baseline, and it is alpha = 0 (CLIP)."""
     base = [a for v, a in zip(verdicts, alphas) if v == "baseline"]
     _claim(len(base) == 1 and float(base[0]) == 0, f"baseline settings (alpha): {base}, expected exactly [0]")
+
+
+# ----------------------------------------------------------------------------- 09 locked-tower regime
+def more_seeds_more_pairs(few: Mapping, more: Mapping) -> None:
+    """Exercise 09.1: the longer seed list reuses the shorter one's runs and adds pairs: more paired seeds,
+    and both comparisons have an interval. ``few`` / ``more``: ``{"seeds", "ci_low", "ci_high"}``."""
+    _claim(int(more["seeds"]) > int(few["seeds"]) >= 2,
+           f"paired seeds: {few['seeds']} then {more['seeds']}; expected more seeds the second time")
+    for r in (few, more):
+        _claim(r["ci_low"] == r["ci_low"] and r["ci_high"] == r["ci_high"], f"no interval with {r['seeds']} seeds")
+
+
+def trained_tower_refused(refused: bool) -> None:
+    """Exercise 09.2: a tower that is trained (not frozen) cannot have its features cached."""
+    _claim(refused, "the image-feature cache accepted a trained image tower")
+
+
+def fewer_epochs_cost_less(short_seconds: float, full_seconds: float, short_epochs: int, full_epochs: int) -> None:
+    """Exercise 09.3: optimiser time grows with the epochs: fewer epochs never cost more (a 50% margin
+    for a noisy machine)."""
+    _claim(short_epochs < full_epochs, f"{short_epochs} epochs is not fewer than {full_epochs}")
+    _claim(short_seconds < 1.5 * full_seconds,
+           f"{short_epochs} epochs took {short_seconds:.1f} s, {full_epochs} epochs {full_seconds:.1f} s")

@@ -1,7 +1,7 @@
 """The worked solutions' claims are checks that can fail: each check of ``contextclip.exercises``
 passes on numbers where its claim holds and raises ``AssertionError`` when the premise is flipped.
 
-One flip per solution notebook (00-08), on numbers computed here where that is cheap (notebook 00's
+One flip per solution notebook (00-09), on numbers computed here where that is cheap (notebook 00's
 loss terms) and on small constructed numbers otherwise; plus a static check that every solution
 calls the checks and every check is called by a solution.
 """
@@ -151,9 +151,30 @@ def _calls(path: Path) -> set[str]:
             and isinstance(n.func.value, ast.Name) and n.func.value.id == "exercises"}
 
 
+def test_07_holding_zero_flipped():
+    rows = [{"ci_low": -1.0, "ci_high": 2.0, "verdict": "no detectable difference"},
+            {"ci_low": 0.5, "ci_high": 2.0, "verdict": "ContextCLIP better"}]
+    exercises.holding_zero_is_undecided(rows)
+    with pytest.raises(AssertionError):  # an interval holding 0 called "better"
+        exercises.holding_zero_is_undecided([{**rows[0], "verdict": "ContextCLIP better"}])
+
+
+def test_09_locked_regime_flipped():
+    few, more = {"seeds": 3, "ci_low": -2.0, "ci_high": 1.0}, {"seeds": 6, "ci_low": -1.0, "ci_high": 0.5}
+    exercises.more_seeds_more_pairs(few, more)
+    with pytest.raises(AssertionError):
+        exercises.more_seeds_more_pairs(more, few)  # fewer seeds the second time
+    exercises.trained_tower_refused(True)
+    with pytest.raises(AssertionError):
+        exercises.trained_tower_refused(False)
+    exercises.fewer_epochs_cost_less(2.0, 10.0, 4, 24)
+    with pytest.raises(AssertionError):
+        exercises.fewer_epochs_cost_less(20.0, 10.0, 4, 24)  # 4 epochs costing twice 24
+
+
 def test_every_solution_checks_its_claims_and_every_check_is_used():
     files = sorted(SOLUTIONS.glob("0*_solutions.py"))
-    assert len(files) == 9
+    assert len(files) == 10
     used: set[str] = set()
     for f in files:
         calls = _calls(f)

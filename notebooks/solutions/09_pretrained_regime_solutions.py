@@ -24,7 +24,7 @@
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | pretrained
 
 # %%
-from contextclip import image_cache, regime
+from contextclip import exercises, image_cache, regime
 from contextclip.data import build_pair_datasets
 from contextclip.model import build_model
 from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
@@ -49,7 +49,7 @@ more = regime.paired(regime.train_and_score(cfg, [0, 1, 2, 3, 4, 5], runs_dir, d
 width = {n: float(t["ci_high"].iloc[0] - t["ci_low"].iloc[0]) for n, t in ((3, few), (6, more))}
 show_table([{"seeds": n, "interval width": w} for n, w in width.items()])
 # both intervals exist (spread over seeds); the 6-seed one rests on twice the seeds
-assert all(w == w for w in width.values()) and int(more["seeds"].iloc[0]) == 6 and int(few["seeds"].iloc[0]) == 3
+exercises.more_seeds_more_pairs(few.iloc[0], more.iloc[0])
 
 # %% [markdown]
 # ## 2. Why the cache is allowed here
@@ -67,7 +67,7 @@ try:
 except ValueError as exc:
     refused = "frozen image tower" in str(exc)
     show_markdown(f"`{exc}`")
-assert refused
+exercises.trained_tower_refused(refused)
 
 # %% [markdown]
 # ## 3. Fewer epochs
@@ -84,4 +84,5 @@ show_table([{"epochs": 4, "train seconds": float(short["train_seconds"].mean()),
             {"epochs": cfg.train.epochs, "train seconds": float(full["train_seconds"].mean()),
              "top1": float(full["top1"].mean())}])
 if cfg.train.epochs > 4:  # fewer passes never cost more optimiser time
-    assert short["train_seconds"].mean() < full["train_seconds"].mean() * 1.5
+    exercises.fewer_epochs_cost_less(float(short["train_seconds"].mean()), float(full["train_seconds"].mean()), 4,
+                                     cfg.train.epochs)
