@@ -19,6 +19,7 @@ written, and every cell kept in the page (no windowed rendering).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -243,64 +244,71 @@ def _keep_artifacts(page, request, log_path: Path) -> None:
     print(f"screenshot: {shot}; page: {shot.with_suffix('.html')}; Lab log: {log_path}")
 
 
-def test_notebook_00_runs_in_jupyterlab(lab, request):
+@contextlib.contextmanager
+def _lab_page(request, log_path):
+    """A page of headless Chromium for the Lab; on a failure its screenshot and the Lab's log are kept."""
     from playwright.sync_api import sync_playwright
 
-    base, token, log_path = lab
-    before = _digest(REPO_ROOT / NOTEBOOK)
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium_"), executable_path=_chromium(),
                                                     headless=True, args=CHROMIUM_FLAGS,
                                                     viewport={"width": 1400, "height": 1000})
         page = ctx.new_page()
         try:
-            _open_and_run_all(page, base, token, log_path, NOTEBOOK)
-
-            # equations: typeset by MathJax, no raw TeX delimiters left in rendered markdown
-            page.wait_for_function("document.querySelectorAll('.jp-MarkdownOutput mjx-container').length > 10",
-                                   timeout=60_000)
-            raw = page.locator(".jp-MarkdownOutput").all_inner_texts()
-            assert not any("$$" in t or "\\mathcal" in t for t in raw), "TeX left unrendered in a markdown cell"
-
-            # figures: images that decoded, and no "<Figure size ...>" text in their place
-            images = page.locator(".jp-OutputArea-output img")
-            assert images.count() >= 5, f"expected the notebook's figures as images, found {images.count()}"
-            broken = page.evaluate("[...document.querySelectorAll('.jp-OutputArea-output img')]"
-                                   ".filter(i => !(i.complete && i.naturalWidth > 0)).length")
-            assert broken == 0, f"{broken} figure images did not load"
-            outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
-            assert "<Figure size" not in outputs, "a figure was printed as text instead of drawn"
-
-            # the interactive explorer: three sliders (h, alpha, noise)
-            assert page.locator(".widget-slider").count() >= 3, "the sliders of section 8 are not displayed"
-            # ... and moving one (alpha, by keyboard) redraws the figure
-            widget_img = ".jupyter-widgets-output-area img, .widget-output img"
-            page.locator(widget_img).first.wait_for(timeout=60_000)
-            before_src = page.locator(widget_img).first.get_attribute("src")
-            page.locator(".widget-slider .noUi-handle").nth(1).focus()
-            for _ in range(3):
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src; }",
-                arg=[widget_img, before_src], timeout=60_000)
-
-            # a student's own figure: a new cell at the end with plt.show()
-            n_img = images.count()
-            page.locator(".jp-Notebook .jp-Cell").last.click()
-            page.keyboard.press("Escape")
-            page.keyboard.press("b")  # insert a cell below, command mode
-            page.keyboard.press("Enter")  # edit it
-            page.keyboard.insert_text("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
-            page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add a cell below)
-            page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea-output img').length > {n_img}",
-                                   timeout=60_000)
-            last_code = page.locator(".jp-CodeCell").last
-            assert last_code.locator(".jp-OutputArea-output img").count() == 1, "plt.show() displayed no figure"
+            yield page
         except BaseException:
             _keep_artifacts(page, request, log_path)
             raise
         finally:
             ctx.close()
+
+
+def test_notebook_00_runs_in_jupyterlab(lab, request):
+    base, token, log_path = lab
+    before = _digest(REPO_ROOT / NOTEBOOK)
+    with _lab_page(request, log_path) as page:
+        _open_and_run_all(page, base, token, log_path, NOTEBOOK)
+
+        # equations: typeset by MathJax, no raw TeX delimiters left in rendered markdown
+        page.wait_for_function("document.querySelectorAll('.jp-MarkdownOutput mjx-container').length > 10",
+                               timeout=60_000)
+        raw = page.locator(".jp-MarkdownOutput").all_inner_texts()
+        assert not any("$$" in t or "\\mathcal" in t for t in raw), "TeX left unrendered in a markdown cell"
+
+        # figures: images that decoded, and no "<Figure size ...>" text in their place
+        images = page.locator(".jp-OutputArea-output img")
+        assert images.count() >= 5, f"expected the notebook's figures as images, found {images.count()}"
+        broken = page.evaluate("[...document.querySelectorAll('.jp-OutputArea-output img')]"
+                               ".filter(i => !(i.complete && i.naturalWidth > 0)).length")
+        assert broken == 0, f"{broken} figure images did not load"
+        outputs = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
+        assert "<Figure size" not in outputs, "a figure was printed as text instead of drawn"
+
+        # the interactive explorer: three sliders (h, alpha, noise)
+        assert page.locator(".widget-slider").count() >= 3, "the sliders of section 8 are not displayed"
+        # ... and moving one (alpha, by keyboard) redraws the figure
+        widget_img = ".jupyter-widgets-output-area img, .widget-output img"
+        page.locator(widget_img).first.wait_for(timeout=60_000)
+        before_src = page.locator(widget_img).first.get_attribute("src")
+        page.locator(".widget-slider .noUi-handle").nth(1).focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src; }",
+            arg=[widget_img, before_src], timeout=60_000)
+
+        # a student's own figure: a new cell at the end with plt.show()
+        n_img = images.count()
+        page.locator(".jp-Notebook .jp-Cell").last.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("b")  # insert a cell below, command mode
+        page.keyboard.press("Enter")  # edit it
+        page.keyboard.insert_text("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()")
+        page.keyboard.press("Control+Enter")  # run in place (Shift+Enter would add a cell below)
+        page.wait_for_function(f"document.querySelectorAll('.jp-OutputArea-output img').length > {n_img}",
+                               timeout=60_000)
+        last_code = page.locator(".jp-CodeCell").last
+        assert last_code.locator(".jp-OutputArea-output img").count() == 1, "plt.show() displayed no figure"
     assert _digest(REPO_ROOT / NOTEBOOK) == before, "the Lab wrote the committed notebook (autosave must be off)"
 
 
@@ -320,55 +328,42 @@ def smoke_runs():
     return paths
 
 
+def _search(page, image: str, box_input, caption: str, submit, status_says: str) -> None:
+    """Type ``caption`` in the caption box, ``submit`` it, and wait until the figure is redrawn and the
+    status line names the caption and says ``status_says``."""
+    src = page.locator(image).first.get_attribute("src")
+    box_input.fill(caption)
+    submit()
+    page.wait_for_function(
+        "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src && i.naturalWidth > 0; }",
+        arg=[image, src], timeout=60_000)
+    status = page.locator(".widget-html").filter(has_text=caption)
+    status.first.wait_for(timeout=30_000)
+    assert status_says in status.first.inner_text()
+
+
 def test_retrieval_caption_box_in_jupyterlab(lab, smoke_runs, request):
     """Notebook 06 runs in the Lab; its caption box redraws the images for a typed caption."""
-    from playwright.sync_api import sync_playwright
-
     base, token, log_path = lab
     before = _digest(REPO_ROOT / RETRIEVAL_NOTEBOOK)
     image = "img.widget-image"
-    with sync_playwright() as pw:
-        ctx = pw.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium_"), executable_path=_chromium(),
-                                                    headless=True, args=CHROMIUM_FLAGS,
-                                                    viewport={"width": 1400, "height": 1000})
-        page = ctx.new_page()
-        try:
-            _open_and_run_all(page, base, token, log_path, RETRIEVAL_NOTEBOOK, seconds=420)
-            # the box: a text field with the example caption, a Search button, and its figure drawn
-            box_input = page.locator(".widget-text input").first
-            box_input.wait_for(timeout=60_000)
-            assert box_input.input_value() == "an italic number three"
-            page.locator(image).first.wait_for(timeout=60_000)
-            page.wait_for_function("sel => { const i = document.querySelector(sel); return i && i.naturalWidth > 0; }",
-                                   arg=image, timeout=60_000)
-            first_src = page.locator(image).first.get_attribute("src")
-            # type a caption and press Enter: the status names it and the figure is redrawn
-            box_input.scroll_into_view_if_needed()
-            box_input.fill("a small red circle")
-            box_input.press("Enter")
-            page.wait_for_function(
-                "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src && i.naturalWidth > 0; }",
-                arg=[image, first_src], timeout=60_000)
-            status = page.locator(".widget-html").filter(has_text="a small red circle")
-            status.first.wait_for(timeout=30_000)
-            assert "your own words" in status.first.inner_text()
-            # a caption of the set, with the button: its correct images are counted
-            second_src = page.locator(image).first.get_attribute("src")
-            box_input.fill("the number 7")
-            page.locator(".widget-button", has_text="Search").first.click()
-            page.wait_for_function(
-                "([sel, src]) => { const i = document.querySelector(sel); return i && i.src !== src && i.naturalWidth > 0; }",
-                arg=[image, second_src], timeout=60_000)
-            status = page.locator(".widget-html").filter(has_text="the number 7")
-            status.first.wait_for(timeout=30_000)
-            assert "correct in top" in status.first.inner_text()
-            errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
-            assert errors.count() == 0, "the caption box raised:\n" + "\n".join(errors.all_inner_texts())[:3000]
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)  # what a student sees, for a look by eye
-            page.locator(".widget-vbox", has=page.locator(image)).last.screenshot(path=str(ARTIFACTS / "caption_box.png"))
-        except BaseException:
-            _keep_artifacts(page, request, log_path)
-            raise
-        finally:
-            ctx.close()
+    with _lab_page(request, log_path) as page:
+        _open_and_run_all(page, base, token, log_path, RETRIEVAL_NOTEBOOK, seconds=420)
+        # the box: a text field with the example caption, a Search button, and its figure drawn
+        box_input = page.locator(".widget-text input").first
+        box_input.wait_for(timeout=60_000)
+        assert box_input.input_value() == "an italic number three"
+        page.locator(image).first.wait_for(timeout=60_000)
+        page.wait_for_function("sel => { const i = document.querySelector(sel); return i && i.naturalWidth > 0; }",
+                               arg=image, timeout=60_000)
+        # type a caption and press Enter: the status names it and the figure is redrawn
+        box_input.scroll_into_view_if_needed()
+        _search(page, image, box_input, "a small red circle", lambda: box_input.press("Enter"), "your own words")
+        # a caption of the set, with the button: its correct images are counted
+        _search(page, image, box_input, "the number 7",
+                lambda: page.locator(".widget-button", has_text="Search").first.click(), "correct in top")
+        errors = page.locator("[data-mime-type='application/vnd.jupyter.error']")
+        assert errors.count() == 0, "the caption box raised:\n" + "\n".join(errors.all_inner_texts())[:3000]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)  # what a student sees, for a look by eye
+        page.locator(".widget-vbox", has=page.locator(image)).last.screenshot(path=str(ARTIFACTS / "caption_box.png"))
     assert _digest(REPO_ROOT / RETRIEVAL_NOTEBOOK) == before, "the Lab wrote the committed notebook (autosave must be off)"
