@@ -43,7 +43,7 @@ from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
-from contextclip.runs import load_trained
+from contextclip.runs import check_checkpoint, load_trained, read_summary
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
@@ -64,16 +64,22 @@ def run_config(run_dir: Path) -> Config:
 def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
     run_dir = Path(run_dir)
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        s = read_json(summary, "delete it and run the same train command again (it is rewritten without training)")
-        if "method" in s and "seed" in s:
-            return str(s["method"]), int(s["seed"])
+    if (run_dir / "summary.json").exists():
+        s = read_summary(run_dir)
+        return s["method"], s["seed"]
     m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
     if not m:
         raise ConfigError(f"{run_dir}: no summary.json with method/seed and the folder name is not "
                          "'<method>-seed<k>'; finish training or rename the folder")
     return m.group(1), int(m.group(2))
+
+
+def _identity_or_none(run_dir: Path) -> tuple[str, int] | None:
+    """``run_identity`` when the folder says it (summary or ``<method>-seed<k>`` name), else None."""
+    try:
+        return run_identity(run_dir)
+    except ConfigError:
+        return None
 
 
 def checkpoint_fingerprint(run_dir: Path) -> str:
@@ -192,7 +198,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         dataset = _get_dataset(name, cfg)
         key, fingerprint = _cache_key(run_dir, name, cfg)  # building may add files (MNIST's .gz unpacked)
     if model is None:
-        model, _ = load_trained(run_dir, device=_device(cfg))
+        model, _ = load_trained(run_dir, device=_device(cfg), expect=_identity_or_none(run_dir))
     bs = cfg.eval.eval_batch_size
     out: dict = {"fingerprint": fingerprint, "dataset": name, "checkpoint": key["checkpoint"]}
     if _is_caption_set(dataset):
@@ -308,6 +314,8 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     run_dir = Path(run_dir)
     cfg = cfg or run_config(run_dir)
     method, seed = run_identity(run_dir)
+    if (run_dir / "summary.json").exists():  # rows are named after the summary: its checkpoint must be the run's
+        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / "config.json"))
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
     with folder_lock(results_dir, "results folder", wait=wait):
         rows = _evaluate(run_dir, task, dataset, results_dir, cfg, method, seed, model, data)
@@ -353,7 +361,7 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     elif task == "fine_tune":
         if model is None:
-            model, _ = load_trained(run_dir, device=_device(cfg))
+            model, _ = load_trained(run_dir, device=_device(cfg), expect=(method, seed))
         view = _classification_view(data)
         splits = _splits_of(dataset, view.labels, view.splits, seed)
         res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])
@@ -408,7 +416,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]
                 if data is not None and model is None:
-                    model, _ = load_trained(run_dir, device=_device(run_cfg))
+                    model, _ = load_trained(run_dir, device=_device(run_cfg))  # evaluate_run checks the summary's checkpoint
             rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data, wait=wait)
     return rows
 

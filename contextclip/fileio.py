@@ -52,6 +52,17 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[by
     return path
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 4 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _plain(o: Any) -> Any:
     return o.item() if hasattr(o, "item") else str(o)
 

@@ -51,6 +51,7 @@ from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, loa
 from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
 from contextclip.lock import LOCK_NAME, folder_lock
+from contextclip.schemas import PIPELINE_STATE, damaged, validate
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -256,11 +257,24 @@ def _restore(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path) -> int:
-    """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored."""
+def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path,
+               finished: dict[str, set[str]] | None = None) -> tuple[int, int]:
+    """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored.
+
+    ``finished``: ``file -> digests`` recorded by finished steps; a file that still holds what a
+    finished step recorded is finished work and is never moved nor replaced, whatever
+    ``before`` says (a damaged or hand-made running mark cannot sweep finished results away).
+    Returns (files moved or restored, finished files kept).
+    """
     now = _snapshot(dirs, [])
-    moved = 0
+    roots = [Path(d).resolve() for d in dirs]
+    before = {f: v for f, v in before.items() if any(r == Path(f) or r in Path(f).parents for r in roots)}
+    finished = finished or {}
+    moved = kept = 0
     for f, stamp in now.items():
+        if f in finished and _file_digest(Path(f)) in finished[f]:
+            kept += f not in before or list(stamp) != list(before[f])
+            continue
         if f not in before:
             dst = failed_dir / Path(f).relative_to("/")
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -274,18 +288,32 @@ def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], fail
             _restore(backup / Path(f).relative_to("/"), Path(f))
             moved += 1
     shutil.rmtree(backup, ignore_errors=True)
-    return moved
+    return moved, kept
 
 
 # --------------------------------------------------------------------------------- state
+#: what a damaged state file's message tells the user to do
+STATE_ADVICE = ("restore it from a copy if you have one; otherwise delete it: every notebook then runs again, the "
+                "trainings inside resume from their checkpoints and finished runs are not trained again")
+
+
 def read_state(path: Path) -> dict[str, Any]:
-    """The pipeline state of a profile (empty when absent, unreadable or of another version)."""
+    """The pipeline state of a profile: empty when absent; ``DamagedFileError`` naming the file when it is not
+    what the kit writes (cut short, edited, another version), so that finished work is never dropped silently."""
+    path = Path(path)
     try:
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {"version": STATE_VERSION, "notebooks": {}}
-    if state.get("version") != STATE_VERSION or not isinstance(state.get("notebooks"), dict):
-        return {"version": STATE_VERSION, "notebooks": {}}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"it cannot be read ({getattr(exc, 'strerror', None) or exc})", STATE_ADVICE) from None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"not valid JSON ({exc})", STATE_ADVICE) from None
+    validate(state, PIPELINE_STATE, path, STATE_ADVICE)
+    if state["version"] != STATE_VERSION:
+        raise damaged(path, f"version {state['version']} is not this kit's {STATE_VERSION}", STATE_ADVICE)
     return state
 
 
@@ -490,17 +518,26 @@ class _Run:
         return self.out_dir / ".backup"
 
     def roll_back(self, name: str) -> int:
-        """Undo what the running step ``name`` wrote in results/figures; forget its running mark."""
-        n = _roll_back(self.rollback_dirs, self.backup_dir, self.state.pop("running")["before"],
-                       self.out_dir / f"{name}.failed-outputs")
+        """Undo what the running step ``name`` wrote in results/figures; forget its running mark.
+
+        Files that still hold what a finished step recorded are kept (and counted in the log)."""
+        running = self.state.pop("running")
+        finished: dict[str, set[str]] = {}
+        for entry in self.state["notebooks"].values():
+            for f, digest in entry["outputs"].items():
+                finished.setdefault(f, set()).add(digest)
+        n, kept = _roll_back(self.rollback_dirs, self.backup_dir, running["before"],
+                             self.out_dir / f"{name}.failed-outputs", finished)
         write_state(self.state_path, self.state)
+        if kept:
+            self.log(f"{name}: {kept} file(s) hold what finished notebooks recorded; kept in place, not rolled back")
         return n
 
 
 def _roll_back_interrupted(run: _Run) -> None:
     """A step killed in an earlier attempt left a running mark: undo what it half-wrote."""
     running = run.state.get("running")
-    if isinstance(running, dict) and running.get("notebook"):
+    if running:  # read_state checked its shape
         name = running["notebook"]
         n = run.roll_back(name)
         run.log(f"{name} was interrupted last time; {n} file(s) it wrote were rolled back "

@@ -356,6 +356,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
     summary_path = out_dir / R.SUMMARY
     if dist.is_main:
         fileio.clean_stale_tmp(out_dir)
+    R.claim_run_folder(out_dir, write=dist.is_main)  # before --fresh: the user's files are never deleted
     if fresh:
         if dist.is_main:
             for name in (R.CHECKPOINT, R.SUMMARY, R.HISTORY):
@@ -363,9 +364,11 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         D.barrier()
         return None
     if summary_path.exists() and (out_dir / R.CONFIG).exists():
-        summary = read_json(summary_path)
-        saved = {**read_json(out_dir / R.CONFIG), **{k: summary.get(k) for k in ("method", "seed")}}
+        summary = R.read_summary(out_dir)
+        saved_config = read_json(out_dir / R.CONFIG)
+        saved = {**saved_config, **{k: summary.get(k) for k in ("method", "seed")}}
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
+        R.check_checkpoint(out_dir, summary, saved_config)  # the checkpoint it reports on is the run's own
         if dist.is_main:
             print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
                   "pass --fresh (notebook 02: fresh = True) to train again", flush=True)
@@ -550,7 +553,8 @@ def _finish(run: Run) -> dict:
         "frozen_feature_cache": {"text": run.text_cache is not None, "image_train": run.image_cache_train is not None,
                                  "image_val": run.image_cache_val is not None},
     }
-    if run.main:
+    if run.main:  # the checkpoint this summary reports on: `train` and `evaluate` check it is still that one
+        summary["checkpoint"] = R.checkpoint_record(run.checkpoint_path)
         fileio.write_json(summary, run.out_dir / R.SUMMARY)
     D.barrier()
     return summary
