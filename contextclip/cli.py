@@ -3,20 +3,21 @@
 Only argument parsing lives here; each command calls one library function.
 
 A mistake a user can make (a bad key, a missing or damaged file, a busy folder, a full disk, a
-bad manifest row, a NaN loss, no GPU for ``device=cuda``) ends in ``error: ...`` naming the file,
-key or row and what to do, with exit code 2 and no traceback; ``--debug`` shows the traceback.
-Anything else is a bug in the kit and keeps its traceback.
+bad manifest row, a NaN loss, no GPU for ``device=cuda``) is a ``UserError`` (``errors.py``): it
+ends in one line ``error: ...`` naming the file, key or row and what to do, with exit code 2 and
+no traceback; ``--debug`` shows the traceback. Anything else is a bug in the kit and keeps its
+traceback (exit code 1).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from pathlib import Path
 
-from contextclip.config import METHODS, TASKS, ConfigError
+from contextclip.config import METHODS, TASKS
+from contextclip.errors import UserError, os_errors_as_user_errors
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,44 +72,18 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-#: errno values of OSErrors that are the user's to fix (a path, a disk, a permission), not a bug
-USER_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
-                         errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG})
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    """Exception types that mean the user must change something (reported without a traceback)."""
-    from contextclip.data.checks import ManifestError
-    from contextclip.data.images import ImageProblem
-    from contextclip.data.sets import DatasetMissing
-    from contextclip.runs import NonFiniteLossError
-
-    return (ConfigError, ManifestError, ImageProblem, DatasetMissing, NonFiniteLossError)
-
-
-def user_message(exc: BaseException) -> str | None:
-    """``error: ...`` text for a user's mistake, or None for an exception that is a bug in the kit."""
-    if isinstance(exc, user_error_types()) or (isinstance(exc, FileNotFoundError) and exc.errno is None):
-        return f"error: {exc}"  # FileNotFoundError without errno: the kit's own message naming the file
-    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
-        name = f" {exc.filename}" if exc.filename else ""
-        return (f"error: cannot use{name}: {exc.strerror or exc}. Check the path, the disk's free space "
-                "and the folder's permissions, then run the same command again")
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args)
+        with os_errors_as_user_errors():  # a missing path, no permission, a full disk: the user's to fix
+            return _run(args)
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - sorted into a user's mistake (exit 2) or a bug (traceback)
-        msg = user_message(exc)
-        if msg is None or args.debug or os.environ.get("CONTEXTCLIP_DEBUG"):
+    except UserError as exc:
+        if args.debug or os.environ.get("CONTEXTCLIP_DEBUG"):
             raise
-        print(msg, file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+from contextclip import fileio
+from contextclip.errors import ConfigError, storage_error
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = REPO_ROOT / "configs"
 METHODS = ("clip", "contextclip")
@@ -33,10 +36,6 @@ METHOD_LABELS = {"clip": "CLIP", "contextclip": "ContextCLIP"}
 METHOD_DESCRIPTIONS = {"clip": "contrastive only", "contextclip": "+ contextual loss"}
 #: The evaluation tasks (``python -m contextclip evaluate --task``).
 TASKS = ("zero_shot", "fine_tune", "linear_probe", "retrieval")
-
-
-class ConfigError(ValueError):
-    """A configuration value is unknown, of the wrong type or out of range."""
 
 
 SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
@@ -543,9 +542,6 @@ def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as JSON, atomically."""
-    from contextclip import fileio
-    from contextclip.errors import storage_error
-
     try:
         fileio.atomic_write(path, cfg.to_json() + "\n")
     except OSError as exc:  # disk full, read-only folder: atomic_write has removed its temporary file

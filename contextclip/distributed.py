@@ -30,11 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from contextclip.config import ConfigError
-
-
-class LaunchError(ConfigError, RuntimeError):
-    """The process cannot start as asked (no GPU for device=cuda, torchrun variables missing): a usage error."""
+from contextclip.errors import LaunchError
 
 __all__ = [
     "DistInfo",

@@ -1,23 +1,155 @@
-"""Errors a user can cause that are not about the configuration: files that cannot be written.
+"""Every error a user can cause, in one place: the bottom layer of the package (it imports nothing from it).
 
-``StorageError`` is a ``ConfigError`` (so the CLI reports it in a line with exit code 2, no
-traceback): a disk that is full, a folder that is read-only, a quota exceeded. ``storage_error``
-builds one naming the file, the system's reason, the free space and what to do.
+A ``UserError`` means "the user must change something": a config value, a path, a busy folder, a
+full disk, a damaged file, a missing dataset, a run that diverged. The command line prints its
+message as one line ``error: ...`` and exits with code 2; any other exception is a bug in the kit
+and keeps its traceback (exit code 1). Each message names the file, key or row and what to do.
+
+Some classes also derive from the built-in type code used to catch before they had a common root
+(``ConfigError`` is a ``ValueError``, ``MissingFileError`` a ``FileNotFoundError``), so that an
+``except ValueError`` written around a call still catches what it caught.
+
+``user_error(exc)`` turns an ``OSError`` the user must fix (a path that does not exist, no
+permission, a full disk) into a ``PathError``; ``storage_error`` builds the ``StorageError`` of a
+failed write, naming the file, the system's reason, the free space and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
-from contextclip.config import ConfigError
+
+class UserError(Exception):
+    """Something the user must change; the CLI prints the message in one line and exits with code 2."""
 
 
-class StorageError(ConfigError):
+class ConfigError(UserError, ValueError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class StorageError(UserError):
     """A file could not be written (disk full, read-only folder, quota, permissions)."""
 
 
+class PathError(UserError):
+    """A path the user gave cannot be used (missing, not a folder, no permission); see ``user_error``."""
+
+
+class MissingFileError(UserError, FileNotFoundError):
+    """A file a command needs is not there; the message names the command that writes it."""
+
+
+class DamagedFileError(UserError, ValueError):
+    """A file the kit reads (``metrics.csv``, ``history.jsonl``) is not in the form it writes."""
+
+
+class FolderBusyError(UserError):
+    """Another process holds the folder's lock."""
+
+
+class RunError(UserError):
+    """A run folder cannot be used as asked."""
+
+
+class RunMismatchError(RunError):
+    """The run folder holds a checkpoint or finished run made with a different config or other data."""
+
+
+class CheckpointError(RunError):
+    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
+
+
+class RunNotFinishedError(RunError):
+    """A run folder's training has not finished (resume it first)."""
+
+
+class NonFiniteLossError(UserError, RuntimeError):
+    """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
+
+
+class PipelineError(UserError):
+    """The pipeline cannot start: an undeclared parameter, a missing notebook or parameters cell.
+
+    A notebook that fails while running is not an exception: ``reproduce`` returns 1.
+    """
+
+
+class DatasetsMissingError(PipelineError):
+    """Datasets the profile needs are absent and ``missing_datasets`` is not ``skip``."""
+
+
+class LaunchError(UserError, RuntimeError):
+    """The process cannot start as asked (no GPU for device=cuda, torchrun variables missing)."""
+
+
+class WeightsUnavailable(UserError, RuntimeError):
+    """Pretrained weights or a Hugging Face model could not be found, read or downloaded."""
+
+
+class ManifestError(UserError, ValueError):
+    """A manifest as a whole is unusable (missing, unreadable, no image/caption columns)."""
+
+
+class ImageProblem(UserError, ValueError):
+    """An image that cannot be used; ``kind`` is one of the check kinds, ``reason`` says why, ``where`` which image."""
+
+    def __init__(self, kind: str, reason: str, where: str = ""):
+        super().__init__(f"{where}: {kind}: {reason}" if where else f"{kind}: {reason}")
+        self.kind = kind
+        self.reason = reason
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset is on disk but cannot be used as it is (a bad file, too few images for a split)."""
+
+
+class DatasetMissing(UserError):
+    """A dataset is not on disk; the message names the command that prepares it."""
+
+    def __init__(self, name: str, root: Path | str, what: str):
+        self.name = name
+        self.root = str(root)
+        super().__init__(
+            f"dataset '{name}' is missing under {root}: {what}. "
+            f"Prepare it with: python -m contextclip data prepare {name} --root {root}  "
+            f"(see data/README.md)"
+        )
+
+
+# --------------------------------------------------------------------------- operating-system errors
+#: errno values of OSErrors that are the user's to fix (a path, a disk, a permission), not a bug
+USER_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                         errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.ENAMETOOLONG})
+
+
+def user_error(exc: BaseException) -> UserError | None:
+    """``exc`` as a ``UserError`` (itself, or a ``PathError`` for a user's ``OSError``); None for a bug."""
+    if isinstance(exc, UserError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in USER_ERRNOS:
+        name = f" {exc.filename}" if exc.filename else ""
+        return PathError(f"cannot use{name}: {exc.strerror or exc}. Check the path, the disk's free space "
+                         "and the folder's permissions, then run the same command again")
+    return None
+
+
+@contextlib.contextmanager
+def os_errors_as_user_errors() -> Iterator[None]:
+    """Re-raise, inside the block, an ``OSError`` the user must fix as a ``PathError`` (see ``user_error``)."""
+    try:
+        yield
+    except OSError as exc:
+        err = user_error(exc)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+
+
+# --------------------------------------------------------------------------- failed writes
 _ADVICE = {
     errno.ENOSPC: "free some space (or choose an --out on another disk) and run the same command again",
     errno.EDQUOT: "free some of your quota and run the same command again",
@@ -52,4 +184,9 @@ def _free(path: Path) -> int | None:
     return None
 
 
-__all__ = ["StorageError", "storage_error"]
+__all__ = [
+    "USER_ERRNOS", "CheckpointError", "ConfigError", "DamagedFileError", "DatasetError", "DatasetMissing",
+    "DatasetsMissingError", "FolderBusyError", "ImageProblem", "LaunchError", "ManifestError", "MissingFileError",
+    "NonFiniteLossError", "PathError", "PipelineError", "RunError", "RunMismatchError", "RunNotFinishedError",
+    "StorageError", "UserError", "WeightsUnavailable", "os_errors_as_user_errors", "storage_error", "user_error",
+]

@@ -38,6 +38,7 @@ from contextclip import fileio
 from contextclip.config import REPO_ROOT, TASKS, Config, ConfigError, config_from_json, read_json
 from contextclip.data import DatasetMissing
 from contextclip.encoding import encode_images, encode_texts, image_features, model_device
+from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
@@ -56,7 +57,7 @@ CACHE_VERSION = 2  # 2: the key covers the dataset's files
 def run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: {run_dir} is not a training run folder "
+        raise MissingFileError(f"{path} does not exist: {run_dir} is not a training run folder "
                                 "(train one with `python -m contextclip train ... --out DIR`)")
     return config_from_json(path)
 
@@ -87,7 +88,7 @@ def checkpoint_fingerprint(run_dir: Path) -> str:
     run_dir = Path(run_dir)
     ckpt = run_dir / "checkpoint.pt"
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt} does not exist; train the run before evaluating it")
+        raise MissingFileError(f"{ckpt} does not exist; train the run before evaluating it")
     st = ckpt.stat()
     stamp = f"{st.st_size}:{st.st_mtime_ns}"
     memo = run_dir / "embeddings" / "fingerprint.json"
@@ -151,7 +152,7 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
     """The cached embeddings of one dataset, without checking the fingerprint (for plots)."""
     path = cache_path(run_dir, name)
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
+        raise MissingFileError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
                                 f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
@@ -204,7 +205,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     if _is_caption_set(dataset):
         captions = [list(c) for c in dataset.captions]
         if any(len(c) == 0 for c in captions):
-            raise ValueError(f"dataset {name}: some images have no caption; every image needs at least one")
+            raise DatasetError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
         out.update(kind="captions", index=torch.arange(len(captions)),
                    image=encode_images(model, dataset.images, bs),  # each image once
@@ -260,7 +261,7 @@ def _splits_of(dataset: str, labels, official, seed: int) -> dict:
         return make_splits(labels, official, seed)
     except ValueError as exc:
         counts = np.bincount(np.asarray(torch.as_tensor(labels)))
-        raise ValueError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
+        raise DatasetError(f"dataset {dataset}: {exc} (images per class: min {counts.min()}, max {counts.max()}; "
                          "the 80/20 train/val split of the non-test images needs about 3 per class)") from None
 
 

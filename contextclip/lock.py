@@ -37,22 +37,17 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from contextclip.config import ConfigError
-from contextclip.errors import storage_error
+from contextclip.errors import FolderBusyError, UserError, storage_error
 
 LOCK_NAME = ".lock"
 ENV_TOKENS = "CONTEXTCLIP_LOCKS"  # tokens of locks held by this process's ancestors, os.pathsep-separated
-
-
-class FolderBusyError(ConfigError):
-    """Another process holds the folder's lock (a usage error: exit code 2 from the CLI)."""
 
 
 def lock_path(folder: Path) -> Path:
     return Path(folder) / LOCK_NAME
 
 
-class LockPathError(ConfigError):
+class LockPathError(UserError):
     """Something other than a regular file (a FIFO, a folder, a device, a link) is at a lock path."""
 
 

@@ -26,16 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contextclip.config import Config, ConfigError, LossConfig, ModelConfig
+from contextclip.config import Config, LossConfig, ModelConfig
+from contextclip.errors import ConfigError, WeightsUnavailable
 
 # ImageNet statistics, applied to every image tower (also the random-init ones, so that a
 # tower can be swapped without changing the input pipeline).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailable(RuntimeError):
-    """Pretrained weights or a Hugging Face model could not be found or downloaded."""
 
 
 # --------------------------------------------------------------------------- helpers

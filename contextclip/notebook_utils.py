@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.errors import MissingFileError, UserError
 from contextclip.layout import ProfilePaths, paths_for
 from contextclip.runs import environment_info as environment_summary  # noqa: F401 - for the notebooks
 
@@ -43,7 +44,7 @@ def setup_notebook(profile: str = "smoke", *, chdir: bool = True, quiet: bool = 
     ``NOTEBOOK_PARAMETERS`` (``fresh=False``), which are type-checked and not part of the config.
     An unknown name or a bad value raises ``ConfigError`` naming the key, and so does a name that
     papermill injected (``-p NAME VALUE``) but the notebook does not declare: papermill alone only
-    warns and runs the defaults. Under IPython a ``ConfigError`` shows as one line, not a traceback.
+    warns and runs the defaults. Under IPython a ``UserError`` shows as one line, not a traceback.
 
     With ``chdir`` the working directory becomes the repository root, so that relative paths in
     the configs (``data/``, ``runs/``) mean the same in JupyterLab, under nbval and under papermill.
@@ -121,7 +122,7 @@ def _check_injected(declared: set[str], history: list[str] | None = None) -> Non
 
 
 def one_line_errors() -> None:
-    """Under IPython, show a ``ConfigError`` (a user's mistake, with its fix in the message) as one line.
+    """Under IPython, show a ``UserError`` (a user's mistake, with its fix in the message) as one line.
 
     The cell still fails (papermill and nbval see the error); only the traceback is left out.
     """
@@ -138,7 +139,7 @@ def one_line_errors() -> None:
         shell._showtraceback(etype, value, stb)  # IPython leaves showing it to the handler
         return stb
 
-    ip.set_custom_exc((ConfigError,), _show)
+    ip.set_custom_exc((UserError,), _show)
 
 
 def knob_table(cfg: Config, names: list[str] | None = None):
@@ -161,7 +162,7 @@ def show_table(data: Any, caption: str | None = None, floatfmt: str = "{:.2f}") 
     if isinstance(data, (str, Path)):
         path = Path(data)
         if not path.exists():
-            raise FileNotFoundError(f"{path} does not exist; run the notebook that writes it first")
+            raise MissingFileError(f"{path} does not exist; run the notebook that writes it first")
         df = pd.read_csv(path) if path.suffix == ".csv" else None
         if df is None:
             text = path.read_text(encoding="utf-8")

@@ -48,6 +48,7 @@ from typing import Any
 
 from contextclip import fileio
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
+from contextclip.errors import DatasetsMissingError, PipelineError
 from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
 from contextclip.lock import LOCK_NAME, folder_lock
@@ -62,14 +63,6 @@ STATE_VERSION = 1
 #: profiles not listed use DEFAULT_CELL_TIMEOUT_S. Override with reproduce(cell_timeout=...).
 CELL_TIMEOUT_S: dict[str, int] = {"smoke": 600, "embedded": 1800, "paper": 12 * 3600}
 DEFAULT_CELL_TIMEOUT_S = 4 * 3600
-
-
-class PipelineError(ConfigError):
-    """The pipeline cannot start: an undeclared parameter, a missing notebook or parameters cell.
-
-    A subclass of ``ConfigError`` so that the CLI reports it as a usage error (exit code 2).
-    A notebook that fails while running is not an exception: ``reproduce`` returns 1.
-    """
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -401,10 +394,6 @@ def select_notebooks(paths: Sequence[Path], cfg: Config) -> list[Path]:
         raise PipelineError(f"config key 'notebooks': {unknown} match no notebook; the numbered notebooks are "
                             f"{sorted(by_number)}")
     return [by_number[n] for n in sorted(wanted)]
-
-
-class DatasetsMissingError(PipelineError):
-    """Datasets the profile needs are absent and ``missing_datasets`` is not ``skip``."""
 
 
 def _check_data(cfg: Config) -> None:

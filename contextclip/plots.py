@@ -35,6 +35,7 @@ from matplotlib.figure import Figure
 
 from contextclip.config import METHOD_DESCRIPTIONS, METHOD_LABELS
 from contextclip.encoding import take_images
+from contextclip.errors import DamagedFileError, MissingFileError
 from contextclip.evaluate import load_embeddings
 from contextclip.retrieval import caption_positives, topk_images
 
@@ -274,14 +275,14 @@ def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 
 def read_history(run_dir: Path) -> list[dict]:
     path = Path(run_dir) / "history.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist; train the run first")
+        raise MissingFileError(f"{path} does not exist; train the run first")
     out = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}, line {i}: not valid JSON ({exc})") from None
+                raise DamagedFileError(f"{path}, line {i}: not valid JSON ({exc})") from None
     return out
 
 

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from contextclip import fileio
+from contextclip.errors import DamagedFileError
 
 __all__ = [
     "METRIC_COLUMNS", "NOT_RUN", "TABLES", "read_metrics", "append_metrics", "save_per_item", "load_per_item",
@@ -94,20 +95,20 @@ def read_metrics(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path, dtype={"method": str, "task": str, "dataset": str, "metric": str, "run": str,
                                       "checkpoint": str}, keep_default_na=False, na_values={"value": ["", "nan"]})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a readable CSV ({str(exc).strip()[:120]}); delete it and re-run the "
+        raise DamagedFileError(f"{path} is not a readable CSV ({str(exc).strip()[:120]}); delete it and re-run the "
                          "evaluations (or notebooks 03-06) to rebuild it") from None
     for col in RUN_COLUMNS:
         if col not in df.columns:
             df[col] = ""
     missing = [c for c in METRIC_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; expected {METRIC_COLUMNS}. "
+        raise DamagedFileError(f"{path}: missing column(s) {missing}; expected {METRIC_COLUMNS}. "
                          "Delete the file and re-run the evaluation to rebuild it.")
     for col in ("seed", "value", "n"):
         bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0]) + 2  # header is line 1
-            raise ValueError(f"{path}, line {row}: column '{col}' is not a number ({df[col].iloc[row - 2]!r})")
+            raise DamagedFileError(f"{path}, line {row}: column '{col}' is not a number ({df[col].iloc[row - 2]!r})")
     df["seed"] = df["seed"].astype(int)
     df["value"] = pd.to_numeric(df["value"])
     df["n"] = pd.to_numeric(df["n"]).fillna(0).astype(int)

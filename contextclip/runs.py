@@ -30,13 +30,21 @@ from contextclip.config import (
     REPO_ROOT,
     RESULT_NEUTRAL_SECTIONS,
     Config,
-    ConfigError,
     knob_default,
 )
 from contextclip.ema import averaged_state_dict
-from contextclip.errors import storage_error
+from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
+    CheckpointError,
+    MissingFileError,
+    NonFiniteLossError,
+    RunError,
+    RunMismatchError,
+    RunNotFinishedError,
+    storage_error,
+)
 from contextclip.model import build_model, to_device
-from contextclip.schemas import CHECKPOINT_META, SUMMARY, damaged, problem, validate
+from contextclip.schemas import CHECKPOINT_META, damaged, problem, validate
+from contextclip.schemas import SUMMARY as SUMMARY_SCHEMA
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -58,25 +66,8 @@ RESULT_NEUTRAL_KEYS = frozenset({
 })
 
 
-class RunMismatchError(ConfigError):
-    """The run folder holds a checkpoint or finished run made with a different config or other data."""
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint file cannot be loaded (damaged, cut short, or not plain weights: refused)."""
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss term, the gradient, an embedding or a weight became NaN or infinite; nothing after it was saved."""
-
-
-class RunNotFinishedError(ConfigError):
-    """A run folder's training has not finished (a usage error: resume it first)."""
-
-
-class ForeignFolderError(ConfigError):
+class ForeignFolderError(RunError):
     """``--out`` holds files the kit did not write: the kit neither trains there nor deletes them."""
-
 
 #: what every training checkpoint holds; a torch file without these is refused by name
 CHECKPOINT_KEYS = ("config", "method", "seed", "epoch", "step", "model", "optimizer")
@@ -278,7 +269,7 @@ def _older_kit_run(out_dir: Path) -> bool:
         return False
     try:
         summary = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))
-        if problem(summary, SUMMARY) is None and (out_dir / CHECKPOINT).is_file():
+        if problem(summary, SUMMARY_SCHEMA) is None and (out_dir / CHECKPOINT).is_file():
             return True
     except (OSError, ValueError):
         pass
@@ -302,7 +293,7 @@ def read_summary(out_dir: Path) -> dict[str, Any]:
         d = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise damaged(path, f"not valid JSON ({str(exc)[:120]})", SUMMARY_ADVICE) from None
-    validate(d, SUMMARY, path, SUMMARY_ADVICE)
+    validate(d, SUMMARY_SCHEMA, path, SUMMARY_ADVICE)
     if d["method"] not in METHODS:
         raise damaged(path, f"key 'method' should be one of {list(METHODS)}, not {d['method']!r}", SUMMARY_ADVICE)
     return d
@@ -446,7 +437,7 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
+        raise MissingFileError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
     ckpt = load_checkpoint(path)
     if expect is not None and (ckpt["method"], ckpt["seed"]) != (expect[0], int(expect[1])):
         raise RunMismatchError(

@@ -29,11 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from contextclip.config import ConfigError
-
-
-class DamagedFileError(ConfigError):
-    """A file the kit wrote does not hold what the kit writes there (a user's problem: exit code 2)."""
+from contextclip.errors import DamagedFileError
 
 
 def damaged(path: str | Path, problem: str, what_to_do: str) -> DamagedFileError:

@@ -34,6 +34,7 @@ import pandas as pd
 
 from contextclip import fileio, results
 from contextclip.config import Config, ConfigError
+from contextclip.errors import MissingFileError
 
 __all__ = ["GridPoint", "grid", "study_dataset", "run_study", "study_table", "variant_sentence",
            "bandwidth_sentence", "table_sentence", "figure_sentence", "markdown", "write_outputs", "readme_section",
@@ -151,7 +152,7 @@ def study_table(results_dir: Path, metric: str = "top1", bootstrap_samples: int 
     df = results.read_metrics(results_dir / METRICS_FILE)
     df = df[(df["task"] == "zero_shot") & (df["metric"] == metric)]
     if df.empty:
-        raise FileNotFoundError(f"{results_dir / METRICS_FILE} has no zero-shot {metric} rows; run notebook 08 "
+        raise MissingFileError(f"{results_dir / METRICS_FILE} has no zero-shot {metric} rows; run notebook 08 "
                                 "(or `make reproduce PROFILE=sensitivity`) first")
     out = []
     for dataset, g in df.groupby("dataset", sort=True):

@@ -140,13 +140,13 @@ def test_two_reproduce_of_one_profile_never_double_a_history_or_a_row(tmp_path):
     def start(wait: bool) -> subprocess.Popen:
         script = textwrap.dedent(f"""
             import sys
-            from contextclip.cli import user_message
+            from contextclip.errors import UserError
             from contextclip.pipeline import reproduce
             try:
                 rc = reproduce('smoke', notebooks={[str(p) for p in nbs]!r}, root={str(tmp_path)!r},
                                progress_bar=False, cell_timeout=120, wait={wait})
-            except Exception as exc:
-                print(user_message(exc), file=sys.stderr)
+            except UserError as exc:
+                print(f"error: {{exc}}", file=sys.stderr)
                 rc = 2
             raise SystemExit(rc)
         """)

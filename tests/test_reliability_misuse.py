@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -535,7 +536,14 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
         "wrong task for the set": (["evaluate", "--run", str(run), "--task", "retrieval", "--dataset", "digits",
                                     "--results", str(tmp_path / "res")], "needs a caption set"),
         "profile missing": (["reproduce", "--profile", "nope"], "unknown profile"),
+        "wrong image_weights path": (["train", "--profile", "smoke", "--method", "clip", "--out", str(tmp_path / "r3"),
+                                      "--set", f"image_weights={tmp_path / 'no-weights.pt'}"], "no such file"),
+        "damaged metrics.csv": (["evaluate", "--run", str(run), "--task", "zero_shot", "--dataset", "digits",
+                                 "--results", str(tmp_path / "damaged")], "missing column(s)"),
     }
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "metrics.csv").write_text("not,the,columns\n1,2,3\n")
+    one_line = {"wrong image_weights path", "damaged metrics.csv"}
     if torch.cuda.is_available():
         del cases["cuda without a GPU"]
     env_root = {"missing dataset": True}
@@ -548,18 +556,44 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
             args = [str(moved) if a == str(run) else a for a in args]
         err = _one_or_two_lines(_cli(*args))
         assert expect in err, (name, err)
+        assert name not in one_line or len(err.splitlines()) == 1, (name, err)
 
 
 def test_a_nan_stop_and_a_busy_folder_are_user_errors_and_a_bug_is_not():
-    from contextclip.cli import user_message
+    from contextclip.errors import UserError, user_error
     from contextclip.lock import FolderBusyError
     from contextclip.train import NonFiniteLossError
 
-    assert user_message(NonFiniteLossError("loss is NaN at epoch 1, step 3")).startswith("error: loss is NaN")
-    assert user_message(FolderBusyError("run folder x is in use")).startswith("error: run folder")
-    assert user_message(FileNotFoundError(2, "No such file or directory", "/x/y.csv")).startswith(
-        "error: cannot use /x/y.csv")
-    assert user_message(KeyError("config")) is None and user_message(ZeroDivisionError()) is None
+    assert str(user_error(NonFiniteLossError("loss is NaN at epoch 1, step 3"))).startswith("loss is NaN")
+    assert str(user_error(FolderBusyError("run folder x is in use"))).startswith("run folder")
+    path_error = user_error(FileNotFoundError(2, "No such file or directory", "/x/y.csv"))
+    assert isinstance(path_error, UserError) and str(path_error).startswith("cannot use /x/y.csv")
+    assert user_error(KeyError("config")) is None and user_error(ZeroDivisionError()) is None
+    assert user_error(OSError(5, "Input/output error")) is None  # a failing disk is not the user's to fix
+
+
+def test_every_error_class_a_user_can_cause_is_a_user_error():
+    """The CLI catches ``UserError`` only: each error type the kit raises for a user's mistake derives from it."""
+    import importlib
+    import pkgutil
+
+    import contextclip
+    from contextclip import errors
+
+    in_errors = [v for v in vars(errors).values() if isinstance(v, type) and issubclass(v, BaseException)]
+    assert len(in_errors) >= 18 and all(issubclass(e, errors.UserError) for e in in_errors)
+    elsewhere = set()  # exception classes defined outside errors.py: only the test-only fail point and a warning
+    for info in pkgutil.walk_packages(contextclip.__path__, "contextclip."):
+        if info.name == "contextclip.errors":
+            continue
+        module = importlib.import_module(info.name)
+        elsewhere |= {f"{info.name}.{k}" for k, v in vars(module).items()
+                      if isinstance(v, type) and issubclass(v, BaseException) and v.__module__ == info.name}
+    assert elsewhere == {"contextclip.failpoints.FailPointError", "contextclip.data.collate.CaptionTruncatedWarning"}
+    for cli in ("cli.py", "data/cli.py"):
+        source = (REPO_ROOT / "contextclip" / cli).read_text(encoding="utf-8")
+        caught = set(re.findall(r"\bexcept\s*\(?\s*(\w+)", source))
+        assert caught <= {"KeyboardInterrupt", "UserError"}, (cli, caught)
 
 
 def test_a_learning_rate_that_would_overflow_adam_is_refused():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from contextclip import fileio
 from contextclip.data.images import DEFAULT_MAX_PIXELS, MIN_SIDE, ImageProblem, decode_image
+from contextclip.errors import ManifestError
 
 IMAGE_COLUMNS = ("image", "filepath", "path", "file")
 CAPTION_COLUMNS = ("caption", "title", "text")
@@ -33,10 +34,6 @@ ROW_KINDS = (
 MAX_FIELD_CHARS = 10_000  # a longer path or caption is an "oversized field" row (the CSV module's limit is 131,072)
 _CSV_READ_LIMIT = 1 << 26  # fields up to 64 MiB are read (and then named), not a whole-file CSV error
 _SURROGATE = re.compile("[\udc80-\udcff]")
-
-
-class ManifestError(ValueError):
-    """The manifest as a whole is unusable (missing, unreadable, no image/caption columns)."""
 
 
 @dataclass

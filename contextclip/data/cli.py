@@ -58,14 +58,10 @@ def run(args) -> int:
         from contextclip.data.rehearsal import RehearsalParams, make_rehearsal_tree
 
         root = args.root if args.root.is_absolute() else registry.resolve_root(args.root)
-        try:
-            params = RehearsalParams(per_class=args.per_class, birdsnap_per_class=args.birdsnap_per_class,
-                                     birdsnap_species=args.birdsnap_species,
-                                     cc3m_pairs=args.cc3m_pairs, cc3m_layout=args.cc3m_layout,
-                                     flickr_images=args.flickr_images, max_side=args.max_side)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        params = RehearsalParams(per_class=args.per_class, birdsnap_per_class=args.birdsnap_per_class,
+                                 birdsnap_species=args.birdsnap_species,
+                                 cc3m_pairs=args.cc3m_pairs, cc3m_layout=args.cc3m_layout,
+                                 flickr_images=args.flickr_images, max_side=args.max_side)
         make_rehearsal_tree(root, params, force=args.force)
         return 0
     if cmd == "check":

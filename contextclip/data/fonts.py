@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import matplotlib
 from PIL import ImageFont
 
+from contextclip.errors import MissingFileError
+
 
 @dataclass(frozen=True)
 class FontStyle:
@@ -65,7 +67,7 @@ def font_dir() -> str:
 def font_path(style: FontStyle) -> str:
     path = os.path.join(font_dir(), style.file)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"font {style.file} not found in matplotlib's data folder {font_dir()}; "
             "reinstall matplotlib (pip install -r requirements.txt)"
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from contextclip import fileio
+from contextclip.errors import DatasetError, MissingFileError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -64,7 +65,7 @@ def read_cifar(root: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarra
     files = train_files if split == "train" else test_files
     missing = [f for f in files + [meta] if not (base / f).is_file()]
     if missing:
-        raise FileNotFoundError(f"{base}: missing {missing}")
+        raise MissingFileError(f"{base}: missing {missing}")
     xs, ys = [], []
     for f in files:
         d = _load_pickle(base / f)
@@ -102,7 +103,7 @@ def read_mnist(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     from torchvision.datasets import MNIST
 
     if not mnist_present(root):
-        raise FileNotFoundError(f"{Path(root) / 'MNIST' / 'raw'}: missing some of {[f for p in MNIST_FILES.values() for f in p]} (raw or .gz)")
+        raise MissingFileError(f"{Path(root) / 'MNIST' / 'raw'}: missing some of {[f for p in MNIST_FILES.values() for f in p]} (raw or .gz)")
     ensure_mnist_raw(root)
     ds = MNIST(str(root), train=(split == "train"), download=False)
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
@@ -152,11 +153,11 @@ def read_birdsnap(root: Path) -> tuple[list[Path], list[int], list[str], set[str
     root = Path(root)
     species = root / "species.txt"
     if not species.is_file():
-        raise FileNotFoundError(f"{species} is missing")
+        raise MissingFileError(f"{species} is missing")
     with open(species, encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     if not rows or not {"id", "common", "dir"} <= set(rows[0]):
-        raise ValueError(f"{species}: expected tab-separated columns id, common, scientific, dir")
+        raise DatasetError(f"{species}: expected tab-separated columns id, common, scientific, dir")
     rows.sort(key=lambda r: int(r["id"]))
     names = [r["common"] for r in rows]
     images = root / "images" if (root / "images").is_dir() else root / "download" / "images"
@@ -187,7 +188,7 @@ def read_flickr8k(root: Path) -> tuple[dict[str, list[str]], dict[str, set[str]]
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None or [h.strip().lower() for h in header[:2]] != ["image", "caption"]:
-                raise ValueError(f"{root / 'captions.txt'}: expected the header 'image,caption', got {header!r}")
+                raise DatasetError(f"{root / 'captions.txt'}: expected the header 'image,caption', got {header!r}")
             for row in reader:
                 if len(row) >= 2 and row[0].strip():
                     caps.setdefault(row[0].strip(), []).append(",".join(row[1:]).strip())
@@ -197,7 +198,7 @@ def read_flickr8k(root: Path) -> tuple[dict[str, list[str]], dict[str, set[str]]
                 key, cap = line.split("\t", 1)
                 caps.setdefault(key.split("#")[0].strip(), []).append(cap.strip())
     else:
-        raise FileNotFoundError(f"{root}: neither captions.txt (Kaggle) nor Flickr8k.token.txt found")
+        raise MissingFileError(f"{root}: neither captions.txt (Kaggle) nor Flickr8k.token.txt found")
     splits: dict[str, set[str]] = {}
     for split, orig in (("train", "train"), ("val", "dev"), ("test", "test")):
         for candidate in (root / f"Flickr_8k.{orig}Images.txt", root / f"flickr8k_{split}_karpathy.txt"):

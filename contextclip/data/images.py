@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from contextclip.errors import ImageProblem
+
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently accepted
 
 MIN_SIDE = 16  # smaller images are rejected as "too small"
@@ -26,15 +28,6 @@ MAX_DECODED_BYTES = 512 << 20  # declared width x height x bytes per pixel of th
 # modes we know how to turn into RGB
 _MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
           "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
-
-
-class ImageProblem(ValueError):
-    """An image that cannot be used; ``kind`` is one of the check kinds, ``reason`` says why."""
-
-    def __init__(self, kind: str, reason: str):
-        super().__init__(f"{kind}: {reason}")
-        self.kind = kind
-        self.reason = reason
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

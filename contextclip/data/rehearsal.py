@@ -48,6 +48,7 @@ from PIL import Image, ImageDraw, ImageFont
 from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.sets import classnames_for
+from contextclip.errors import ConfigError
 
 LAYOUT_VERSION = 2
 MARKER = "REHEARSAL.json"
@@ -85,12 +86,12 @@ class RehearsalParams:
 
     def __post_init__(self):
         if self.cc3m_layout not in ("webdataset", "files"):
-            raise ValueError(f"cc3m_layout {self.cc3m_layout!r}: use 'webdataset' or 'files'")
+            raise ConfigError(f"cc3m_layout {self.cc3m_layout!r}: use 'webdataset' or 'files'")
         if self.per_class < 1 or self.birdsnap_per_class < 3 or self.cc3m_pairs < 2 or self.flickr_images < 6:
-            raise ValueError("per_class must be >= 1, birdsnap_per_class >= 3 (fine-tuning's 80/20 train/val split "
+            raise ConfigError("per_class must be >= 1, birdsnap_per_class >= 3 (fine-tuning's 80/20 train/val split "
                              "needs 3 non-test images per class), cc3m_pairs >= 2, flickr_images >= 6")
         if not 2 <= self.birdsnap_species <= 500:
-            raise ValueError(f"birdsnap_species {self.birdsnap_species}: use 2..500 (Birdsnap has 500 species)")
+            raise ConfigError(f"birdsnap_species {self.birdsnap_species}: use 2..500 (Birdsnap has 500 species)")
 
 
 # ----------------------------------------------------------------------------- images

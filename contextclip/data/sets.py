@@ -26,23 +26,11 @@ from torch.utils.data import Dataset
 from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.images import array_to_square, load_square
+from contextclip.errors import DatasetError, DatasetMissing, ImageProblem
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_TENSOR_BYTES = 512 * 2**20
 SUBSET_SEED = 0  # eval_max_images subsets and data-subset choices are fixed across runs
-
-
-class DatasetMissing(Exception):
-    """A dataset is not on disk; the message names the command that prepares it."""
-
-    def __init__(self, name: str, root: Path | str, what: str):
-        self.name = name
-        self.root = str(root)
-        super().__init__(
-            f"dataset '{name}' is missing under {root}: {what}. "
-            f"Prepare it with: python -m contextclip data prepare {name} --root {root}  "
-            f"(see data/README.md)"
-        )
 
 
 @cache
@@ -113,8 +101,8 @@ class FileImages(Dataset):
     def __getitem__(self, i):
         try:
             arr = load_square(self.paths[i], self.size)
-        except ValueError as exc:
-            raise ValueError(f"image {self.paths[i]}: {exc}") from None
+        except ImageProblem as exc:
+            raise ImageProblem(exc.kind, exc.reason, where=f"image {self.paths[i]}") from None
         return torch.from_numpy(arr).permute(2, 0, 1).contiguous(), self.labels[i]
 
 
@@ -440,7 +428,7 @@ def build_resisc45(name, cfg, split="test", root=None):
     names = [f.replace("_", " ") for f in folders]
     unknown = [n for n in names if n not in clip_names]
     if unknown:
-        raise ValueError(f"{base}: folders {unknown} are not RESISC45 classes; expected {clip_names}")
+        raise DatasetError(f"{base}: folders {unknown} are not RESISC45 classes; expected {clip_names}")
     split_file = next((p for p in (base / "resisc45-test.txt", base.parent / "resisc45-test.txt") if p.is_file()), None)
     test = formats.read_split_list(split_file) if split_file else None
     s = _folder_set(name, cfg, split, paths, labels, names, test, base)
