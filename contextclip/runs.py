@@ -31,6 +31,7 @@ from contextclip.config import (
     RESULT_NEUTRAL_SECTIONS,
     Config,
     knob_default,
+    read_json,
 )
 from contextclip.ema import averaged_state_dict
 from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
@@ -135,7 +136,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f"at epoch {state['epoch']} step {state['step']}; {path} was not written (the previous checkpoint "
             "is unchanged). Try lower learning rates or weight decay, precision=fp32 or grad_clip > 0.")
     try:
-        fileio.torch_save(state, path)
+        with fileio.deferred_interrupt():  # Ctrl-C lands after the write: never reported as a failed write
+            fileio.torch_save(state, path)
     except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as "enforce fail ..."
         raise storage_error(path, exc, kept=f"The previous {Path(path).name}, if any, is intact") from None
 
@@ -289,10 +291,7 @@ SUMMARY_ADVICE = "delete it and run the same train command again (it is rewritte
 def read_summary(out_dir: Path) -> dict[str, Any]:
     """``summary.json`` of a run folder, checked against the kit's schema (``DamagedFileError`` naming it)."""
     path = Path(out_dir) / SUMMARY
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise damaged(path, f"not valid JSON ({str(exc)[:120]})", SUMMARY_ADVICE) from None
+    d = read_json(path, SUMMARY_ADVICE)
     validate(d, SUMMARY_SCHEMA, path, SUMMARY_ADVICE)
     if d["method"] not in METHODS:
         raise damaged(path, f"key 'method' should be one of {list(METHODS)}, not {d['method']!r}", SUMMARY_ADVICE)

@@ -317,6 +317,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
     A second writer is refused with the holder named (``FolderBusyError``), or waits (``wait``).
     """
     check_seed(seed)
+    R.claim_run_folder(Path(out_dir), write=False)  # the user's folder is refused before a lock file is put in it
     with folder_lock(out_dir, "run folder", wait=wait, enabled=os.environ.get("RANK", "0") == "0"):
         return _fit(cfg, method, seed, out_dir, fresh, train_ds, val_ds, progress, loss_fn)
 
@@ -356,7 +357,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
     summary_path = out_dir / R.SUMMARY
     if dist.is_main:
         fileio.clean_stale_tmp(out_dir)
-    R.claim_run_folder(out_dir, write=dist.is_main)  # before --fresh: the user's files are never deleted
+    R.claim_run_folder(out_dir, write=False)  # before --fresh: the user's files are never deleted
     if fresh:
         if dist.is_main:
             for name in (R.CHECKPOINT, R.SUMMARY, R.HISTORY):
@@ -415,7 +416,7 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
         if ckpt is not None:
             ema.load_state_dict(ckpt["ema"])
     if dist.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        R.claim_run_folder(out_dir)  # the kit's marker first: from now on the folder is the kit's
         if ckpt is None:  # starting at step 0: lines a killed earlier attempt logged are redone
             hist_path.unlink(missing_ok=True)
         save_config(cfg, out_dir / R.CONFIG)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contextclip.errors import ConfigError
 from contextclip.data import formats, sets
 from contextclip.data.sets import CaptionSet, ClassificationSet, DatasetMissing
 
@@ -102,12 +103,18 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+class UnknownDatasetError(ConfigError, KeyError):
+    """A dataset name the registry does not know (a ``KeyError`` too, as before it was a user's error)."""
+
+    __str__ = Exception.__str__  # KeyError's would quote the message
+
+
 def get_dataset(name: str, cfg, split: str = "test") -> ClassificationSet | CaptionSet:
     """Build dataset ``name`` at ``cfg.data.image_size``; ``split`` is 'test', 'train' or 'all'
     ('all' = train then test, with ``splits`` giving the official indices). Sets without an
     official split return all their images for every split, with ``splits=None``."""
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
     spec = DATASETS[name]
     if spec.builder is None:
         raise ValueError(f"dataset {name!r} is a pretraining corpus; use build_pair_datasets(cfg)")
@@ -166,7 +173,7 @@ def check_datasets(cfg) -> list[str]:
     missing = []
     for name in required_datasets(cfg):
         if name not in DATASETS:
-            raise KeyError(f"config names unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
+            raise UnknownDatasetError(f"config names unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
         if not DATASETS[name].present(root):
             missing.append(name)
     return missing
