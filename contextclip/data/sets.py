@@ -476,14 +476,18 @@ def build_flickr8k(name, cfg, split="test", root=None):
                                 "n_in_split_file": len(splits[split])})
 
 
-def cc3m_items(root: Path) -> list[tuple[str, object, str]]:
-    """(key, image ref, caption) of everything img2dataset wrote under ``root/cc3m``."""
+def cc3m_items(root: Path, skipped: list[tuple[str, str]] | None = None) -> list[tuple[str, object, str]]:
+    """(key, image ref, caption) of everything img2dataset wrote under ``root/cc3m``; samples that
+    lack a caption or an image are appended to ``skipped`` as ``(key, reason)``."""
     base = Path(root) / "cc3m"
     if not base.is_dir():
         raise DatasetMissing("cc3m", root, f"{base} not found")
-    items = [(k, ("tar", ref), c) for k, ref, c in formats.index_webdataset(base)]
-    if not items:
-        items = [(k, ("file", str(p)), c) for k, p, c in formats.index_image_text_folder(base)]
+    found: list[tuple[str, str]] = []
+    items = [(k, ("tar", ref), c) for k, ref, c in formats.index_webdataset(base, found)]
+    if not items and not found:
+        items = [(k, ("file", str(p)), c) for k, p, c in formats.index_image_text_folder(base, found)]
+    if skipped is not None:
+        skipped.extend(found)
     if not items:
         raise DatasetMissing("cc3m", root, f"no webdataset shards (*.tar) or image+txt files in {base}")
     return items
