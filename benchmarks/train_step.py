@@ -103,8 +103,8 @@ def main(argv=None) -> dict:
     from contextclip import train as T
     from contextclip.config import load_config, parse_override
     from contextclip.data import PairCollator, build_pair_datasets
-    from contextclip.frozen_features import cached_caption_features, loader
     from contextclip.model import to_device
+    from contextclip.train_caches import cached_caption_features, loader
 
     overrides = dict(parse_override(s) for s in args.set)
     base = load_config(args.profile, overrides)

@@ -164,6 +164,10 @@ SECTIONS: dict[str, type] = {
 #: sections that never change a training run's result (not compared when a run folder is resumed)
 RESULT_NEUTRAL_SECTIONS = ("eval", "sensitivity", "pipeline")
 
+#: The one list of valid values of each knob with a fixed set of choices. The registries that
+#: implement them (``model.IMAGE_TOWERS``, ``model.HEADS``, ``model.POOLINGS``, ``losses.CX_VARIANTS``,
+#: ``train.OPTIMIZERS``, ``train.SCHEDULERS``, ``data.pairs.SOURCES``, ...) are tied to it by
+#: tests/test_config.py::test_every_registry_has_exactly_the_choices_of_its_knob; messages use ``check_choice``.
 CHOICES: dict[str, tuple] = {
     "train_data": ("synthetic", "manifest", "cc3m", "flickr8k"),
     "missing_datasets": ("error", "skip"),
@@ -177,6 +181,14 @@ CHOICES: dict[str, tuple] = {
     "precision": ("auto", "fp32", "bf16"),
     "ft_init": ("zeroshot", "random"),
 }
+
+
+def check_choice(key: str, value: Any) -> Any:
+    """``value`` if it is one of ``CHOICES[key]``, else a ``ConfigError`` naming the key and the choices."""
+    if value not in CHOICES[key]:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {list(CHOICES[key])}")
+    return value
+
 
 # (low, high, low_inclusive): the valid range of each numeric knob.
 RANGES: dict[str, tuple] = {
@@ -294,10 +306,8 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
                               "for example [\"00\", \"08\"] (an empty list runs them all)")
     else:  # pragma: no cover - only the types above are used
         raise ConfigError(f"config key '{key}': unsupported type {tname}")
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(
-            f"config key '{key}': {value!r} is not one of {list(CHOICES[key])}"
-        )
+    if key in CHOICES:
+        check_choice(key, value)
     if key in RANGES:
         lo, hi, lo_incl = RANGES[key]
         bad_lo = lo is not None and (value < lo if lo_incl else value <= lo)

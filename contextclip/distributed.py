@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from contextclip.config import CHOICES, check_choice
 from contextclip.errors import LaunchError
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
     "is_main",
 ]
 
-DEVICE_PREFS = ("auto", "cpu", "cuda")
+DEVICE_PREFS = CHOICES["device"]
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 def _pick_device(device_pref: str, local_rank: int) -> torch.device:
-    if device_pref not in DEVICE_PREFS:
-        raise ValueError(f"device_pref {device_pref!r}: choose one of {DEVICE_PREFS}")
+    check_choice("device", device_pref)
     if device_pref == "cuda" and not torch.cuda.is_available():
         raise LaunchError("device 'cuda' was asked for but torch.cuda.is_available() is False; use device=auto or cpu")
     if device_pref in ("auto", "cuda") and torch.cuda.is_available():

@@ -17,15 +17,10 @@ from collections.abc import Sequence
 
 import torch
 
+from contextclip.frozen_features import frozen_text_features
+from contextclip.model import model_device
+
 __all__ = ["model_device", "take_images", "n_images", "encode_images", "encode_texts", "image_features"]
-
-
-def model_device(model) -> torch.device:
-    """The device of the model's first parameter (CPU for parameter-free fakes)."""
-    try:
-        return next(model.parameters()).device
-    except (AttributeError, StopIteration):
-        return torch.device("cpu")
 
 
 def n_images(images) -> int:
@@ -99,8 +94,6 @@ def encode_texts(model, texts: Sequence[str], batch_size: int = 256) -> torch.Te
         model.eval()
         try:
             with torch.no_grad():
-                from contextclip.frozen_features import frozen_text_features
-
                 feats = frozen_text_features(model, texts, batch_size=batch_size)
                 return torch.cat([model.embed_text_features(feats[i : i + batch_size].to(device)).float().cpu()
                                   for i in range(0, len(texts), batch_size)])

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from contextclip.config import check_choice
 from contextclip.encoding import encode_images, n_images, take_images
 from contextclip.zeroshot import class_embeddings, per_sample_topk, topk_accuracy
 
@@ -133,16 +134,14 @@ def fine_tune(model, dataset, cfg, seed: int = 0, splits: dict | None = None, pe
     work = copy.deepcopy(model)
     _unfreeze(work)
     device = next(work.parameters()).device
-    if ev.ft_init == "zeroshot":
+    if check_choice("ft_init", ev.ft_init) == "zeroshot":
         init = class_emb if class_emb is not None else class_embeddings(work, dataset.classnames, dataset.templates,
                                                                           ev.eval_batch_size)
-    elif ev.ft_init == "random":
+    else:  # random
         g = torch.Generator().manual_seed(seed)
         dim = class_emb.shape[1] if class_emb is not None else encode_images(work, dataset.images, 2,
                                                                              indices=[0]).shape[1]
         init = torch.randn(n_classes, dim, generator=g) / math.sqrt(dim)
-    else:
-        raise ValueError(f"config key 'ft_init': {ev.ft_init!r} is not one of ['zeroshot', 'random']")
     clf = FineTuneClassifier(work, init.to(device), _model_scale(work)).to(device)
     opt = torch.optim.Adam([p for p in clf.parameters() if p.requires_grad], lr=ev.ft_lr)
     bs_eval, bs_train = ev.eval_batch_size, cfg.train.batch_size

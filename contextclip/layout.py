@@ -1,8 +1,9 @@
-"""Where a profile's artefacts live, all under the repository root (docs/architecture.md shows the tree).
+"""Where a profile's artefacts and the data live, all under the repository root (docs/architecture.md shows the tree).
 
 ``runs/<profile>/<method>-seed<k>/`` one training run each (``contextclip.runs``), plus the
 executed notebooks and the pipeline's state; ``results/<profile>/`` ``metrics.csv``, the tables
-and per-item credits; ``figures/<profile>/`` the PNG/PDF figures. Every module asks here.
+and per-item credits; ``figures/<profile>/`` the PNG/PDF figures; ``resolve_root(data_root)`` the
+data folder a config names. Every module asks here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,17 @@ class ProfilePaths:
         if method not in METHODS:
             raise ConfigError(f"method {method!r} is not one of {list(METHODS)}")
         return self.runs / f"{method}-seed{int(seed)}"
+
+
+def resolve_root(data_root: str | Path) -> Path:
+    """``data_root`` as a path: absolute as given; relative to the repository root in a
+    checkout (so notebooks running in ``notebooks/`` find the same ``data/``), else to the cwd."""
+    p = Path(data_root).expanduser()
+    if p.is_absolute():
+        return p
+    if (REPO_ROOT / "configs").is_dir() and (REPO_ROOT / "contextclip").is_dir():
+        return REPO_ROOT / p
+    return Path.cwd() / p
 
 
 def paths_for(profile: str, root: Path | None = None) -> ProfilePaths:

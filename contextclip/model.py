@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from contextclip.config import Config, LossConfig, ModelConfig
+from contextclip.config import Config, LossConfig, ModelConfig, check_choice
 from contextclip.errors import ConfigError, WeightsUnavailable
 
 # ImageNet statistics, applied to every image tower (also the random-init ones, so that a
@@ -312,14 +312,22 @@ def build_text_tower(cfg: ModelConfig, pretrained: bool = True):
     return _hf_tower(cfg.text_tower, pretrained)
 
 
+def _cls_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    return hidden[:, 0]
+
+
+def _mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+#: pooling name -> function([B, L, H] token states, [B, L] mask) -> [B, H]
+POOLINGS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"cls": _cls_pool, "mean": _mean_pool}
+
+
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
     """[B, L, H] token states -> [B, H]: the first ([CLS]) token, or the mean over real tokens."""
-    if pooling == "cls":
-        return hidden[:, 0]
-    if pooling == "mean":
-        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
-    raise ConfigError(f"config key 'pooling': {pooling!r} is not one of ['cls', 'mean']")
+    return POOLINGS[check_choice("pooling", pooling)](hidden, attention_mask)
 
 
 # --------------------------------------------------------------------------- heads
@@ -351,11 +359,8 @@ class ContextCLIPModel(nn.Module):
 
     def __init__(self, cfg: ModelConfig, loss_cfg: LossConfig, image_size: int, pretrained: bool = True):
         super().__init__()
-        for key, table in (("image_tower", IMAGE_TOWERS), ("head", HEADS)):
-            if getattr(cfg, key) not in table:
-                raise ConfigError(f"config key '{key}': {getattr(cfg, key)!r} is not one of {sorted(table)}")
-        if cfg.pooling not in ("cls", "mean"):
-            raise ConfigError(f"config key 'pooling': {cfg.pooling!r} is not one of ['cls', 'mean']")
+        for key in ("image_tower", "head", "pooling"):
+            check_choice(key, getattr(cfg, key))
         self.cfg = cfg
         self.image_size = int(image_size)
         self.max_length = int(cfg.max_length)
@@ -462,6 +467,14 @@ def build_model(cfg: ModelConfig | Config, loss_cfg: LossConfig | None = None, *
     loss_cfg = loss_cfg or LossConfig()
     image_size = image_size or 32
     return ContextCLIPModel(cfg, loss_cfg, image_size, pretrained=pretrained)
+
+
+def model_device(model) -> torch.device:
+    """The device of the model's first parameter (CPU for parameter-free fakes)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
 
 
 def to_device(model: ContextCLIPModel, device: torch.device | str) -> ContextCLIPModel:

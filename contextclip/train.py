@@ -5,7 +5,7 @@ for the image tower, the text tower and the heads, fixed batch, epochs) with a h
 validation loss each epoch, exact resume (mid-epoch included) and training under ``torchrun``
 (DDP) with the losses over the global batch. The run folder (checkpoints, digests, RNG state,
 loading a trained model) is ``contextclip.runs``; the frozen-tower feature caches are
-``contextclip.frozen_features``.
+``contextclip.train_caches``.
 
 Batches. ``batch_size`` is the *global* batch: each epoch draws one seeded permutation of the
 training pairs (seeded by ``(seed, epoch)``), cuts it into consecutive global batches (the
@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,9 @@ from tqdm.auto import tqdm
 from contextclip import distributed as D
 from contextclip import failpoints, fileio
 from contextclip import runs as R
-from contextclip.config import Config, ConfigError, check_seed, read_json, save_config
+from contextclip.config import Config, ConfigError, check_choice, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.ema import WeightAverage
-from contextclip.frozen_features import FrozenFeatureCache, cached_caption_features, loader
 from contextclip.lock import folder_lock
 from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
 from contextclip.model import ContextCLIPModel, build_model, to_device
@@ -49,6 +49,7 @@ from contextclip.runs import (
     RunNotFinishedError,
     load_trained,
 )
+from contextclip.train_caches import FrozenFeatureCache, cached_caption_features, loader
 
 __all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
            "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
@@ -90,21 +91,25 @@ def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimize
     # fused: one kernel per step over all weights (CPU and CUDA); the for-loop implementation took
     # a tenth of a CPU step of the embedded profile (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, weight_decay=t.weight_decay, fused=fused)
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, weight_decay=t.weight_decay, fused=fused)
-    raise ConfigError(f"config key 'optimizer': {t.optimizer!r} is not one of ['adam', 'adamw']")
+    return OPTIMIZERS[check_choice("optimizer", t.optimizer)](groups, weight_decay=t.weight_decay, fused=fused)
+
+
+#: optimizer name -> class (the ``optimizer`` knob)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+def _cosine(opt: torch.optim.Optimizer, total_steps: int):
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
+
+
+#: scheduler name -> builder(optimizer, total_steps) (the ``scheduler`` knob); ``none`` keeps the lr
+SCHEDULERS: dict[str, Callable] = {"none": lambda opt, total_steps: None, "cosine": _cosine}
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: Config, total_steps: int):
     """``none`` or ``cosine`` (per step, from each group's lr to 0, no warm-up)."""
-    if cfg.train.scheduler == "none":
-        return None
-    if cfg.train.scheduler == "cosine":
-        total = max(1, total_steps)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total)))
-    raise ConfigError(f"config key 'scheduler': {cfg.train.scheduler!r} is not one of ['none', 'cosine']")
+    return SCHEDULERS[check_choice("scheduler", cfg.train.scheduler)](opt, total_steps)
 
 
 def make_loss(cfg: Config) -> ContextCLIPLoss:
@@ -116,6 +121,7 @@ def make_loss(cfg: Config) -> ContextCLIPLoss:
 
 def autocast_factory(device: torch.device, precision: str):
     """A no-argument context-manager factory: bf16 autocast (``bf16``, or ``auto`` on CUDA) or nothing."""
+    check_choice("precision", precision)
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     if bf16:
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)

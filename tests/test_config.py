@@ -153,3 +153,50 @@ def test_environment_yml_parses_and_points_at_requirements():
     pins = [r for r in reqs if r.strip() and not r.startswith("#")]
     assert all("==" in r for r in pins), [r for r in pins if "==" not in r]
     assert "torch==2.14.1" in pins and "torchvision==0.29.1" in pins
+
+
+def test_every_registry_has_exactly_the_choices_of_its_knob():
+    """``CHOICES`` is the one list of each knob's values; each registry that implements a knob has those keys."""
+    from contextclip import distributed, losses, model, plots, train
+    from contextclip.config import CHOICES
+    from contextclip.data import pairs
+
+    registries = {
+        "image_tower": model.IMAGE_TOWERS, "head": model.HEADS, "pooling": model.POOLINGS,
+        "cx_variant": losses.CX_VARIANTS, "optimizer": train.OPTIMIZERS, "scheduler": train.SCHEDULERS,
+        "device": distributed.DEVICE_PREFS, "train_data": pairs.SOURCES,
+    }
+    for knob, registry in registries.items():
+        assert tuple(registry) == CHOICES[knob], knob  # same names, in the order the messages list them
+    assert set(plots.VARIANT_COLOURS) == set(CHOICES["cx_variant"])
+    # every knob with choices is either a registry above or one branch per value in the code
+    assert set(CHOICES) - set(registries) == {"missing_datasets", "precision", "ft_init"}
+
+
+@pytest.mark.parametrize("knob", ["image_tower", "head", "pooling", "optimizer", "scheduler", "precision",
+                                  "ft_init", "cx_variant", "device", "train_data", "missing_datasets"])
+def test_a_bad_choice_names_the_knob_and_lists_its_choices(knob):
+    from contextclip.config import CHOICES
+
+    with pytest.raises(ConfigError) as info:
+        load_config("smoke", {knob: "nope"})
+    assert str(info.value) == f"config key '{knob}': 'nope' is not one of {list(CHOICES[knob])}"
+
+
+def test_code_past_the_config_refuses_a_bad_choice_with_the_same_message():
+    """A value that skipped ``load_config`` (set on a dataclass by hand) is refused by the code that uses it."""
+    import torch
+
+    from contextclip.config import CHOICES
+    from contextclip.model import pool_tokens
+    from contextclip.train import autocast_factory, make_scheduler
+
+    with pytest.raises(ConfigError) as info:
+        pool_tokens(torch.zeros(1, 2, 3), torch.ones(1, 2), "max")
+    assert str(info.value) == f"config key 'pooling': 'max' is not one of {list(CHOICES['pooling'])}"
+    with pytest.raises(ConfigError, match="'precision': 'fp16'"):
+        autocast_factory(torch.device("cpu"), "fp16")
+    cfg = load_config("smoke")
+    cfg.train.scheduler = "linear"
+    with pytest.raises(ConfigError, match="'scheduler': 'linear'"):
+        make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), cfg, 10)

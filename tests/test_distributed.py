@@ -171,7 +171,7 @@ def test_single_process_helpers_are_identities(no_torchrun_env):
 
 
 def test_misconfiguration_is_a_clear_error(no_torchrun_env, monkeypatch):
-    with pytest.raises(ValueError, match="device_pref 'tpu'"):
+    with pytest.raises(ValueError, match="'device': 'tpu' is not one of"):
         cdist.init_distributed("tpu")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

@@ -203,12 +203,13 @@ def test_training_and_evaluation_share_one_frozen_text_store():
     from contextclip import encoding, frozen_features
     from contextclip.config import load_config
     from contextclip.model import build_model
+    from contextclip.train_caches import FrozenFeatureCache
 
     torch.manual_seed(0)
     model = build_model(load_config("smoke", {"freeze_text": True})).eval()
     captions = ["the digit seven", "a red circle", "a small green star above a 3"]
     frozen_features.clear_text_store()
-    cache = frozen_features.FrozenFeatureCache.for_captions(model, captions, contextlib.nullcontext)
+    cache = FrozenFeatureCache.for_captions(model, captions, contextlib.nullcontext)
     calls = []
     handle = model.text_tower.register_forward_hook(lambda *a: calls.append(1))
     emb = encoding.encode_texts(model, captions)

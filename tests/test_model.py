@@ -10,7 +10,6 @@ import torch
 
 from contextclip.config import load_config
 from contextclip.model import (
-    IMAGE_TOWERS,
     WeightsUnavailable,
     build_model,
     efficientnet_lite0_file,
@@ -192,7 +191,3 @@ def test_efficientnet_lite0_package_weights_load_by_position():
 def test_unknown_text_tower_offline_names_what_to_do():
     with pytest.raises(WeightsUnavailable, match="does not exist"):
         _model(text_tower="/nonexistent/folder/of/a/model")
-
-
-def test_registry_lists_the_image_towers():
-    assert set(IMAGE_TOWERS) == {"tiny_cnn", "resnet10", "resnet18", "resnet50", "efficientnet_lite0"}

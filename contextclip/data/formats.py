@@ -202,6 +202,14 @@ def read_class_folders(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return paths, labels, classes
 
 
+def resisc_folder(root: Path) -> Path | None:
+    """The folder of RESISC45's 45 class folders under ``root`` (as extracted, or one level up), or None."""
+    for cand in (Path(root) / "resisc45" / "NWPU-RESISC45", Path(root) / "resisc45"):
+        if cand.is_dir() and any(d.is_dir() and d.name in ("airplane", "sea_ice") for d in cand.iterdir()):
+            return cand
+    return None
+
+
 def read_split_list(path: Path) -> set[str]:
     """A split file: one image name (or relative path) per line; header-like lines are skipped."""
     out = set()

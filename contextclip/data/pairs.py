@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from contextclip.config import check_choice
 from contextclip.data import formats, synthetic
 from contextclip.data.augment import augment, rng_for
 from contextclip.data.checks import ManifestError, check_manifest
@@ -266,8 +267,7 @@ SOURCES = {"synthetic": _synthetic, "manifest": _manifest, "cc3m": _cc3m, "flick
 def build_pair_datasets(cfg, seed: int = 0) -> tuple[PairDataset, PairDataset]:
     """(train, val) pair datasets of ``cfg.data.train_data``; ``seed`` seeds the augmentation."""
     name = cfg.data.train_data
-    if name not in SOURCES:
-        raise ValueError(f"train_data {name!r}: known sources are {sorted(SOURCES)}")
+    check_choice("train_data", name)
     root = resolve_root(cfg.data.data_root)
     source, report = SOURCES[name](cfg, root)
     tr, va = split_indices(len(source), cfg.data.val_fraction)

@@ -17,19 +17,7 @@ from pathlib import Path
 from contextclip.errors import ConfigError
 from contextclip.data import formats, sets
 from contextclip.data.sets import CaptionSet, ClassificationSet, DatasetMissing
-
-
-def resolve_root(data_root: str | Path) -> Path:
-    """``data_root`` as a path: absolute as given; relative to the repository root in a
-    checkout (so notebooks running in ``notebooks/`` find the same ``data/``), else to the cwd."""
-    p = Path(data_root).expanduser()
-    if p.is_absolute():
-        return p
-    from contextclip.config import REPO_ROOT
-
-    if (REPO_ROOT / "configs").is_dir() and (REPO_ROOT / "contextclip").is_dir():
-        return REPO_ROOT / p
-    return Path.cwd() / p
+from contextclip.layout import resolve_root  # noqa: F401 - the data root rule, importable from here too
 
 
 @dataclass(frozen=True)
@@ -48,7 +36,7 @@ def _always(root: Path) -> bool:
 
 
 def _resisc_present(root: Path) -> bool:
-    return sets._resisc_root(root) is not None
+    return formats.resisc_folder(root) is not None
 
 
 def _flickr_present(root: Path) -> bool:

@@ -27,6 +27,7 @@ from contextclip import fileio
 from contextclip.data import formats, synthetic
 from contextclip.data.images import array_to_square, load_square
 from contextclip.errors import DatasetError, DatasetMissing, ImageProblem
+from contextclip.layout import resolve_root
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 MAX_TENSOR_BYTES = 512 * 2**20
@@ -176,8 +177,6 @@ def _holder(ds: Dataset, size: int, force_lazy: bool = False, cfg=None):
     if not force_lazy and len(ds) * 3 * size * size <= MAX_TENSOR_BYTES:
         return materialise(ds)
     if cfg is not None and isinstance(ds, FileImages):
-        from contextclip.data.registry import resolve_root
-
         return decoded_cache(ds, resolve_root(cfg.data.data_root) / "decoded")
     return ds
 
@@ -412,15 +411,8 @@ def _folder_set(name, cfg, split, paths, labels, classnames, test_names: set[str
     return s
 
 
-def _resisc_root(root: Path) -> Path | None:
-    for cand in (Path(root) / "resisc45" / "NWPU-RESISC45", Path(root) / "resisc45"):
-        if cand.is_dir() and any(d.is_dir() and d.name in ("airplane", "sea_ice") for d in cand.iterdir()):
-            return cand
-    return None
-
-
 def build_resisc45(name, cfg, split="test", root=None):
-    base = _resisc_root(root)
+    base = formats.resisc_folder(root)
     if base is None:
         raise DatasetMissing(name, root, f"{Path(root) / 'resisc45'}/<class>/*.jpg (45 class folders) not found")
     paths, labels, folders = formats.read_class_folders(base)
