@@ -377,7 +377,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
         R.check_checkpoint(out_dir, summary, saved_config)  # the checkpoint it reports on is the run's own
         if dist.is_main:
-            print(f"{out_dir}: already trained (final_val_loss={summary['final_val_loss']}); "
+            print(f"{out_dir}: already trained (final_val_loss={summary.get('final_val_loss')}); "
                   "pass --fresh (notebook 02: fresh = True) to train again", flush=True)
         return summary
     return None

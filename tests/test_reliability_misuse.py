@@ -190,6 +190,7 @@ def test_evaluate_writes_the_run_and_its_checkpoint_and_keeps_per_item_files_apa
 
     from contextclip.evaluate import checkpoint_fingerprint, evaluate_run
     from contextclip.results import read_metrics
+    from contextclip.runs import checkpoint_record
 
     ds = ClassSet.make(n_per_class=5, n_classes=4)
     results = tmp_path / "results"
@@ -200,7 +201,8 @@ def test_evaluate_writes_the_run_and_its_checkpoint_and_keeps_per_item_files_apa
         cfg = Config().updated({"ft_epochs": 1, "batch_size": 16})
         save_config(cfg, run / "config.json")
         (run / "checkpoint.pt").write_bytes(f"weights of {folder}".encode())
-        (run / "summary.json").write_text(json.dumps({"method": "clip", "seed": 0}))
+        (run / "summary.json").write_text(json.dumps(  # a finished run records the checkpoint it reports on
+            {"method": "clip", "seed": 0, "checkpoint": checkpoint_record(run / "checkpoint.pt")}))
         evaluate_run(run, "zero_shot", "fake", results, cfg, model=PerfectEncoder(ds.classnames), data=ds)
         runs.append(run)
     df = read_metrics(results / "metrics.csv")
