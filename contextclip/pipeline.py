@@ -284,6 +284,60 @@ def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], fail
     return moved, kept
 
 
+#: how long a finished step waits for other processes to close files under the watched folders
+WRITERS_TIMEOUT_S = 300.0
+
+
+def open_by_others(dirs: Sequence[Path]) -> dict[str, int]:
+    """``file -> pid`` of files under ``dirs`` that another process holds open for writing (Linux ``/proc``;
+    empty elsewhere). Lock files are left out: the pipeline and its writers hold those on purpose."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return {}
+    roots = [str(Path(d).resolve()) + os.sep for d in dirs]
+    out: dict[str, int] = {}
+    me = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:  # gone, or another user's process
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+                if not any(target.startswith(r) for r in roots) or target.endswith(LOCK_NAME) or ".lock" in target:
+                    continue
+                flags = int((entry / "fdinfo" / fd.name).read_text().split("flags:")[1].split()[0], 8)
+            except (OSError, IndexError, ValueError):
+                continue
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                out[target] = int(entry.name)
+    return out
+
+
+def _wait_for_writers(dirs: Sequence[Path], log: Callable[[str], None], name: str,
+                      timeout_s: float | None = None, poll_s: float = 0.2) -> None:
+    """Wait until no other process writes under ``dirs`` (at most ``timeout_s``), so that the digests a step
+    records are of finished files: a process a notebook started (forked trainers, a background job) can
+    outlive its kernel, and a digest of a half-written file makes the next ``reproduce`` rerun the step."""
+    timeout_s = WRITERS_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline, told = time.monotonic() + timeout_s, False
+    while True:
+        busy = open_by_others(dirs)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            log(f"{name}: {len(busy)} file(s) still open for writing after {timeout_s:.0f} s (first: "
+                f"{next(iter(busy))}, pid {next(iter(busy.values()))}); recording them as they are now")
+            return
+        if not told:
+            log(f"{name}: waiting for pid {next(iter(busy.values()))} to finish writing {next(iter(busy))}")
+            told = True
+        time.sleep(poll_s)
+
+
 # --------------------------------------------------------------------------------- state
 #: what a damaged state file's message tells the user to do
 STATE_ADVICE = ("restore it from a copy if you have one; otherwise delete it: every notebook then runs again, the "
@@ -578,6 +632,7 @@ def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, ta
     stale_failed = run.out_dir / f"{name}.failed.ipynb"
     if stale_failed.exists():
         stale_failed.unlink()
+    _wait_for_writers(run.watched, run.log, name)  # a process the step started may still be writing its outputs
     after = _snapshot(run.watched, exclude)
     written = {f: v for f, v in after.items() if before.get(f) != v}
     digests = {f: _file_digest(Path(f)) for f in sorted(written)}

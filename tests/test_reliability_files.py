@@ -274,3 +274,32 @@ def test_user_errors_are_one_root(tmp_path):
     for cls in (DamagedFileError, LockPathError, ForeignFolderError, UnknownDatasetError):
         assert issubclass(cls, UserError)
     assert issubclass(UnknownDatasetError, KeyError) and str(UnknownDatasetError("x y")) == "x y"
+
+
+# ============================================================================ reproduce --wait
+LATE_WRITER = ["from pathlib import Path\nPath('runs/smoke').mkdir(parents=True, exist_ok=True)\n"
+               "with open('ran.txt', 'a') as fh:\n    fh.write('a\\n')",
+               # a process the step starts (as forked trainers are) still writing its output after the kernel ends
+               "import subprocess, sys, time\n"
+               "code = ('import time\\nfh = open(\"runs/smoke/late.txt\", \"w\")\\nfh.write(\"part\")\\nfh.flush()\\n'\n"
+               "        'open(\"ready\", \"w\").close()\\ntime.sleep(2.5)\\nfh.write(\" and the rest\")\\nfh.close()')\n"
+               "subprocess.Popen([sys.executable, '-c', code], start_new_session=True)\n"
+               "while not Path('ready').exists():\n    time.sleep(0.05)"]
+
+
+def test_outputs_are_recorded_once_their_writers_are_done_so_the_next_reproduce_skips(tmp_path):
+    """The cause of a ``reproduce --wait`` that reran finished notebooks: a step's outputs were digested
+    while a process it started was still writing one; the next run found other bytes and reran it."""
+    from contextclip.pipeline import read_state
+
+    a = tiny_notebook(tmp_path / "01_a.ipynb", LATE_WRITER)
+    assert _reproduce([a], tmp_path) == 0
+    late = tmp_path / "runs/smoke/late.txt"
+    assert late.read_text() == "part and the rest"  # the step waited for the writer before recording
+    outputs = read_state(tmp_path / "runs/smoke/pipeline_state.json")["notebooks"]["01_a"]["outputs"]
+    from contextclip.fileio import sha256_file
+
+    assert outputs[str(late.resolve())] == sha256_file(late)
+    (tmp_path / "ready").unlink()
+    assert _reproduce([a], tmp_path) == 0
+    assert (tmp_path / "ran.txt").read_text().split() == ["a"]  # skipped: nothing it recorded has changed
