@@ -587,6 +587,61 @@ def _roll_back_interrupted(run: _Run) -> None:
                 f"(new ones kept in {run.out_dir / (name + '.failed-outputs')}); it runs again")
 
 
+def _execute_interruptibly(execute: Callable[[Any], Any], kernel_name: str) -> Any:
+    """``execute(km)`` (papermill, with the kernel manager ``km``) in a worker thread, so that Ctrl-C reaches
+    this process as ``KeyboardInterrupt`` at once.
+
+    Run in the main thread, nbclient takes SIGINT for itself and asks the kernel to shut down, which
+    a busy cell ignores: the interrupt was lost, or ended in a kernel traceback and a "failed" step.
+    Here an interrupt kills the kernel's process group, waits for the worker to notice, and is
+    re-raised (the caller rolls the step back); any error of the worker is re-raised as it was.
+    """
+    import threading
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = execute(km)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            box["error"] = exc
+        finally:
+            if km.has_kernel:
+                with contextlib.suppress(Exception):
+                    run_sync(km.shutdown_kernel)(now=True)
+
+    worker = threading.Thread(target=work, name="papermill", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the notebook's kernel and rolling its step back (a few seconds)",
+              file=sys.stderr, flush=True)
+        _kill_kernel(km)
+        worker.join(60)  # nbclient notices the dead kernel within seconds; then nothing writes any more
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _kill_kernel(km: Any) -> None:
+    """SIGKILL the kernel's process group (the kernel runs in its own session), if it was started."""
+    import signal
+
+    proc = getattr(getattr(km, "provisioner", None), "process", None)
+    pid = getattr(proc, "pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
+
+
 def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, tag: str) -> StepResult:
     """Execute one notebook; on success record its outputs' digests, on failure roll them back.
 
@@ -607,11 +662,11 @@ def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, ta
     t0 = time.time()
     try:
         with open(log_path, "w", encoding="utf-8") as kernel_log:
-            pm.execute_notebook(  # the notebook as read (and fingerprinted) before the run
+            _execute_interruptibly(lambda km: pm.execute_notebook(  # the notebook as read (and fingerprinted)
                 copy.deepcopy(nb), str(running_path), parameters=params, kernel_name=run.kernel_name,
                 cwd=str(run.root), progress_bar=run.progress_bar, execution_timeout=run.timeout,
-                request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log,
-            )
+                request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log, km=km,
+            ), run.kernel_name)
     except KeyboardInterrupt:
         if running_path.exists():
             running_path.unlink()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -303,3 +304,27 @@ def test_outputs_are_recorded_once_their_writers_are_done_so_the_next_reproduce_
     (tmp_path / "ready").unlink()
     assert _reproduce([a], tmp_path) == 0
     assert (tmp_path / "ran.txt").read_text().split() == ["a"]  # skipped: nothing it recorded has changed
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_reproduce_rolls_back_without_a_kernel_traceback(tmp_path):
+    cells = ["from pathlib import Path\nPath('results/smoke').mkdir(parents=True, exist_ok=True)\n"
+             "Path('results/smoke/table.md').write_text('half')\nPath('started').write_text('x')\n"
+             "import time\ntime.sleep(120)"]
+    a = tiny_notebook(tmp_path / "01_a.ipynb", cells)
+    script = (f"import sys\nfrom pathlib import Path\nimport contextclip.pipeline as P\nfrom contextclip.cli import main\n"
+              f"orig = P.reproduce\nP.reproduce = lambda profile, force=False, wait=False: orig(profile, force=force, "
+              f"wait=wait, notebooks=[Path({str(a)!r})], root=Path({str(tmp_path)!r}), progress_bar=False)\n"
+              f"sys.exit(main(['reproduce', '--profile', 'smoke']))")
+    p = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # SIGINT is not ignored in a Popen child
+    t0 = time.time()
+    while not (tmp_path / "started").exists():
+        assert p.poll() is None and time.time() - t0 < 120, p.communicate()
+        time.sleep(0.1)
+    p.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal sends to the pipeline (the kernel has its own session)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, out[-2000:] + err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err and "01_a: interrupted" in out, err[-3000:]
+    assert not (tmp_path / "results/smoke/table.md").exists()  # what the step half-wrote is rolled back
+    assert "running" not in json.loads((tmp_path / "runs/smoke/pipeline_state.json").read_text())
