@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from contextclip.errors import FolderBusyError, UserError, storage_error
+from contextclip.errors import FolderBusyError, LockPathError, storage_error
 
 LOCK_NAME = ".lock"
 ENV_TOKENS = "CONTEXTCLIP_LOCKS"  # tokens of locks held by this process's ancestors, os.pathsep-separated
@@ -45,10 +45,6 @@ ENV_TOKENS = "CONTEXTCLIP_LOCKS"  # tokens of locks held by this process's ances
 
 def lock_path(folder: Path) -> Path:
     return Path(folder) / LOCK_NAME
-
-
-class LockPathError(UserError):
-    """Something other than a regular file (a FIFO, a folder, a device, a link) is at a lock path."""
 
 
 def _kind(mode: int) -> str:

@@ -36,9 +36,9 @@ from contextclip.config import (
 from contextclip.ema import averaged_state_dict
 from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
     CheckpointError,
+    ForeignFolderError,
     MissingFileError,
     NonFiniteLossError,
-    RunError,
     RunMismatchError,
     RunNotFinishedError,
     storage_error,
@@ -67,8 +67,6 @@ RESULT_NEUTRAL_KEYS = frozenset({
 })
 
 
-class ForeignFolderError(RunError):
-    """``--out`` holds files the kit did not write: the kit neither trains there nor deletes them."""
 
 #: what every training checkpoint holds; a torch file without these is refused by name
 CHECKPOINT_KEYS = ("config", "method", "seed", "epoch", "step", "model", "optimizer")
@@ -266,22 +264,16 @@ def claim_run_folder(out_dir: Path, *, write: bool = True) -> None:
 
 
 def _older_kit_run(out_dir: Path) -> bool:
-    """True for a run folder written before the marker existed: a kit-shaped summary or checkpoint."""
+    """True for a run folder written before the marker existed: only names the kit writes, and a
+    checkpoint or a summary of the kit's shape (a damaged checkpoint is then named by ``load_checkpoint``)."""
     if not set(_entries(out_dir)) <= KIT_NAMES:
         return False
-    try:
-        summary = json.loads((out_dir / SUMMARY).read_text(encoding="utf-8"))
-        if problem(summary, SUMMARY_SCHEMA) is None and (out_dir / CHECKPOINT).is_file():
-            return True
-    except (OSError, ValueError):
-        pass
     if (out_dir / CHECKPOINT).is_file():
-        try:
-            load_checkpoint(out_dir / CHECKPOINT)
-            return True
-        except CheckpointError:
-            return False
-    return False
+        return True
+    try:
+        return problem(json.loads((out_dir / SUMMARY).read_text(encoding="utf-8")), SUMMARY_SCHEMA) is None
+    except (OSError, ValueError):
+        return False
 
 
 #: what to do when summary.json does not hold what the kit writes

@@ -68,7 +68,8 @@ def test_a_fifo_at_the_lock_path_is_named_at_once_instead_of_hanging(tmp_path):
 
 
 def test_a_folder_at_the_lock_path_is_named(tmp_path, capsys):
-    from contextclip.lock import LockPathError, folder_lock, read_holder
+    from contextclip.errors import LockPathError
+    from contextclip.lock import folder_lock, read_holder
 
     run = tmp_path / "run"
     (run / ".lock").mkdir(parents=True)
@@ -268,9 +269,7 @@ def test_refused_commands_say_one_line_and_leave_no_folder(tmp_path, two_runs, c
 
 
 def test_user_errors_are_one_root(tmp_path):
-    from contextclip.data.registry import UnknownDatasetError
-    from contextclip.lock import LockPathError
-    from contextclip.runs import ForeignFolderError
+    from contextclip.errors import ForeignFolderError, LockPathError, UnknownDatasetError
 
     for cls in (DamagedFileError, LockPathError, ForeignFolderError, UnknownDatasetError):
         assert issubclass(cls, UserError)

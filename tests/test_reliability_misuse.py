@@ -521,8 +521,9 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
     run, data = trained
     unfinished = _copy_run(run, tmp_path / "clip-seed1")
     ck = torch.load(unfinished / "checkpoint.pt", weights_only=True)
-    ck["epoch"] = 0
+    ck["epoch"], ck["seed"] = 0, 1  # a run of seed 1 stopped after its first checkpoint: no summary yet
     torch.save(ck, unfinished / "checkpoint.pt")
+    (unfinished / "summary.json").unlink()
     cases = {
         "missing manifest": (["train", "--profile", "smoke", "--method", "clip", "--out", str(tmp_path / "r1"),
                               "--set", "train_data=manifest", "--set", f"manifest={tmp_path / 'nope.csv'}"],

@@ -57,7 +57,8 @@ def _load_pickle(path: Path, name: str = "cifar10") -> dict:
             OverflowError, MemoryError, UnicodeDecodeError) as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:120]
         raise DatasetError(f"{path} cannot be read as a CIFAR python pickle ({type(exc).__name__}: {first}); it is "
-                           f"damaged (a download or an unpacking cut short?). What to do: {fix}") from None
+                           f"damaged (a download or an unpacking cut short?) or not a plain CIFAR file. What to do: "
+                           f"{fix}") from None
     if not isinstance(d, dict):
         raise DatasetError(f"{path} holds a {type(d).__name__}, not a CIFAR batch (a dict). What to do: {fix}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

@@ -21,8 +21,7 @@ import numpy as np
 from contextclip.config import Config
 from contextclip.data import registry, synthetic
 from contextclip.data.audit import audit
-from contextclip.data.registry import UnknownDatasetError
-from contextclip.errors import DatasetError
+from contextclip.errors import DatasetError, UnknownDatasetError
 from contextclip.data.sets import CaptionSet, DatasetMissing
 
 MANUAL = {

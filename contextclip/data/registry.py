@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from contextclip.errors import ConfigError
+from contextclip.errors import UnknownDatasetError
 from contextclip.data import formats, sets
 from contextclip.data.sets import CaptionSet, ClassificationSet, DatasetMissing
 from contextclip.layout import resolve_root  # noqa: F401 - the data root rule, importable from here too
@@ -89,12 +89,6 @@ DATASETS: dict[str, DatasetSpec] = {
     "cc3m": DatasetSpec("cc3m", "captions", sets.build_cc3m, False, _cc3m_present,
                         "cc3m/*.tar (img2dataset webdataset shards of .jpg/.txt) or its files layout (cc3m/00000/*.jpg + .txt)", ("cc3m",)),
 }
-
-
-class UnknownDatasetError(ConfigError, KeyError):
-    """A dataset name the registry does not know (a ``KeyError`` too, as before it was a user's error)."""
-
-    __str__ = Exception.__str__  # KeyError's would quote the message
 
 
 def get_dataset(name: str, cfg, split: str = "test") -> ClassificationSet | CaptionSet:
