@@ -591,10 +591,10 @@ def _execute_interruptibly(execute: Callable[[Any], Any], kernel_name: str) -> A
     """``execute(km)`` (papermill, with the kernel manager ``km``) in a worker thread, so that Ctrl-C reaches
     this process as ``KeyboardInterrupt`` at once.
 
-    Run in the main thread, nbclient takes SIGINT for itself and asks the kernel to shut down, which
-    a busy cell ignores: the interrupt was lost, or ended in a kernel traceback and a "failed" step.
-    Here an interrupt kills the kernel's process group, waits for the worker to notice, and is
-    re-raised (the caller rolls the step back); any error of the worker is re-raised as it was.
+    Run in the main thread, nbclient takes SIGINT for itself and shuts the kernel down under a running
+    cell, which prints the kernel's traceback to the terminal. Here an interrupt kills the kernel's
+    process group, waits for the worker to notice, and is re-raised (the caller rolls the step back);
+    any error of the worker is re-raised as it was.
     """
     import threading
 
