@@ -40,7 +40,9 @@ MANUAL = {
      and lists what it got in download/success.txt and fail.txt)
      The kit reads {root}/birdsnap/download/images/<dir>/*.jpg (or images/<dir>/), class names from
      species.txt (common names, apostrophes dropped, hyphens as spaces) and the test split from
-     test_images.txt.""",
+     test_images.txt.
+  3. Check it: python -m contextclip data prepare birdsnap --root {root} --allow-missing
+     (dead links make the splits smaller than images.txt says; the missing ones are counted and named).""",
     "flickr8k": """Flickr8k is a manual download (Kaggle account needed).
   1. kaggle datasets download -d adityajn105/flickr8k   (or the Kaggle web page), and unzip it to
      {root}/flickr8k/ so that there are {root}/flickr8k/captions.txt and {root}/flickr8k/Images/*.jpg (8,091).
