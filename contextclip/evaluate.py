@@ -45,12 +45,16 @@ from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN, append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
 from contextclip.runs import check_checkpoint, load_trained, read_summary
+from contextclip.schemas import Choice, damaged, problem
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
            "results_dir_for", "load_embeddings", "cache_path"]
 
 CACHE_VERSION = 2  # 2: the key covers the dataset's files
+#: what every embedding cache holds (``embed_dataset``); one that does not is recomputed, or named by ``load_embeddings``
+EMBEDDINGS_CACHE = {"fingerprint": str, "dataset": str, "checkpoint": str, "kind": Choice("captions", "classification"),
+                    "image": torch.Tensor}
 
 
 # --------------------------------------------------------------------------- run folder
@@ -155,10 +159,14 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
         raise MissingFileError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
                                 f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        cached = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - cut short, not a torch file
         raise ConfigError(f"embedding cache {path} is damaged ({type(exc).__name__}); delete it and rerun the "
                           "evaluation (or the notebook) that writes it") from None
+    bad = problem(cached, EMBEDDINGS_CACHE)
+    if bad:
+        raise damaged(path, bad, "delete it and rerun the evaluation (or the notebook) that writes it")
+    return cached
 
 
 def _load_cache(path: Path) -> dict | None:
@@ -168,7 +176,11 @@ def _load_cache(path: Path) -> dict | None:
     except Exception as exc:  # noqa: BLE001
         print(f"embedding cache {path} is damaged ({type(exc).__name__}); recomputing it", file=sys.stderr)
         return None
-    return cached if isinstance(cached, dict) else None
+    bad = problem(cached, EMBEDDINGS_CACHE)
+    if bad:
+        print(f"embedding cache {path} is damaged ({bad}); recomputing it", file=sys.stderr)
+        return None
+    return cached
 
 
 def _cache_key(run_dir: Path, name: str, cfg: Config) -> tuple[dict, str]:
@@ -273,8 +285,9 @@ def _shared_image_embeddings(run_dir: Path, checkpoint: str, same_images_as: str
     other = cache_path(run_dir, same_images_as)
     if not other.exists():
         return None
-    cached = torch.load(other, map_location="cpu", weights_only=True)
-    if cached.get("checkpoint") == checkpoint and cached.get("kind") == "classification":
+    cached = _load_cache(other)  # a damaged one is not shared (this set's images are encoded again)
+    if cached is not None and cached.get("checkpoint") == checkpoint and cached.get("kind") == "classification" \
+            and "features" in cached:
         return cached["image"], cached["features"]
     return None
 

@@ -327,3 +327,55 @@ def test_ctrl_c_on_reproduce_rolls_back_without_a_kernel_traceback(tmp_path):
     assert "Traceback" not in err and "interrupted" in err and "01_a: interrupted" in out, err[-3000:]
     assert not (tmp_path / "results/smoke/table.md").exists()  # what the step half-wrote is rolled back
     assert "running" not in json.loads((tmp_path / "runs/smoke/pipeline_state.json").read_text())
+
+
+# ============================================================================ caches and histories
+def test_a_history_line_of_the_wrong_shape_is_named(tmp_path):
+    from contextclip.plots import read_history
+
+    (tmp_path / "history.jsonl").write_text('{"type": "step", "epoch": 1, "global_step": 1}\n'
+                                            '{"type": "step", "epoch": "one"}\n')
+    with pytest.raises(DamagedFileError, match=r"history.jsonl, line 2: key 'epoch' should be an integer, not 'one'"):
+        read_history(tmp_path)
+
+
+def test_an_embedding_cache_holding_something_else_is_recomputed_or_named(tmp_path):
+    from eval_fakes import ClassSet, PerfectEncoder
+
+    from contextclip.config import Config, save_config
+    from contextclip.evaluate import cache_path, embed_dataset, load_embeddings
+
+    run = tmp_path / "clip-seed0"
+    run.mkdir()
+    cfg = Config().updated({"batch_size": 16})
+    save_config(cfg, run / "config.json")
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    ds = ClassSet.make(n_per_class=5, n_classes=4)
+    first = embed_dataset(run, "fake", cfg, model=PerfectEncoder(ds.classnames), dataset=ds)
+    torch.save({"fingerprint": first["fingerprint"], "kind": "classification"}, cache_path(run, "fake"))
+    with pytest.raises(DamagedFileError, match="fake.pt is damaged: key 'dataset' is missing"):
+        load_embeddings(run, "fake")
+    enc = PerfectEncoder(ds.classnames)
+    again = embed_dataset(run, "fake", cfg, model=enc, dataset=ds)  # the right fingerprint, but not a cache
+    assert enc.image_calls > 0 and torch.equal(first["image"], again["image"])
+
+
+def test_a_damaged_decoded_image_cache_is_decoded_again(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from contextclip.data.sets import FileImages, decoded_cache
+
+    paths = []
+    for k in range(3):
+        p = tmp_path / f"{k}.png"
+        Image.fromarray(np.full((20, 20, 3), 40 * k, np.uint8)).save(p)
+        paths.append(p)
+    ds = FileImages(paths, [0, 1, 2], 16)
+    first = decoded_cache(ds, tmp_path / "decoded")
+    want = [first[i][0].clone() for i in range(3)]
+    blob = first.path.read_bytes()
+    first.path.write_bytes(blob[: len(blob) // 2])
+    again = decoded_cache(ds, tmp_path / "decoded")
+    assert "is damaged; decoding the images again" in capsys.readouterr().err
+    assert all(bool((again[i][0] == want[i]).all()) for i in range(3))
