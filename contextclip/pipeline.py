@@ -285,7 +285,7 @@ def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], fail
 
 
 #: how long a finished step waits for other processes to close files under the watched folders
-WRITERS_TIMEOUT_S = 300.0
+WRITERS_TIMEOUT_S = 120.0
 
 
 def open_by_others(dirs: Sequence[Path]) -> dict[str, int]:
