@@ -34,7 +34,7 @@ setup: $(STAMP)  ## create .venv and install the pinned requirements (idempotent
 # the runs 02 trains).
 test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax)
 	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile tests
-	$(BATCH) $(PY) -m pytest -q --nbval-lax -p no:randomly notebooks
+	$(BATCH) $(PY) -m pytest -q --nbval-lax notebooks
 
 test-fast: $(STAMP)  ## unit tests only, without the slow ones
 	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests

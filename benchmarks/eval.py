@@ -44,7 +44,7 @@ def main(argv=None) -> dict:
 
     from contextclip.encoding import encode_images
     from contextclip.evaluate import _classification_view, _get_dataset, evaluate_run, run_config
-    from contextclip.runs import load_trained
+    from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
 
     src = Path(args.run)
     cfg = run_config(src)
@@ -52,7 +52,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / src.name
         run.mkdir()
-        for f in ("checkpoint.pt", "config.json", "summary.json"):
+        for f in (CHECKPOINT, CONFIG, SUMMARY):
             shutil.copy2(src / f, run / f)
         t = time.perf_counter()
         model, _ = load_trained(run, device="cpu")

@@ -132,6 +132,7 @@ def kit_rehearsal(device: torch.device, batches: list[int], *, cpu_smoke: bool, 
     from contextclip.config import load_config
     from contextclip.data.rehearsal import RehearsalParams, make_rehearsal_tree
     from contextclip.evaluate import evaluate_runs
+    from contextclip.runs import CHECKPOINT
 
     data_root = work_dir / "data"
     t = time.perf_counter()
@@ -166,7 +167,7 @@ def kit_rehearsal(device: torch.device, batches: list[int], *, cpu_smoke: bool, 
                      if device.type == "cuda" else None})
         print(f"kit fit batch {b}: {rows[-1]}", file=sys.stderr)
     zs = None
-    if run_dir is not None and (run_dir / "checkpoint.pt").exists():
+    if run_dir is not None and (run_dir / CHECKPOINT).exists():
         sets = list(cfg.data.zero_shot_datasets)
         t = time.perf_counter()
         out = evaluate_runs([run_dir], "zero_shot", sets, work_dir / "results", cfg=cfg)

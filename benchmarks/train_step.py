@@ -171,13 +171,13 @@ def main(argv=None) -> dict:
 
     def run_kit(name: str):
         m, loss_fn, opt, sched, cfg = kit[name]
+        parts = T.StepParts(m, loss_fn, opt, autocast, sched, cfg.train.grad_clip,
+                            caches=T.FrozenCaches(text_cache, img_cache))
 
         def go(k: int):
             out = None
             for i in range(k):
-                out = T.train_step(m, loss_fn, opt, batches[i % len(batches)], autocast, scheduler=sched,
-                                   grad_clip=cfg.train.grad_clip, idx=batches_idx[i % len(batches)],
-                                   text_cache=text_cache, image_cache=img_cache)
+                out = T.train_step(parts, batches[i % len(batches)], batches_idx[i % len(batches)])
             return out["finite"]
         return go
 

@@ -115,10 +115,11 @@ class DatasetError(UserError, ValueError):
     """A dataset is on disk but cannot be used as it is (a bad file, too few images for a split)."""
 
 
-class UnknownDatasetError(ConfigError, KeyError):
-    """A dataset name the registry does not know (a ``KeyError`` too, as it was before it had a root)."""
+class UnknownDatasetError(UserError, KeyError):
+    """A dataset name the registry does not know; the message lists the known ones."""
 
-    __str__ = Exception.__str__  # KeyError's would quote the message
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class DatasetMissing(UserError):

@@ -42,9 +42,10 @@ from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
 from contextclip.layout import paths_for
 from contextclip.lock import folder_lock
-from contextclip.results import NOT_RUN, append_metrics, save_per_item
+from contextclip.results import NOT_RUN
+from contextclip.results_io import append_metrics, save_per_item
 from contextclip.retrieval import caption_positives, recall_at_k
-from contextclip.runs import check_checkpoint, load_trained, read_summary
+from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, check_checkpoint, load_trained, read_summary
 from contextclip.schemas import Choice, damaged, problem
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
@@ -59,7 +60,7 @@ EMBEDDINGS_CACHE = {"fingerprint": str, "dataset": str, "checkpoint": str, "kind
 
 # --------------------------------------------------------------------------- run folder
 def run_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / "config.json"
+    path = Path(run_dir) / CONFIG
     if not path.exists():
         raise MissingFileError(f"{path} does not exist: {run_dir} is not a training run folder "
                                 "(train one with `python -m contextclip train ... --out DIR`)")
@@ -69,7 +70,7 @@ def run_config(run_dir: Path) -> Config:
 def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
     run_dir = Path(run_dir)
-    if (run_dir / "summary.json").exists():
+    if (run_dir / SUMMARY).exists():
         s = read_summary(run_dir)
         return s["method"], s["seed"]
     m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
@@ -90,7 +91,7 @@ def _identity_or_none(run_dir: Path) -> tuple[str, int] | None:
 def checkpoint_fingerprint(run_dir: Path) -> str:
     """SHA-256 of ``checkpoint.pt`` (memoised by size and mtime in ``embeddings/fingerprint.json``)."""
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoint.pt"
+    ckpt = run_dir / CHECKPOINT
     if not ckpt.exists():
         raise MissingFileError(f"{ckpt} does not exist; train the run before evaluating it")
     st = ckpt.stat()
@@ -328,8 +329,8 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     run_dir = Path(run_dir)
     cfg = cfg or run_config(run_dir)
     method, seed = run_identity(run_dir)
-    if (run_dir / "summary.json").exists():  # rows are named after the summary: its checkpoint must be the run's
-        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / "config.json"))
+    if (run_dir / SUMMARY).exists():  # rows are named after the summary: its checkpoint must be the run's
+        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / CONFIG))
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
     with folder_lock(results_dir, "results folder", wait=wait):
         rows = _evaluate(run_dir, task, dataset, results_dir, cfg, method, seed, model, data)
@@ -340,7 +341,7 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
               model, data) -> list[dict]:
     metrics_csv = results_dir / "metrics.csv"
     run = run_label(run_dir)
-    has_ckpt = (run_dir / "checkpoint.pt").exists()
+    has_ckpt = (run_dir / CHECKPOINT).exists()
     ident = {"run": run, "checkpoint": checkpoint_fingerprint(run_dir)[:12] if has_ckpt else ""}
     try:
         if data is None and (task == "fine_tune" or not cache_path(run_dir, dataset).exists()):
@@ -403,14 +404,15 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
 
 def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None,
                   cfg: Config | None = None, wait: bool = False,
-                  get_dataset: Callable[[str, Config], Any] | None = None) -> list[dict]:
+                  get_dataset: Callable[[str, Config], Any] | None = None,
+                  load_model: Callable[..., tuple[Any, Config]] = load_trained) -> list[dict]:
     """``evaluate_run`` for every run and dataset, loading each model and each dataset once.
 
     ``run_dirs`` is an iterable of run folders. A model is loaded only when some dataset needs it
     (an embedding cache is missing or stale, or the task fine-tunes); datasets are built once and
     shared by the runs. ``get_dataset(name, cfg)`` builds a set (default: the registry's, every
-    image of a classification set, the test split of a caption set). Returns all rows, in
-    run-then-dataset order.
+    image of a classification set, the test split of a caption set); ``load_model(run_dir, device=...)``
+    loads a run's model (default ``runs.load_trained``). Returns all rows, in run-then-dataset order.
     """
     get_dataset = get_dataset or _get_dataset
     rows: list[dict] = []
@@ -430,7 +432,7 @@ def evaluate_runs(run_dirs, task: str, datasets, results_dir: Path | None = None
                         data_cache[name] = None  # evaluate_run raises or records "not run: missing"
                 data = data_cache[name]
                 if data is not None and model is None:
-                    model, _ = load_trained(run_dir, device=_device(run_cfg))  # evaluate_run checks the summary's checkpoint
+                    model, _ = load_model(run_dir, device=_device(run_cfg))
             rows += evaluate_run(run_dir, task, name, results_dir, cfg=run_cfg, model=model, data=data, wait=wait)
     return rows
 

@@ -15,7 +15,8 @@ CLI), or with ``wait=True`` (``--wait``) it waits until the holder is done and t
 Stale locks: a record whose lock is no longer held (its process died) is taken over, and the
 taker says so on stderr. A process started by the holder (a notebook kernel of ``reproduce``)
 inherits the holder's token in ``CONTEXTCLIP_LOCKS`` and may write to the folder without
-taking the lock again. The lock is advisory: code that ignores it is not stopped, and it is
+taking the lock again; so may the holder itself in a nested block (``evaluate_run`` holds the
+results folder and ``append_metrics`` asks for it again). The lock is advisory: code that ignores it is not stopped, and it is
 only as reliable as ``flock`` on the file system (local disks: yes; some network file systems:
 no).
 
@@ -41,6 +42,7 @@ from contextclip.errors import FolderBusyError, LockPathError, storage_error
 
 LOCK_NAME = ".lock"
 ENV_TOKENS = "CONTEXTCLIP_LOCKS"  # tokens of locks held by this process's ancestors, os.pathsep-separated
+_HELD: set[str] = set()  # tokens of the locks this process holds now: a nested block does not lock again
 
 
 def lock_path(folder: Path) -> Path:
@@ -127,7 +129,8 @@ def describe(holder: dict) -> str:
 
 
 def _inherited(holder: dict) -> bool:
-    tokens = [t for t in os.environ.get(ENV_TOKENS, "").split(os.pathsep) if t]
+    """True when this process, or an ancestor that started it, holds the lock of this record."""
+    tokens = {t for t in os.environ.get(ENV_TOKENS, "").split(os.pathsep) if t} | _HELD
     return bool(holder.get("token")) and holder["token"] in tokens
 
 
@@ -199,9 +202,11 @@ def folder_lock(folder: Path, what: str = "folder", *, wait: bool = False, poll_
         old_env = os.environ.get(ENV_TOKENS)
         if export:
             os.environ[ENV_TOKENS] = os.pathsep.join(t for t in (old_env, record["token"]) if t)
+        _HELD.add(record["token"])
         try:
             yield record
         finally:
+            _HELD.discard(record["token"])
             if export:
                 if old_env is None:
                     os.environ.pop(ENV_TOKENS, None)

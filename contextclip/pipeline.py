@@ -52,6 +52,7 @@ from contextclip.errors import DatasetsMissingError, PipelineError
 from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` installs it
 from contextclip.layout import paths_for
 from contextclip.lock import LOCK_NAME, folder_lock
+from contextclip.runs import ALREADY_TRAINED
 from contextclip.schemas import PIPELINE_STATE, damaged, validate
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -67,7 +68,7 @@ DEFAULT_CELL_TIMEOUT_S = 4 * 3600
 
 # ----------------------------------------------------------------------------- parameters
 #: what ``train.fit`` prints for a finished run it returns without training again
-REUSED_RUN_LINE = ": already trained ("
+REUSED_RUN_LINE = f": {ALREADY_TRAINED} ("
 
 
 def reused_runs(nb: dict) -> int:

@@ -38,6 +38,7 @@ from contextclip.encoding import take_images
 from contextclip.errors import DamagedFileError, MissingFileError
 from contextclip.evaluate import load_embeddings
 from contextclip.retrieval import caption_positives, topk_images
+from contextclip.runs import HISTORY
 from contextclip.schemas import HISTORY_LINE, problem
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
@@ -274,7 +275,7 @@ def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 
 
 # --------------------------------------------------------------------------- training curves
 def read_history(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "history.jsonl"
+    path = Path(run_dir) / HISTORY
     if not path.exists():
         raise MissingFileError(f"{path} does not exist; train the run first")
     out = []

@@ -59,6 +59,10 @@ MARKER = ".contextclip-run"
 KIT_NAMES = frozenset({CHECKPOINT, SUMMARY, HISTORY, CONFIG, ENVIRONMENT, DATA_REPORT, MARKER, ".lock", "embeddings",
                        "eval"})
 
+#: what ``train.fit`` prints for a finished run it returns without training again; ``pipeline``
+#: counts these lines in a notebook's output (``already_trained_line`` writes them)
+ALREADY_TRAINED = "already trained"
+
 #: Config keys that do not change what a run computes: a checkpoint or finished run made with
 #: other values of these is still "the same run" (evaluation knobs, logging, workers, paths).
 RESULT_NEUTRAL_KEYS = frozenset({
@@ -70,6 +74,12 @@ RESULT_NEUTRAL_KEYS = frozenset({
 
 #: what every training checkpoint holds; a torch file without these is refused by name
 CHECKPOINT_KEYS = ("config", "method", "seed", "epoch", "step", "model", "optimizer")
+
+
+def already_trained_line(run_dir: Path, final_val_loss) -> str:
+    """The line a finished run prints instead of training again."""
+    return (f"{run_dir}: {ALREADY_TRAINED} (final_val_loss={final_val_loss}); "
+            "pass --fresh (notebook 02: fresh = True) to train again")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -51,8 +51,8 @@ from contextclip.runs import (
 )
 from contextclip.train_caches import FrozenFeatureCache, cached_caption_features, loader
 
-__all__ = ["fit", "train_step", "evaluate_loss", "make_optimizer", "make_scheduler", "make_loss", "autocast_factory",
-           "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
+__all__ = ["fit", "train_step", "StepParts", "FrozenCaches", "forward_with_caches", "evaluate_loss", "make_optimizer",
+           "make_scheduler", "make_loss", "autocast_factory", "OPTIMIZERS", "SCHEDULERS", "epoch_batches", "val_batches", "FrozenFeatureCache", "NonFiniteLossError", "RunMismatchError",
            "CheckpointError", "RunNotFinishedError", "load_trained", "TERMS"]
 
 
@@ -71,6 +71,10 @@ def val_batches(n: int, global_batch: int) -> list[list[int]]:
 
 
 # --------------------------------------------------------------------------- optimiser
+#: optimizer name -> class (the ``optimizer`` knob)
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
 def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimizer:
     """Adam (paper: coupled L2 weight decay) or AdamW; one parameter group per lr.
 
@@ -92,10 +96,6 @@ def make_optimizer(model: ContextCLIPModel, cfg: Config) -> torch.optim.Optimize
     # a tenth of a CPU step of the embedded profile (benchmarks/train_step.py)
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
     return OPTIMIZERS[check_choice("optimizer", t.optimizer)](groups, weight_decay=t.weight_decay, fused=fused)
-
-
-#: optimizer name -> class (the ``optimizer`` knob)
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def _cosine(opt: torch.optim.Optimizer, total_steps: int):
@@ -133,38 +133,69 @@ def autocast_factory(device: torch.device, precision: str):
 _CHECK_KEYS = ("grad_norm", "image_finite", "text_finite", "weights_finite", "finite", "logit_scale")
 
 
-def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimizer, batch: dict, autocast, *,
-               forward=None, scheduler=None, grad_clip: float = 0.0, idx=None,
-               text_cache: FrozenFeatureCache | None = None,
-               image_cache: FrozenFeatureCache | None = None) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class FrozenCaches:
+    """Cached features of a frozen tower that replace its input in the forward pass (either may be None)."""
+
+    text: FrozenFeatureCache | None = None  # by caption
+    image: FrozenFeatureCache | None = None  # by dataset index
+
+
+def forward_with_caches(forward, model: ContextCLIPModel, batch: dict, idx, autocast,
+                        caches: FrozenCaches | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``forward(...)`` of one collated batch under ``autocast``: (image_emb, text_emb, logit_scale).
+
+    Cached features of a frozen tower replace its input when ``caches`` holds them (``idx``: the
+    batch's dataset indices, for the image cache). ``forward`` is the module to call (the DDP wrapper
+    under torchrun, else ``model``); the text cache looks new captions up through ``model``.
+    """
+    caches = caches if caches is not None else FrozenCaches()
+    with autocast():
+        img_f = caches.image.lookup(idx) if caches.image is not None else None
+        txt_f = caches.text.lookup_captions(model, batch["captions"], autocast) if caches.text is not None else None
+        return forward(batch["images"] if img_f is None else None, batch["input_ids"], batch["attention_mask"],
+                       image_feats=img_f, text_feats=txt_f)
+
+
+@dataclass
+class StepParts:
+    """What one optimisation step works with; ``fit`` builds it once per epoch, benchmarks build their own."""
+
+    model: ContextCLIPModel
+    loss_fn: Any  # (img, txt, scale) -> {TERMS...}
+    optimizer: torch.optim.Optimizer
+    autocast: Any = contextlib.nullcontext
+    scheduler: Any = None
+    grad_clip: float = 0.0
+    forward: Any = None  # the DDP wrapper under torchrun; None: the model
+    caches: FrozenCaches | None = None  # the training set's frozen-tower features
+
+
+def train_step(parts: StepParts, batch: dict, idx=None) -> dict[str, torch.Tensor]:
     """One optimiser step on one batch (the body of ``fit``'s loop; also timed by benchmarks/train_step.py).
 
-    Forward under ``autocast`` (cached features of a frozen tower replace its input when a cache
-    is given; ``idx`` are the batch's dataset indices for the image cache), the embeddings
-    gathered over ranks and the losses in fp32, backward, gradient norm (clipped when
-    ``grad_clip > 0``), optimiser step, CLIP's clamp of the learned log(1/tau), scheduler step.
-    ``forward`` is the module to call (the DDP wrapper under torchrun; ``model`` otherwise).
+    Forward under ``autocast`` (``forward_with_caches``; ``idx`` are the batch's dataset indices for
+    the image cache), the embeddings gathered over ranks and the losses in fp32, backward, gradient
+    norm (clipped when ``grad_clip > 0``), optimiser step, CLIP's clamp of the learned log(1/tau),
+    scheduler step.
 
     Returns detached *device* tensors and never waits for the device: the ``TERMS``, ``grad_norm``,
     ``image_finite`` / ``text_finite`` (every embedding finite), ``weights_finite`` (every trained
-    weight after the update), ``finite`` (all of these) and ``logit_scale``. The caller checks ``finite`` (``fit`` does so every ``log_every`` steps and
-    before every checkpoint write, so a non-finite step never reaches a checkpoint).
+    weight after the update), ``finite`` (all of these) and ``logit_scale``. The caller checks
+    ``finite`` (``fit`` does so every ``log_every`` steps and before every checkpoint write, so a
+    non-finite step never reaches a checkpoint).
     """
-    fwd = forward if forward is not None else model
-    with autocast():
-        img_f = image_cache.lookup(idx) if image_cache is not None else None
-        txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
-        img_emb, txt_emb, scale = fwd(batch["images"] if img_f is None else None,
-                                      batch["input_ids"], batch["attention_mask"],
-                                      image_feats=img_f, text_feats=txt_f)
+    model, optimizer = parts.model, parts.optimizer
+    img_emb, txt_emb, scale = forward_with_caches(parts.forward if parts.forward is not None else model, model,
+                                                  batch, idx, parts.autocast, parts.caches)
     # the losses in fp32, over the global batch (identity without torchrun)
     img_emb, txt_emb = D.gather_embeddings(img_emb.float(), txt_emb.float())
-    terms = loss_fn(img_emb, txt_emb, scale.float())
+    terms = parts.loss_fn(img_emb, txt_emb, scale.float())
     values = torch.stack([terms[k].detach() for k in TERMS])
     optimizer.zero_grad(set_to_none=True)
     terms["loss"].backward()
     grads = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    gnorm = (nn.utils.clip_grad_norm_(grads, grad_clip) if grad_clip > 0
+    gnorm = (nn.utils.clip_grad_norm_(grads, parts.grad_clip) if parts.grad_clip > 0
              else nn.utils.get_total_norm([p.grad for p in grads]))
     # The loss terms, the embeddings, the gradient norm and the weights after the update are all
     # checked (a NaN can surface in any of them first), on the device; the caller reads the flag
@@ -174,8 +205,8 @@ def train_step(model: ContextCLIPModel, loss_fn, optimizer: torch.optim.Optimize
     if model.logit_scale.requires_grad:  # as CLIP: the learned log(1/tau) itself stays <= log(max)
         with torch.no_grad():
             model.logit_scale.clamp_(max=math.log(model.max_logit_scale))
-    if scheduler is not None:
-        scheduler.step()
+    if parts.scheduler is not None:
+        parts.scheduler.step()
     # a sum of finite weights is finite (it could overflow only past ~1e38): 10x cheaper than a max-norm
     weights_ok = torch.isfinite(torch.stack([p.detach().sum() for g in optimizer.param_groups for p in g["params"]]).sum())
     finite = torch.isfinite(values).all() & torch.isfinite(gnorm) & img_ok & txt_ok & weights_ok
@@ -377,8 +408,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
         R.check_checkpoint(out_dir, summary, saved_config)  # the checkpoint it reports on is the run's own
         if dist.is_main:
-            print(f"{out_dir}: already trained (final_val_loss={summary.get('final_val_loss')}); "
-                  "pass --fresh (notebook 02: fresh = True) to train again", flush=True)
+            print(R.already_trained_line(out_dir, summary.get("final_val_loss")), flush=True)
         return summary
     return None
 
@@ -386,7 +416,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
 def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo, train_ds, val_ds,
            progress: bool, loss_fn) -> Run:
     """Data, model, optimiser and caches, restored from the checkpoint when there is one."""
-    ckpt_path, hist_path = out_dir / R.CHECKPOINT, out_dir / R.HISTORY
+    ckpt_path = out_dir / R.CHECKPOINT
     ckpt = R.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ckpt is not None:
         R.refuse_other_config(out_dir, {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]},
@@ -406,29 +436,13 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     model = to_device(build_model(cfg), dist.device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, cfg.train.epochs * steps_per_epoch)
-    state = Progress()
-    ema = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ckpt["scheduler"])
-        state = Progress.from_checkpoint(ckpt, steps_per_epoch)
-        if dist.is_main and hist_path.exists() and hist_path.stat().st_size > int(ckpt["history_bytes"]):
-            with open(hist_path, "r+b") as fh:  # drop lines logged after the checkpoint: they are redone
-                fh.truncate(int(ckpt["history_bytes"]))
-    if cfg.train.ema_decay > 0:
-        ema = WeightAverage(model, cfg.train.ema_decay)
-        if ckpt is not None:
-            ema.load_state_dict(ckpt["ema"])
+    state = _restore(ckpt, model, opt, sched, steps_per_epoch) if ckpt is not None else Progress()
+    ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if ema is not None and ckpt is not None:
+        ema.load_state_dict(ckpt["ema"])
     if dist.is_main:
         R.claim_run_folder(out_dir)  # the kit's marker first: from now on the folder is the kit's
-        if ckpt is None:  # starting at step 0: lines a killed earlier attempt logged are redone
-            hist_path.unlink(missing_ok=True)
-        save_config(cfg, out_dir / R.CONFIG)
-        fileio.write_json(R.environment_info(dist.device, dist.world_size), out_dir / R.ENVIRONMENT)
-        if getattr(train_ds, "report", None):
-            fileio.write_json(train_ds.report, out_dir / R.DATA_REPORT)
+        _write_run_files(cfg, out_dir, dist, train_ds, None if ckpt is None else int(ckpt["history_bytes"]))
     D.barrier()
 
     autocast = autocast_factory(dist.device, cfg.train.precision)
@@ -444,6 +458,32 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     if ckpt is not None:  # last: building the model and caches above must not disturb the restored RNG
         R.set_rng_state(ckpt["rng"])
     return run
+
+
+def _restore(ckpt: dict, model: ContextCLIPModel, opt: torch.optim.Optimizer, sched, steps_per_epoch: int
+             ) -> Progress:
+    """Load the checkpoint's weights, optimiser and scheduler states; returns where the run stood."""
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ckpt["scheduler"])
+    return Progress.from_checkpoint(ckpt, steps_per_epoch)
+
+
+def _write_run_files(cfg: Config, out_dir: Path, dist: D.DistInfo, train_ds, history_bytes: int | None) -> None:
+    """The files that describe the run (config, environment, data report), and the history cut back to
+    the ``history_bytes`` the checkpoint saw (None: starting at step 0, so no history). Rank 0 only."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    hist_path = out_dir / R.HISTORY
+    if history_bytes is None:  # starting at step 0: lines a killed earlier attempt logged are redone
+        hist_path.unlink(missing_ok=True)
+    elif hist_path.exists() and hist_path.stat().st_size > history_bytes:
+        with open(hist_path, "r+b") as fh:  # drop lines logged after the checkpoint: they are redone
+            fh.truncate(history_bytes)
+    save_config(cfg, out_dir / R.CONFIG)
+    fileio.write_json(R.environment_info(dist.device, dist.world_size), out_dir / R.ENVIRONMENT)
+    if getattr(train_ds, "report", None):
+        fileio.write_json(train_ds.report, out_dir / R.DATA_REPORT)
 
 
 def _build_caches(run: Run) -> None:
@@ -480,11 +520,11 @@ def _train_epoch(run: Run, epoch: int) -> None:
     run.n_window = 0
     bar = tqdm(total=run.steps_per_epoch, initial=first, desc=f"{run.method} s{run.seed} epoch {epoch + 1}/"
                f"{cfg.train.epochs}", disable=not (run.progress and run.main), leave=False, dynamic_ncols=True)
+    parts = StepParts(run.model, run.loss_fn, run.optimizer, run.autocast, run.scheduler, cfg.train.grad_clip,
+                      run.forward, FrozenCaches(run.text_cache, run.image_cache_train))
     for step, (idx, batch) in enumerate(zip(local, batches_of_rank), start=first + 1):
         t0 = time.perf_counter()
-        out = train_step(run.model, run.loss_fn, run.optimizer, batch, run.autocast, forward=run.forward,
-                         scheduler=run.scheduler, grad_clip=cfg.train.grad_clip, idx=idx, text_cache=run.text_cache,
-                         image_cache=run.image_cache_train)
+        out = train_step(parts, batch, idx)
         if run.ema is not None:
             run.ema.update(run.model)
         values = torch.stack([out[k] for k in TERMS])
@@ -521,7 +561,7 @@ def _validate(run: Run) -> tuple[dict[str, float] | None, float]:
         return None, time.perf_counter() - t0
     with run.ema.applied(run.model) if run.ema is not None else contextlib.nullcontext():  # the weights evaluated
         terms = evaluate_loss(run.model, run.loss_fn, run.val_ds, run.collate, run.cfg, run.autocast,
-                              run.global_batch, run.text_cache, run.image_cache_val)
+                              run.global_batch, FrozenCaches(run.text_cache, run.image_cache_val))
     return terms, time.perf_counter() - t0
 
 
@@ -569,8 +609,7 @@ def _finish(run: Run) -> dict:
 
 @torch.no_grad()
 def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate, cfg: Config, autocast,
-                  global_batch: int, text_cache: FrozenFeatureCache | None = None,
-                  img_cache: FrozenFeatureCache | None = None) -> dict[str, float]:
+                  global_batch: int, caches: FrozenCaches | None = None) -> dict[str, float]:
     """Mean loss terms over consecutive held-out batches of the global batch size (eval mode).
 
     Under torchrun rank r computes batches r, r + W, ...; the sums are added over ranks.
@@ -585,11 +624,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=model.device)
     for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
         failpoints.hit("val_batch")
-        with autocast():
-            img_f = img_cache.lookup(idx) if img_cache is not None else None
-            txt_f = text_cache.lookup_captions(model, batch["captions"], autocast) if text_cache is not None else None
-            img, txt, scale = model(batch["images"] if img_f is None else None, batch["input_ids"],
-                                    batch["attention_mask"], image_feats=img_f, text_feats=txt_f)
+        img, txt, scale = forward_with_caches(model, model, batch, idx, autocast, caches)
         terms = loss_fn(img.float(), txt.float(), scale.float())
         if getattr(loss_fn, "alpha", None) == 0:
             # CLIP does not train on L_CX, but its value is measured on held-out pairs for both

@@ -36,7 +36,6 @@ alpha = None  # weight of the contextual term for contextclip runs (None: the pr
 fresh = False  # True: delete these runs and train them again (needed after changing epochs or alpha)
 
 # %%
-import contextlib
 import copy
 import math
 
@@ -51,7 +50,7 @@ from contextclip.model import build_model, pool_tokens
 from contextclip.multirun import fit_runs
 from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_figure, show_table
 from contextclip.runs import seed_everything
-from contextclip.train import make_optimizer, train_step
+from contextclip.train import StepParts, make_optimizer, train_step
 
 cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh)
 paths = profile_paths(cfg)
@@ -140,9 +139,9 @@ with torch.no_grad():  # CLIP's clamp of the learned log(1/tau)
 # the library's step on the twin, same batch, same dropout masks
 twin_opt = make_optimizer(twin, ctx_cfg)
 torch.manual_seed(0)
-lib = train_step(twin, ContextCLIPLoss(alpha=a, bandwidth=h, eps=ctx_cfg.loss.cx_eps, variant=ctx_cfg.loss.cx_variant,
-                                       image_to_text_weight=lam),
-                 twin_opt, batch, contextlib.nullcontext, grad_clip=ctx_cfg.train.grad_clip)
+twin_loss = ContextCLIPLoss(alpha=a, bandwidth=h, eps=ctx_cfg.loss.cx_eps, variant=ctx_cfg.loss.cx_variant,
+                            image_to_text_weight=lam)
+lib = train_step(StepParts(twin, twin_loss, twin_opt, grad_clip=ctx_cfg.train.grad_clip), batch)
 by_hand = {"loss": loss.item(), "contrastive_loss": l_clip.item(), "contextual_loss": l_cx.item()}
 pairs = [(p, q) for p, q in zip(model.parameters(), twin.parameters()) if p.grad is not None]
 grad_scale = max(q.grad.abs().max().item() for _, q in pairs)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import io
-import struct
 
 import numpy as np
 import pytest
+from hostile_inputs import png, png_declaring
 from PIL import Image
 
 from contextclip.config import load_config
@@ -14,12 +14,6 @@ from contextclip.data import build_pair_datasets
 from contextclip.data.checks import ManifestError, check_manifest, clean_path
 from contextclip.data.cli import run_check
 from contextclip.data.images import decode_image
-
-
-def _png(size=(32, 32), mode="RGB", colour=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size, colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _write(tmp_path, rows: list[str], header="image,caption", raw: bytes | None = None):
@@ -32,7 +26,7 @@ def _write(tmp_path, rows: list[str], header="image,caption", raw: bytes | None 
 
 
 def _one_bad(tmp_path, rel: str, caption: str = "a red square", setup=None):
-    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "good.png").write_bytes(png())
     if setup:
         setup(tmp_path)
     m = _write(tmp_path, ["good.png,a good image", f"{rel},{caption}"])
@@ -47,9 +41,9 @@ def _one_bad(tmp_path, rel: str, caption: str = "a red square", setup=None):
 @pytest.mark.parametrize("kind,rel,caption,setup", [
     ("missing file", "nope.png", "x", None),
     ("empty file", "empty.png", "x", lambda d: (d / "empty.png").write_bytes(b"")),
-    ("truncated file", "trunc.png", "x", lambda d: (d / "trunc.png").write_bytes(_png((64, 64))[:-40])),
+    ("truncated file", "trunc.png", "x", lambda d: (d / "trunc.png").write_bytes(png((64, 64))[:-40])),
     ("not an image", "page.jpg", "x", lambda d: (d / "page.jpg").write_text("<html>404 not found</html>")),
-    ("too small", "tiny.png", "x", lambda d: (d / "tiny.png").write_bytes(_png((8, 8)))),
+    ("too small", "tiny.png", "x", lambda d: (d / "tiny.png").write_bytes(png((8, 8)))),
     ("empty caption", "good.png", "   ", None),
     ("path escapes folder", "../outside.png", "x", None),
     ("duplicate row", "good.png", "a good image", None),
@@ -68,14 +62,14 @@ def test_truncated_jpeg(tmp_path):
 
 
 def test_undecodable_text(tmp_path):
-    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "good.png").write_bytes(png())
     raw = b"image,caption\ngood.png,fine\ngood.png,caf\xe9 latin-1 bytes\n"
     rep = check_manifest(_write(tmp_path, [], raw=raw))
     assert [p.kind for p in rep.problems] == ["undecodable text"] and rep.problems[0].line == 3
 
 
 def test_missing_field_and_missing_columns(tmp_path):
-    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "good.png").write_bytes(png())
     rep = check_manifest(_write(tmp_path, ["good.png,ok", "good.png"]))
     assert [p.kind for p in rep.problems] == ["missing field"]
     with pytest.raises(ManifestError, match="missing column"):
@@ -83,13 +77,12 @@ def test_missing_field_and_missing_columns(tmp_path):
 
 
 def test_decompression_bomb(tmp_path):
-    (tmp_path / "big.png").write_bytes(_png((200, 200)))
+    (tmp_path / "big.png").write_bytes(png((200, 200)))
     with pytest.raises(ValueError, match="decompression bomb"):
         decode_image(tmp_path / "big.png", max_pixels=10_000)
     # PIL's own guard (header of a PNG claiming a huge size) is also a row error, not a crash
-    png = bytearray(_png((32, 32)))
-    png[16:24] = struct.pack(">II", 40000, 40000)  # IHDR width/height (CRC now wrong: still refused)
-    p = _one_bad(tmp_path, "bomb.png", setup=lambda d: (d / "bomb.png").write_bytes(bytes(png)))
+    bomb = png_declaring(40000, 40000, crc_right=False)  # IHDR width/height, CRC now wrong: still refused
+    p = _one_bad(tmp_path, "bomb.png", setup=lambda d: (d / "bomb.png").write_bytes(bomb))
     assert p.kind in ("decompression bomb", "not an image", "truncated file")
 
 
@@ -97,8 +90,8 @@ def test_unreadable_mode(tmp_path, monkeypatch):
     from contextclip.data import images as im
 
     # a mode outside the kit's conversion table (here LA, taken out of it) is a row error
-    monkeypatch.setattr(im, "_MODES", im._MODES - {"LA"})
-    p = _one_bad(tmp_path, "x.png", setup=lambda d: (d / "x.png").write_bytes(_png(mode="LA", colour=(9, 255))))
+    monkeypatch.setattr(im, "RGB_MODES", im.RGB_MODES - {"LA"})
+    p = _one_bad(tmp_path, "x.png", setup=lambda d: (d / "x.png").write_bytes(png(mode="LA", colour=(9, 255))))
     assert p.kind == "unreadable mode"
 
 
@@ -130,7 +123,7 @@ def test_odd_but_valid_modes_become_rgb(tmp_path):
 
 
 def test_cli_exit_codes_and_clean_copy(tmp_path, capsys):
-    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "good.png").write_bytes(png())
     m = _write(tmp_path, ["good.png,ok", "missing.png,gone", "good.png,  "])
     original = m.read_bytes()
     assert run_check(m) == 1
@@ -145,7 +138,7 @@ def test_cli_exit_codes_and_clean_copy(tmp_path, capsys):
 
 def test_manifest_training_source_fails_fast_or_counts(tmp_path):
     for i in range(6):
-        (tmp_path / f"{i}.png").write_bytes(_png(colour=(40 * i, 0, 0)))
+        (tmp_path / f"{i}.png").write_bytes(png(colour=(40 * i, 0, 0)))
     m = _write(tmp_path, [f"{i}.png,image {i}" for i in range(6)] + ["gone.png,missing"])
     cfg = load_config("smoke", {"train_data": "manifest", "manifest": str(m), "data_root": str(tmp_path)})
     with pytest.raises(ManifestError, match="line 8: gone.png: missing file"):

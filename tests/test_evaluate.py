@@ -46,8 +46,8 @@ def test_each_image_embedded_once_for_caption_sets(tmp_path):
     assert cache["text_image"].tolist() == [i for i in range(9) for _ in range(3)]
 
 
+@pytest.mark.threads(2)
 def test_evaluate_every_task_writes_rows_and_replaces(tmp_path):
-    torch.set_num_threads(2)
     results = tmp_path / "results"
     ds = ClassSet.make(n_per_class=20, n_classes=5)
     caps, names = CapSet.make(n_images=12, per_image=2)
@@ -99,6 +99,7 @@ def test_bad_task_and_run_folder(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.threads(2)
 def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
     """Train CLIP and ContextCLIP smoke runs, evaluate every task through the CLI, build tables and figures."""
     import matplotlib
@@ -110,7 +111,6 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
     from contextclip.plots import retrieval_grid_from_runs, training_curves, tsne_from_runs
     from contextclip.train import fit
 
-    torch.set_num_threads(2)
     cfg = load_config("smoke", {"n_pairs": 64, "epochs": 1, "batch_size": 16, "eval_max_images": 60,
                                 "ft_epochs": 1})
     runs = {}
@@ -146,17 +146,17 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
     assert len(list((tmp_path / "figs").glob("*.png"))) == 3
 
 
-def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_run(tmp_path, monkeypatch):
+def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_run(tmp_path):
     import contextclip.evaluate as ev
 
     ds = ClassSet.make(n_per_class=5, n_classes=4)
     runs = [make_run(tmp_path / "a", "clip", s)[0] for s in (0, 1)]
     cfg = make_run(tmp_path / "cfg")[1]
     loads, builds = [], []
-    monkeypatch.setattr(ev, "load_trained", lambda run_dir, device="cpu": (loads.append(run_dir) or
-                                                                           PerfectEncoder(ds.classnames), cfg))
+    load = lambda run_dir, device="cpu": (loads.append(run_dir) or PerfectEncoder(ds.classnames), cfg)  # noqa: E731
     build = lambda name, cfg: builds.append(name) or ds  # noqa: E731
-    rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg, get_dataset=build)
+    rows = ev.evaluate_runs(runs, "zero_shot", ["fake", "fake2"], tmp_path / "res", cfg=cfg, get_dataset=build,
+                            load_model=load)
     assert loads == runs and sorted(builds) == ["fake", "fake2"]  # one load per run, one build per set
     assert {(r["dataset"], r["metric"], r["value"]) for r in rows if r["metric"] == "top1"} == {
         ("fake", "top1", 100.0), ("fake2", "top1", 100.0)}

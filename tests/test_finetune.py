@@ -36,8 +36,8 @@ def test_splits_with_official_test_use_it_and_80_20_the_rest():
     assert not set(s["val"].tolist()) & set(test.tolist())
 
 
+@pytest.mark.threads(2)
 def test_epoch0_equals_zero_shot_exactly():
-    torch.set_num_threads(2)
     ds = ClassSet.make(n_per_class=15, n_classes=5, noise=90)
     model = TinyModel(ds.classnames, seed=1)
     W = class_embeddings(model, ds.classnames, ds.templates)
@@ -54,8 +54,8 @@ def test_epoch0_equals_zero_shot_exactly():
     assert out["top1"] == pytest.approx(zs_test["top1"]) and out["best_epoch"] == 0
 
 
+@pytest.mark.threads(2)
 def test_fine_tuning_learns_and_leaves_the_model_untouched():
-    torch.set_num_threads(2)
     ds = ClassSet.make(n_per_class=30, n_classes=4, noise=40)
     model = TinyModel(ds.classnames, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}

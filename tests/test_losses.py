@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 import contextclip.losses as losses
 from contextclip.losses import CX_VARIANTS, DEGENERATE_NORM, ContextCLIPLoss, clip_loss, contextual_loss
 
-torch.set_num_threads(1)
 VARIANTS = list(CX_VARIANTS)
 
 

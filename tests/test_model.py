@@ -16,8 +16,6 @@ from contextclip.model import (
     pool_tokens,
 )
 
-torch.set_num_threads(1)
-
 CAPTIONS = ["a red square", "two blue circles to the left of a large green digit seven", "a cat"]
 
 

@@ -29,9 +29,6 @@ from contextclip.model import IMAGENET_MEAN, IMAGENET_STD, build_model
 from contextclip.runs import seed_everything
 from contextclip.train import NonFiniteLossError, fit
 
-torch.set_num_threads(1)
-
-
 _cfg = smoke_cfg
 _state = checkpoint_state
 
@@ -88,8 +85,9 @@ def test_train_step_in_a_plain_loop_reproduces_fit(tmp_path):
     ds.set_epoch(0)
     model.train()
     for idx in T.epoch_batches(len(ds), 8, 0, 0):
-        out = T.train_step(model, loss_fn, opt, collate([ds[i] for i in idx]), T.autocast_factory(
-            torch.device("cpu"), "fp32"), scheduler=sched, grad_clip=cfg.train.grad_clip)
+        parts = T.StepParts(model, loss_fn, opt, T.autocast_factory(torch.device("cpu"), "fp32"), sched,
+                            cfg.train.grad_clip)
+        out = T.train_step(parts, collate([ds[i] for i in idx]))
         assert bool(out["finite"])
     ref = _state(tmp_path / "fit")
     mine = model.state_dict()

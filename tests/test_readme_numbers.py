@@ -17,6 +17,7 @@ import pytest
 
 from contextclip import results, sensitivity
 from contextclip.config import load_config
+from contextclip.runs import already_trained_line
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -137,7 +138,7 @@ def test_notebook_times_come_only_from_a_pass_that_trained(tmp_path):
     assert first["notebook_seconds"] == [["02_train", 360.0]] and first["reused_runs"] == 0
     # a second pass: the run was already trained, so notebook 02 took seconds, not minutes
     (runs / "notebooks" / "02_train.ipynb").write_text(
-        executed(20.0, f"{runs / 'clip-seed0'}: already trained (final_val_loss=1.2); pass --fresh\n"))
+        executed(20.0, already_trained_line(runs / "clip-seed0", 1.2) + "\n"))
     second = tool.run_facts("p", tmp_path / "runs", write=True, results_root=results_root)
     assert second["notebook_seconds"] == [["02_train", 360.0]]
     saved = json.loads((results_root / "p" / "run_facts.json").read_text())

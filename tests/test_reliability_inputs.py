@@ -7,17 +7,14 @@ with the test that covers it, here or in the other test files.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
+from hostile_inputs import png, png_declaring
 from train_fakes import SquaresPairs
 
 from contextclip.config import REPO_ROOT, ConfigError, load_config
@@ -28,28 +25,10 @@ from contextclip.data.images import decode_image
 from contextclip.runs import CheckpointError, load_checkpoint, load_trained
 from contextclip.train import fit
 
-torch.set_num_threads(1)
-
-
-def _png(size=(32, 32), colour=(200, 30, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _png_header_only(width: int, height: int) -> bytes:
-    """A well-formed PNG (CRCs right) whose header claims width x height pixels; ~80 bytes of data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
-
 
 # ----------------------------------------------------------------------------- images
 def test_one_by_one_image_is_too_small(tmp_path):
-    (tmp_path / "dot.png").write_bytes(_png((1, 1)))
+    (tmp_path / "dot.png").write_bytes(png((1, 1)))
     with pytest.raises(ValueError, match=r"too small: 1x1 is smaller than 16 pixels"):
         decode_image(tmp_path / "dot.png")
 
@@ -57,17 +36,17 @@ def test_one_by_one_image_is_too_small(tmp_path):
 def test_decompression_bomb_is_refused_from_the_header_without_decoding(tmp_path):
     import time
 
-    (tmp_path / "bomb.png").write_bytes(_png_header_only(60_000, 60_000))  # 3.6e9 pixels, 65 bytes on disk
+    (tmp_path / "bomb.png").write_bytes(png_declaring(60_000, 60_000))  # 3.6e9 pixels, 65 bytes on disk
     t0 = time.perf_counter()
     with pytest.raises(ValueError) as info:
         decode_image(tmp_path / "bomb.png")
     assert info.value.kind == "decompression bomb" and time.perf_counter() - t0 < 2
     # just above the default limit (PIL's warning level, not its 2x hard limit): refused too
-    (tmp_path / "big.png").write_bytes(_png_header_only(10_000, 9_000))
+    (tmp_path / "big.png").write_bytes(png_declaring(10_000, 9_000))
     with pytest.raises(ValueError, match=r"decompression bomb: .*90000000 pixels"):
         decode_image(tmp_path / "big.png")
     # a lower limit of the caller's is applied from the header, before decoding
-    (tmp_path / "mid.png").write_bytes(_png_header_only(3_000, 3_000))
+    (tmp_path / "mid.png").write_bytes(png_declaring(3_000, 3_000))
     with pytest.raises(ValueError, match=r"decompression bomb: 3000x3000 = 9000000 pixels exceeds the limit 1000000"):
         decode_image(tmp_path / "mid.png", max_pixels=1_000_000)
     assert time.perf_counter() - t0 < 2
@@ -76,10 +55,10 @@ def test_decompression_bomb_is_refused_from_the_header_without_decoding(tmp_path
 def _bad_image_files(d: Path) -> dict[str, str]:
     """One file per bad image kind: name -> the kind data check must report."""
     (d / "empty.png").write_bytes(b"")
-    (d / "trunc.png").write_bytes(_png((64, 64))[:-40])
+    (d / "trunc.png").write_bytes(png((64, 64))[:-40])
     (d / "page.jpg").write_text("<html>404 not found</html>")
-    (d / "dot.png").write_bytes(_png((1, 1)))
-    (d / "bomb.png").write_bytes(_png_header_only(60_000, 60_000))
+    (d / "dot.png").write_bytes(png((1, 1)))
+    (d / "bomb.png").write_bytes(png_declaring(60_000, 60_000))
     return {"gone.png": "missing file", "empty.png": "empty file", "trunc.png": "truncated file",
             "page.jpg": "not an image", "dot.png": "too small", "bomb.png": "decompression bomb"}
 
@@ -88,7 +67,7 @@ def test_every_bad_image_kind_fails_fast_or_is_a_counted_skip_never_a_blank(tmp_
     bad = _bad_image_files(tmp_path)
     rows = []
     for i in range(12):
-        (tmp_path / f"ok{i}.png").write_bytes(_png(colour=(20 * i, 100, 0)))
+        (tmp_path / f"ok{i}.png").write_bytes(png(colour=(20 * i, 100, 0)))
         rows.append(f"ok{i}.png,good image {i}")
     rows[5:5] = [f"{name},bad {kind}" for name, kind in bad.items()]
     manifest = tmp_path / "pairs.csv"
@@ -110,8 +89,8 @@ def test_every_bad_image_kind_fails_fast_or_is_a_counted_skip_never_a_blank(tmp_
 
 def test_a_run_on_skipped_rows_records_the_counts_in_the_run_folder(tmp_path):
     for i in range(20):
-        (tmp_path / f"ok{i}.png").write_bytes(_png(colour=(10 * i, 50, 200 - 5 * i)))
-    (tmp_path / "trunc.png").write_bytes(_png((64, 64))[:-40])
+        (tmp_path / f"ok{i}.png").write_bytes(png(colour=(10 * i, 50, 200 - 5 * i)))
+    (tmp_path / "trunc.png").write_bytes(png((64, 64))[:-40])
     rows = [f"ok{i}.png,image number {i}" for i in range(20)] + ["trunc.png,cut short", "gone.png,not there"]
     manifest = tmp_path / "pairs.csv"
     manifest.write_text("image,caption\n" + "\n".join(rows) + "\n", encoding="utf-8")
@@ -152,7 +131,7 @@ def test_caption_longer_than_the_token_limit_is_truncated_and_said(tokenizer):
 
 
 def test_empty_and_whitespace_captions_are_named_rows(tmp_path):
-    (tmp_path / "good.png").write_bytes(_png())
+    (tmp_path / "good.png").write_bytes(png())
     m = tmp_path / "pairs.csv"
     m.write_text('image,caption\ngood.png,fine\ngood.png,\ngood.png,"\t  "\ngood.png,""\n', encoding="utf-8")
     rep = check_manifest(m)
@@ -165,8 +144,8 @@ def test_absolute_paths_and_symlinks_out_of_the_folder_are_refused(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     outside = tmp_path / "secret.png"
-    outside.write_bytes(_png())
-    (data / "good.png").write_bytes(_png())
+    outside.write_bytes(png())
+    (data / "good.png").write_bytes(png())
     (data / "link.png").symlink_to(outside)
     m = data / "pairs.csv"
     m.write_text(f"image,caption\ngood.png,fine\n{outside},absolute\nlink.png,a symlink out\n", encoding="utf-8")

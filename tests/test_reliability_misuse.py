@@ -9,21 +9,19 @@ or read-only tmpfs file systems (skipped where mounting is not allowed).
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
 import re
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hostile_inputs import png_declaring
 from notebook_fakes import tiny_notebook
 from PIL import Image
 
@@ -306,18 +304,6 @@ def test_a_yaml_file_that_is_not_utf8_is_named(tmp_path):
 
 
 # ============================================================================ images and manifests
-def _png_declaring(width: int, height: int, bit_depth: int = 8) -> bytes:
-    """A small real PNG whose header declares ``width`` x ``height`` (the pixel data is a few bytes)."""
-    buf = io.BytesIO()
-    Image.new("L", (16, 16), 128).save(buf, "PNG")
-    data = bytearray(buf.getvalue())
-    ihdr = data[12:29]  # b"IHDR" + 13 bytes
-    ihdr[4:13] = struct.pack(">IIB", width, height, bit_depth)
-    data[12:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
-    return bytes(data)
-
-
 def test_a_long_thin_image_under_the_pixel_cap_is_refused_from_its_header(tmp_path):
     from contextclip.data.images import ImageProblem, decode_image
 
@@ -326,9 +312,9 @@ def test_a_long_thin_image_under_the_pixel_cap_is_refused_from_its_header(tmp_pa
     for w, h, depth in ((16, 5_000_000, 8), (20_000, 20, 8), (9_000, 9_000, 16)):
         t0 = time.perf_counter()
         with pytest.raises(ImageProblem) as err:
-            decode_image(_png_declaring(w, h, depth))
+            decode_image(png_declaring(w, h, depth))
         assert err.value.kind == "decompression bomb" and time.perf_counter() - t0 < 1.0, err.value
-    assert decode_image(_png_declaring(16, 16)).size == (16, 16)  # the header trick itself is a valid PNG
+    assert decode_image(png_declaring(16, 16)).size == (16, 16)  # the header trick itself is a valid PNG
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -543,10 +529,12 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
                                       "--set", f"image_weights={tmp_path / 'no-weights.pt'}"], "no such file"),
         "damaged metrics.csv": (["evaluate", "--run", str(run), "--task", "zero_shot", "--dataset", "digits",
                                  "--results", str(tmp_path / "damaged")], "missing column(s)"),
+        "unknown dataset": (["evaluate", "--run", str(run), "--task", "zero_shot", "--dataset", "cifar11",
+                             "--results", str(tmp_path / "res")], "unknown dataset 'cifar11'; known datasets"),
     }
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "metrics.csv").write_text("not,the,columns\n1,2,3\n")
-    one_line = {"wrong image_weights path", "damaged metrics.csv"}
+    one_line = {"wrong image_weights path", "damaged metrics.csv", "unknown dataset"}
     if torch.cuda.is_available():
         del cases["cuda without a GPU"]
     env_root = {"missing dataset": True}
@@ -604,16 +592,14 @@ def test_a_learning_rate_that_would_overflow_adam_is_refused():
         load_config("smoke", ["lr_image=1e38"])
 
 
-def test_debug_shows_the_traceback_and_a_kit_bug_keeps_it(tmp_path, monkeypatch):
+def test_debug_shows_the_traceback_and_a_kit_bug_keeps_it(tmp_path, fail_at):
     from contextclip import cli
+    from contextclip.failpoints import FailPointError
 
     res = _cli("--debug", "train", "--profile", "smoke", "--method", "clip", "--seed", "-1", "--out",
                str(tmp_path / "r"))
     assert res.returncode == 1 and "Traceback" in res.stderr and "ConfigError" in res.stderr
-
-    def bug(args):
-        raise KeyError("a bug in the kit")
-
-    monkeypatch.setattr(cli, "_run", bug)
-    with pytest.raises(KeyError):
-        cli.main(["train", "--method", "clip", "--out", str(tmp_path / "r")])
+    fail_at("write:config.json#1")  # an error that is not a UserError stands for a bug in the kit
+    with pytest.raises(FailPointError):
+        cli.main(["train", "--method", "clip", "--out", str(tmp_path / "r"), "--no-progress",
+                  "--set", f"data_root={tmp_path / 'data'}", "--set", "n_pairs=40", "--set", "batch_size=8"])

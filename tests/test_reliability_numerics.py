@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 from train_fakes import SquaresPairs
 
 import contextclip.train as T
+from contextclip import distributed
 from contextclip.config import load_config
 from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, contextual_loss
 from contextclip.train import NonFiniteLossError, fit
 
-torch.set_num_threads(1)
 VARIANTS = list(CX_VARIANTS)
 
 
@@ -124,7 +124,7 @@ def test_non_finite_gradient_or_embedding_stops_before_writing_nan_weights(tmp_p
     """The loss value stays finite here (the losses map a NaN row to a zero vector): the guard must
     still stop at the step, name it and the loss terms, and leave the finite checkpoint."""
     cfg = _cfg(checkpoint_every=1)
-    loss, real_gather = T.make_loss(cfg.for_method("contextclip")), T.D.gather_embeddings
+    loss, real_gather = T.make_loss(cfg.for_method("contextclip")), distributed.gather_embeddings
     calls = {"loss": 0, "gather": 0}
 
     def poisoned(img, txt, scale):
@@ -141,7 +141,7 @@ def test_non_finite_gradient_or_embedding_stops_before_writing_nan_weights(tmp_p
             img = torch.cat([img[:1] * float("nan"), img[1:]])
         return img, txt
 
-    monkeypatch.setattr(T.D, "gather_embeddings", gather)
+    monkeypatch.setattr(distributed, "gather_embeddings", gather)  # where train_step looks it up
     with pytest.raises(NonFiniteLossError) as info:
         fit(cfg, "contextclip", 0, tmp_path, train_ds=SquaresPairs(32), val_ds=None, progress=False, loss_fn=poisoned)
     msg = str(info.value)

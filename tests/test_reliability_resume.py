@@ -26,8 +26,6 @@ from notebook_fakes import tiny_notebook
 
 from contextclip.config import REPO_ROOT
 
-torch.set_num_threads(1)
-
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
 ENV.pop("CONTEXTCLIP_FAILPOINT", None)
 # 96 pairs, 30 % held out: 67 train pairs = 4 steps of 16 per epoch, 29 val pairs = 2 val batches;

@@ -21,9 +21,6 @@ from contextclip.data import PairCollator
 from contextclip.failpoints import FailPointError
 from contextclip.train import FrozenFeatureCache, NonFiniteLossError, RunMismatchError, fit, load_trained
 
-torch.set_num_threads(1)  # 2 shared cores: one thread per process is faster under load
-
-
 _cfg = smoke_cfg
 _state = checkpoint_state
 

@@ -22,7 +22,6 @@ from contextclip.config import REPO_ROOT, load_config
 from contextclip.model import build_model
 from contextclip.train import fit
 
-torch.set_num_threads(1)
 DRIVER = Path(__file__).parent / "ddp_driver.py"
 
 

@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
 from contextclip import results  # noqa: E402 - after the path set-up above
 from contextclip.config import load_config  # noqa: E402
 from contextclip.pipeline import reused_runs  # noqa: E402
+from contextclip.runs import SUMMARY  # noqa: E402
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
@@ -43,7 +44,7 @@ RUN_FACTS = "run_facts.json"
 def collect_run_facts(profile: str, runs_root: Path) -> dict:
     """Training seconds, seeds, held-out L_CX and notebook times of ``runs_root/<profile>``."""
     runs = runs_root / profile
-    summaries = [json.loads(p.read_text()) for p in sorted(runs.glob("*-seed*/summary.json"))]
+    summaries = [json.loads(p.read_text()) for p in sorted(runs.glob(f"*-seed*/{SUMMARY}"))]
     times, reused = [], 0
     for nb in sorted((runs / "notebooks").glob("0*.ipynb")):
         if nb.name.endswith((".failed.ipynb", ".running.ipynb")):
@@ -69,7 +70,7 @@ def run_facts(profile: str, runs_root: Path | None = None, write: bool = True, r
     """The run facts: collected from the run folders when they exist (and saved), else the saved ones."""
     saved = (results_root or ROOT / "results") / profile / RUN_FACTS
     runs_root = runs_root or ROOT / "runs"
-    if list((runs_root / profile).glob("*-seed*/summary.json")):
+    if list((runs_root / profile).glob(f"*-seed*/{SUMMARY}")):
         facts = collect_run_facts(profile, runs_root)
         if facts["reused_runs"] and saved.exists():
             # the last pass reused trained runs: its notebook times are not those of a reproduce from

@@ -25,14 +25,14 @@ MIN_SIDE = 16  # smaller images are rejected as "too small"
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 MAX_SIDE = 16_384  # a longer declared side is refused before decoding (a 16 x 5,000,000 strip, say)
 MAX_DECODED_BYTES = 512 << 20  # declared width x height x bytes per pixel of the mode, checked before decoding
-# modes we know how to turn into RGB
-_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
+#: PIL modes the kit turns into RGB; an image in any other mode is an "unreadable mode" row
+RGB_MODES = {"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV",
           "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
-    if mode not in _MODES:
+    if mode not in RGB_MODES:
         raise ImageProblem("unreadable mode", f"image mode {mode!r} cannot be converted to RGB")
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")

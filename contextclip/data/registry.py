@@ -17,6 +17,7 @@ from pathlib import Path
 from contextclip.errors import UnknownDatasetError
 from contextclip.data import formats, sets
 from contextclip.data.sets import CaptionSet, ClassificationSet, DatasetMissing
+from contextclip.errors import DatasetError, UnknownDatasetError
 from contextclip.layout import resolve_root  # noqa: F401 - the data root rule, importable from here too
 
 
@@ -99,7 +100,8 @@ def get_dataset(name: str, cfg, split: str = "test") -> ClassificationSet | Capt
         raise UnknownDatasetError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
     spec = DATASETS[name]
     if spec.builder is None:
-        raise ValueError(f"dataset {name!r} is a pretraining corpus; use build_pair_datasets(cfg)")
+        raise DatasetError(f"dataset {name!r} is a pretraining corpus (the pairs training reads), not an "
+                           "evaluation set; evaluate on a classification or caption set")
     root = resolve_root(cfg.data.data_root)
     if not spec.present(root):
         raise DatasetMissing(name, root, f"expected {spec.expects} under it")
@@ -146,7 +148,7 @@ def required_datasets(cfg) -> list[str]:
 
 
 def check_datasets(cfg) -> list[str]:
-    """Names of the datasets ``cfg`` needs that are missing (unknown names raise KeyError).
+    """Names of the datasets ``cfg`` needs that are missing (unknown names raise ``UnknownDatasetError``).
 
     The caller stops when this is non-empty, unless ``cfg.data.missing_datasets == "skip"``,
     in which case it goes on and marks those rows "not run: missing".
