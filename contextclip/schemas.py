@@ -160,7 +160,7 @@ SUMMARY = {"method": str, "seed": int, "final_val_loss?": NUMBER_OR_NULL, "epoch
            "seconds?": float, "pairs_per_second?": NUMBER_OR_NULL, "checkpoint?": CHECKPOINT_RECORD}
 
 #: one line of ``history.jsonl``
-HISTORY_LINE = {"type": Choice("step", "epoch"), "epoch": int, "global_step": int}
+HISTORY_LINE = {"type": Choice("step", "epoch"), "global_step": int, "epoch?": int}
 
 #: the metadata of ``checkpoint.pt`` (its tensors are checked by ``runs.load_checkpoint``)
 CHECKPOINT_META = {"config": dict, "method": str, "seed": int, "epoch": int, "step": int, "model": dict,
