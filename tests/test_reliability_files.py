@@ -334,7 +334,7 @@ def test_a_history_line_of_the_wrong_shape_is_named(tmp_path):
     from contextclip.plots import read_history
 
     (tmp_path / "history.jsonl").write_text('{"type": "step", "epoch": 1, "global_step": 1}\n'
-                                            '{"type": "step", "epoch": "one"}\n')
+                                            '{"type": "step", "epoch": "one", "global_step": 2}\n')
     with pytest.raises(DamagedFileError, match=r"history.jsonl, line 2: key 'epoch' should be an integer, not 'one'"):
         read_history(tmp_path)
 
