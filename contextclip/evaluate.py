@@ -330,7 +330,8 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     cfg = cfg or run_config(run_dir)
     method, seed = run_identity(run_dir)
     if (run_dir / SUMMARY).exists():  # rows are named after the summary: its checkpoint must be the run's
-        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / CONFIG))
+        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / CONFIG),
+                         sha256=lambda: checkpoint_fingerprint(run_dir))  # memoised by size and time stamp
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
     with folder_lock(results_dir, "results folder", wait=wait):
         rows = _evaluate(run_dir, task, dataset, results_dir, cfg, method, seed, model, data)

@@ -306,12 +306,14 @@ def checkpoint_record(path: Path) -> dict[str, Any]:
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": fileio.sha256_file(path)}
 
 
-def check_checkpoint(out_dir: Path, summary: dict[str, Any], config: dict[str, Any] | None = None) -> None:
+def check_checkpoint(out_dir: Path, summary: dict[str, Any], config: dict[str, Any] | None = None,
+                     sha256=None) -> None:
     """``RunMismatchError`` unless ``checkpoint.pt`` is the one the finished run reported on.
 
     With a recorded checkpoint (``summary["checkpoint"]``): the same size and modification time
     are enough (no read); else its SHA-256 must match. Summaries of older kits record none: then
     the checkpoint's own method, seed and config must match the summary's and ``config``.
+    ``sha256``: a function giving the file's digest (evaluation passes its memoised one).
     """
     out_dir = Path(out_dir)
     path = out_dir / CHECKPOINT
@@ -325,7 +327,7 @@ def check_checkpoint(out_dir: Path, summary: dict[str, Any], config: dict[str, A
         st = path.stat()
         if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
             return
-        if st.st_size == rec["size"] and fileio.sha256_file(path) == rec["sha256"]:
+        if st.st_size == rec["size"] and (sha256() if sha256 else fileio.sha256_file(path)) == rec["sha256"]:
             return
         raise RunMismatchError(
             f"{path} is not the checkpoint this run finished with (summary.json records {rec['size']} bytes, "
