@@ -134,6 +134,9 @@ class EvalConfig:
     grid_queries: int = 4  # query captions per retrieval grid (Fig. 1/5)
     grid_k: int = 5  # images per query in the grids
     bootstrap_samples: int = 1000  # resamples for single-seed intervals
+    primary_endpoints: list = field(default_factory=list)  # "task/dataset/metric" rows the headline comes from
+    replication_seeds: list = field(default_factory=list)  # seeds of train.seeds forming block B (the replication)
+    verdicts: bool = True  # False: tables carry no verdict column, a banner says the numbers measure nothing
 
 
 @dataclass
@@ -280,9 +283,13 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
         value = list(value)
         if len(value) > MAX_LIST_ITEMS:
             raise ConfigError(f"config key '{key}': {len(value)} items; at most {MAX_LIST_ITEMS} are allowed")
-        if key == "seeds":
+        if key in ("seeds", "replication_seeds"):
             for s in value:
-                check_seed(s, "config key 'seeds': item")
+                check_seed(s, f"config key '{key}': item")
+        elif key == "primary_endpoints":
+            if not all(isinstance(v, str) and v.count("/") == 2 and all(v.split("/")) for v in value):
+                raise ConfigError(f"config key 'primary_endpoints': {value!r}; give 'task/dataset/metric' strings, "
+                                  "for example [\"zero_shot/novel_classes/top1\"]")
         elif key in ("methods", "zero_shot_datasets", "fine_tune_datasets"):
             if not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config key '{key}': expected a list of names, got {value!r}")
@@ -415,6 +422,10 @@ class Config:
             )
         if not self.train.seeds:
             raise ConfigError("config key 'seeds': at least one seed is needed")
+        block_b = set(self.eval.replication_seeds)
+        if block_b and (not block_b <= set(self.train.seeds) or len(set(self.train.seeds) - block_b) < 2):
+            raise ConfigError(f"config key 'replication_seeds': {sorted(block_b)} must be some of the trained seeds "
+                              f"{list(self.train.seeds)} and leave at least 2 seeds for the first block")
         if self.model.image_width != 64 and self.model.image_tower != "resnet10":
             raise ConfigError(f"config key 'image_width': only image_tower=resnet10 takes a width, not "
                               f"{self.model.image_tower!r}; leave image_width at 64")

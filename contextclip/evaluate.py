@@ -7,7 +7,9 @@ What it is:
   and mtime), ``eval_max_images`` and ``image_size``: a retrained run or a changed file invalidates it.
   Classification sets: joint-space image embeddings, tower features (for the probe), labels,
   class-prompt embeddings (Table 1) and per-prompt embeddings (Fig. 7), official splits.
-  Caption sets: each image embedded once, every caption embedded, and each caption's image index.
+  Caption sets: each image embedded once, every caption embedded, and each caption's image index;
+  generated sets also the attribute matches (bool [n_captions, n_images]: the image satisfies what
+  the caption states) and each caption's claim (JSON).
 - ``evaluate_run(run_dir, task, dataset)``: runs ``zero_shot`` / ``fine_tune`` / ``linear_probe`` /
   ``retrieval`` and appends (method, seed, task, dataset, metric, value, n, run, checkpoint) rows to
   ``results/<profile>/metrics.csv`` (replacing the same run's earlier rows, never another run's),
@@ -37,14 +39,15 @@ import torch
 from contextclip import fileio
 from contextclip.config import REPO_ROOT, TASKS, Config, ConfigError, config_from_json, read_json
 from contextclip.data import DatasetMissing
-from contextclip.encoding import encode_images, encode_texts, image_features, model_device
+from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
-from contextclip.layout import paths_for
+from contextclip.image_cache import cached_image_features, embed_features
+from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN
 from contextclip.results_io import append_metrics, save_per_item
-from contextclip.retrieval import caption_positives, recall_at_k
+from contextclip.retrieval import EXACT_SUFFIX, caption_positives, recall_and_chance
 from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, check_checkpoint, load_trained, read_summary
 from contextclip.schemas import Choice, damaged, problem
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
@@ -52,7 +55,7 @@ from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddi
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
            "results_dir_for", "load_embeddings", "cache_path"]
 
-CACHE_VERSION = 2  # 2: the key covers the dataset's files
+CACHE_VERSION = 3  # 2: the key covers the dataset's files; 3: caption sets hold attribute matches
 #: what every embedding cache holds (``embed_dataset``); one that does not is recomputed, or named by ``load_embeddings``
 EMBEDDINGS_CACHE = {"fingerprint": str, "dataset": str, "checkpoint": str, "kind": Choice("captions", "classification"),
                     "image": torch.Tensor}
@@ -220,10 +223,16 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         if any(len(c) == 0 for c in captions):
             raise DatasetError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
+        image = (_image_embeddings_and_features(model, dataset.images, bs, cfg, _images_key(key))[0]
+                 if _frozen_image(model) else encode_images(model, dataset.images, bs))
         out.update(kind="captions", index=torch.arange(len(captions)),
-                   image=encode_images(model, dataset.images, bs),  # each image once
+                   image=image,  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,
                    text_image=torch.as_tensor([i for i, caps in enumerate(captions) for _ in caps]))
+        matches = dataset.attribute_matches() if hasattr(dataset, "attribute_matches") else None
+        if matches is not None:  # generated sets: every image that satisfies what a caption states
+            out.update(attribute_matches=torch.from_numpy(matches),
+                       claims=[json.dumps(c, sort_keys=True) for claims in dataset.claims for c in claims])
     else:
         view = _classification_view(dataset)
         class_emb, prompt_emb = class_embeddings(model, view.classnames, view.templates, bs, return_prompts=True)
@@ -237,7 +246,8 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
             _, tsne_emb = class_embeddings(model, view.classnames, tsne_templates, bs, return_prompts=True)
         same = (getattr(dataset, "info", None) or {}).get("same_images_as")
         shared = _shared_image_embeddings(run_dir, key["checkpoint"], same)
-        image, features = shared if shared is not None else _image_embeddings_and_features(model, view.images, bs)
+        image, features = shared if shared is not None else _image_embeddings_and_features(
+            model, view.images, bs, cfg, _images_key(key))
         out.update(kind="classification", image=image, features=features,
                    labels=view.labels, classnames=view.classnames, templates=view.templates,
                    class_emb=class_emb, prompt_emb=prompt_emb,
@@ -249,23 +259,31 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     return out
 
 
-def _image_embeddings_and_features(model, images, bs: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _frozen_image(model) -> bool:
+    return getattr(model, "freeze_image", False) is True and hasattr(model, "embed_image_features")
+
+
+def _images_key(key: dict) -> dict:
+    """What a dataset's images depend on (its file-list digest, cap and size): the embedding cache's
+    key without the checkpoint, for the shared image-feature cache."""
+    return {k: v for k, v in key.items() if k not in ("checkpoint", "version")}
+
+
+def _image_embeddings_and_features(model, images, bs: int, cfg: Config | None = None,
+                                   images_key: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(joint-space embeddings, tower features) of every image, with ONE pass of the image tower:
     the embeddings are the head applied to the features (``encode_image`` = head(tower(x))).
+    A frozen image tower's features come from the disk cache that every run of the profile shares
+    (``contextclip.image_cache``); only the head runs per run.
     Models without ``embed_image_features`` (test fakes) are encoded twice."""
-    feats = image_features(model, images, bs)
+    if _frozen_image(model) and cfg is not None:
+        feats = cached_image_features(model, images, resolve_root(cfg.data.data_root), batch_size=bs,
+                                      images_key=images_key)
+    else:
+        feats = image_features(model, images, bs)
     if not hasattr(model, "embed_image_features"):
         return encode_images(model, images, bs), feats
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            dev = model_device(model)
-            emb = torch.cat([model.embed_image_features(feats[i : i + bs].to(dev)).float().cpu()
-                             for i in range(0, len(feats), bs)])
-    finally:
-        model.train(was_training)
-    return emb, feats
+    return embed_features(model, feats, bs), feats
 
 
 def _splits_of(dataset: str, labels, official, seed: int) -> dict:
@@ -388,12 +406,16 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     else:  # retrieval
         image, text, text_image = cache["image"], cache["text"], cache["text_image"]
-        positives = caption_positives(text_image, image.shape[0], cache["captions"])
         ks = tuple(cfg.eval.retrieval_ks)
-        res = recall_at_k(text @ image.T, positives, ks, per_item=True)
-        per_item = res.pop("per_item")
-        chance = recall_at_k(torch.zeros(positives.shape), positives, ks)  # a constant scorer
-        metrics = {**res, **{f"chance_{k}": v for k, v in chance.items()}}
+        scores = text @ image.T
+        exact = caption_positives(text_image, image.shape[0], cache["captions"])  # own image, identical text
+        matches = cache.get("attribute_matches")
+        if matches is None:  # real caption sets: the caption's own image (and identical texts) only
+            metrics, per_item = recall_and_chance(scores, exact, ks)
+        else:  # generated sets: every image with the stated attributes; the caption-only numbers beside
+            metrics, per_item = recall_and_chance(scores, exact | matches, ks)
+            m_exact, i_exact = recall_and_chance(scores, exact, ks, suffix=EXACT_SUFFIX)
+            metrics, per_item = {**metrics, **m_exact}, {**per_item, **i_exact}
         n = {m: (len(text_image) if "text_to_image" in m else image.shape[0]) for m in metrics}
         rows = _rows(method, seed, task, dataset, metrics, n)
     rows = [{**r, **ident} for r in rows]

@@ -268,8 +268,9 @@ class ContextCLIPLoss(nn.Module):
     ``forward(image_emb, text_emb, logit_scale)`` takes ``logit_scale = 1 / temperature``
     (already exponentiated and clamped by the model; a float or a 0-d tensor) and returns
     ``{"contrastive_loss", "contextual_loss", "loss"}``, all 0-d fp32 tensors. With
-    ``alpha == 0`` (the CLIP baseline) the contextual term is not computed (reported as 0,
-    detached) and ``loss`` is the contrastive term itself.
+    ``alpha == 0`` (the CLIP baseline) ``loss`` is the contrastive term itself (bit for bit, and so
+    is its gradient); the contextual term is still computed, detached (no graph, an ``[N, N]``
+    matrix), so the value reported for it is the real ``L_CX`` of the batch, never a stand-in 0.
 
     Under DDP, pass the embeddings of the *global* batch
     (``contextclip.distributed.gather_embeddings``), see docs/decisions.md.
@@ -311,11 +312,12 @@ class ContextCLIPLoss(nn.Module):
         # Eq. 2-4: literally clip_loss, so that alpha = 0 reproduces the CLIP baseline bit for bit.
         contrastive = clip_loss(image_emb, text_emb, temperature, self.image_to_text_weight)
         if self.alpha == 0:
-            return {
-                "contrastive_loss": contrastive,
-                "contextual_loss": torch.zeros((), device=contrastive.device),
-                "loss": contrastive,
-            }
+            # CLIP trains on the contrastive term alone; L_CX is measured (detached, so the loss and
+            # its gradient are exactly CLIP's) and reported, so a CLIP run's L_CX can be compared.
+            with torch.no_grad():
+                measured = contextual_loss(image_emb.detach(), text_emb.detach(), self.bandwidth, self.eps,
+                                           self.variant)
+            return {"contrastive_loss": contrastive, "contextual_loss": measured, "loss": contrastive}
         contextual = contextual_loss(image_emb, text_emb, self.bandwidth, self.eps, self.variant)  # Eq. 5-9
         return {
             "contrastive_loss": contrastive,

@@ -16,6 +16,7 @@ stem, temperature) are written down in ``docs/decisions.md``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
 import os
@@ -303,6 +304,32 @@ TEXT_TOWERS: dict[str, Callable] = {
     "bert_base_random": _config_bert(768, 12, 12, 3072),  # bert-base-uncased's shape, random (GPU check)
     "minilm": lambda cfg, pretrained: _hf_tower(minilm_dir(), pretrained),
 }
+
+
+#: text towers whose weights are drawn at random (the others load fixed, pretrained weights)
+RANDOM_INIT_TEXT_TOWERS = ("tiny_bert", "bert_base_random")
+
+
+def fixed_frozen_towers(cfg: ModelConfig | Config) -> tuple[str, ...]:
+    """The towers (``image_tower`` / ``text_tower``) that are frozen *and* load fixed pretrained weights:
+    their weights are the same in every run and never change, so a checkpoint need not hold them
+    (``runs.model_state`` records their fingerprint instead and ``runs.restore_model`` rebuilds them)."""
+    m = cfg.model if isinstance(cfg, Config) else cfg
+    out = []
+    if m.freeze_image and m.image_weights != "none":
+        out.append("image_tower")
+    if m.freeze_text and m.text_tower not in RANDOM_INIT_TEXT_TOWERS:
+        out.append("text_tower")
+    return tuple(out)
+
+
+def tower_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's weights and buffers (names and bytes)."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def build_text_tower(cfg: ModelConfig, pretrained: bool = True):

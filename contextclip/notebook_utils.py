@@ -18,7 +18,7 @@ from typing import Any
 
 from contextclip.config import KNOB_SECTION, REPO_ROOT, Config, ConfigError, load_config
 from contextclip.errors import MissingFileError, UserError
-from contextclip.layout import ProfilePaths, paths_for
+from contextclip.layout import Outputs, ProfilePaths, outputs_for, paths_for
 from contextclip.runs import environment_info as environment_summary  # noqa: F401 - for the notebooks
 
 
@@ -27,9 +27,20 @@ def profile_paths(cfg: Config, root: Path | None = None) -> ProfilePaths:
     return paths_for(cfg.profile, root)
 
 
+def notebook_outputs(cfg: Config, recompute: bool = False, pipeline_run: bool = False, *,
+                     quiet: bool = False) -> Outputs:
+    """Where notebooks 03-07 (and their solutions) read and write (``layout.outputs_for``); prints its note."""
+    out = outputs_for(cfg.profile, recompute=recompute, pipeline_run=pipeline_run)
+    if not quiet:
+        print(out.note())
+    return out
+
+
 #: Parameters a notebook may declare that are not config knobs: name -> (type, what it does).
 NOTEBOOK_PARAMETERS: dict[str, tuple[type, str]] = {
     "fresh": (bool, "02_train: discard existing runs of these methods and seeds and train them again"),
+    "recompute": (bool, "03-07: evaluate again into runs/<profile>/by_hand/ instead of showing the saved results"),
+    "pipeline_run": (bool, "00-07: set by make reproduce only; write the profile's results/ and figures/"),
 }
 
 #: The first line of the cell papermill injects after the ``parameters`` cell (its Python translator).
@@ -220,8 +231,24 @@ def interactive_frontend() -> bool:
 
 
 def show_markdown(text: str) -> None:
-    """Display markdown (a rendered table or a sentence computed from results)."""
+    """Display markdown (a rendered table or a sentence computed from results).
+
+    Text holding a table is wrapped in a block that scrolls sideways, so a table wider than the
+    notebook (the comparison tables have 11 columns) scrolls instead of being cut off.
+    """
     _display_markdown(text)
+
+
+#: the block a Markdown table is shown in: it scrolls sideways when wider than the notebook
+SCROLL_OPEN, SCROLL_CLOSE = '<div style="overflow-x: auto; max-width: 100%;">', "</div>"
+
+
+def scrollable(text: str) -> str:
+    """``text`` inside the sideways-scrolling block when it holds a Markdown table (blank lines keep
+    the Markdown inside rendered); other text unchanged."""
+    if not any(line.startswith("|") for line in text.splitlines()):
+        return text
+    return f"{SCROLL_OPEN}\n\n{text}\n\n{SCROLL_CLOSE}"
 
 
 def _display_markdown(text: str) -> None:
@@ -231,7 +258,7 @@ def _display_markdown(text: str) -> None:
 
         if get_ipython() is None:
             raise ImportError
-        display(Markdown(text))
+        display(Markdown(scrollable(text)))
     except ImportError:
         print(text)
 
@@ -319,3 +346,25 @@ def image_grid(images: Any, titles: list[str] | None = None, ncols: int = 6, tit
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def show_saved_figure(path: Path, width: int = 900) -> bool:
+    """Display a saved PNG (a notebook showing saved results); returns False, saying so, when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        print(f"{path} is missing: set recompute = True to draw it (into runs/<profile>/by_hand/figures/)")
+        return False
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image, display
+    except ImportError:  # pragma: no cover - IPython is a pinned requirement
+        return True
+    if get_ipython() is not None:
+        display(Image(filename=str(path), width=width))
+    return True
+
+
+def figures_dir(cfg: Config, pipeline_run: bool = False) -> Path:
+    """Where notebooks 00-02 save their figures: ``figures/<profile>/`` under ``make reproduce``,
+    ``runs/<profile>/by_hand/figures/`` (git-ignored) when run by hand (``layout.outputs_for``)."""
+    return outputs_for(cfg.profile, recompute=True, pipeline_run=pipeline_run).paths.figures

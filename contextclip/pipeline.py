@@ -4,7 +4,9 @@ What it does, per notebook ``notebooks/0*.ipynb`` in order:
 
 1. reads the names the notebook's ``parameters`` cell declares (parsed from the tagged cell);
 2. builds the parameters to inject: ``profile`` plus, for every declared config knob, its value
-   in ``configs/P.yaml`` (with any ``overrides``), plus explicit per-notebook ``notebook_params``.
+   in ``configs/P.yaml`` (with any ``overrides``), plus explicit per-notebook ``notebook_params``,
+   plus ``pipeline_run = True`` where declared (notebooks 03-07: the pipeline alone writes the
+   profile's ``results/`` and ``figures/``; a run by hand writes under ``runs/P/by_hand/``).
    A key the notebook does not declare is an error naming the notebook and the key
    (papermill itself only warns);
 3. skips the notebook when its fingerprint is unchanged (notebook source, injected parameters,
@@ -64,6 +66,10 @@ STATE_VERSION = 1
 #: profiles not listed use DEFAULT_CELL_TIMEOUT_S. Override with reproduce(cell_timeout=...).
 CELL_TIMEOUT_S: dict[str, int] = {"smoke": 600, "embedded": 1800, "paper": 12 * 3600}
 DEFAULT_CELL_TIMEOUT_S = 4 * 3600
+
+
+#: the notebook parameter the pipeline sets to True (a notebook run by hand leaves it False)
+PIPELINE_RUN = "pipeline_run"
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -142,6 +148,8 @@ def notebook_parameters(
     for key in declared:
         if key in KNOB_SECTION:
             params[key] = cfg.get(key)
+    if PIPELINE_RUN in declared:  # only the pipeline writes the profile's results/ and figures/ (layout.outputs_for)
+        params[PIPELINE_RUN] = True
     for key, value in (extra or {}).items():
         if key not in declared:
             raise PipelineError(

@@ -6,9 +6,11 @@ What it is:
   map and in the original embedding space, cosine) in each panel title, so "more clustered"
   becomes a number. ``tsne_from_runs`` draws it from two runs' cached embeddings.
 - ``retrieval_grid``: one row per query caption; the top-k images of CLIP beside those of
-  ContextCLIP; every correct image (a positives mask: the query's own image, and any image with
-  an identical caption) has a thick frame. ``retrieval_grid_from_runs`` takes the top-k from the
-  cached embeddings (a dot product; nothing is encoded).
+  ContextCLIP; every correct image (a positives mask: the query's own image, any image with an
+  identical caption and, for generated sets, any image with every attribute the caption states)
+  has a thick frame. ``retrieval_grid_from_runs`` takes the top-k from the
+  cached embeddings (a dot product; nothing is encoded). ``caption_query_figure``: notebook 06's
+  caption box (a typed caption's top-k per method, one image's zero-shot class scores).
 - ``training_curves``: the contrastive and the contextual term in separate panels (their sum
   weights them by alpha, so totals of CLIP and ContextCLIP are not comparable); per method the
   mean over seeds as a line and the range over seeds as a band, validation at epoch ends as markers.
@@ -16,6 +18,8 @@ What it is:
 - teaching figures of notebook 00: ``cx_heatmaps`` (CX_ij of given matrices), ``loss_explorer``
   (the loss terms beside their CX_ij, redrawn by the sliders), ``architecture_diagram``.
 - ``sensitivity_figure``: accuracy against alpha (and h) per contextual-loss variant, with bands.
+- ``forest_plot``: the answer in one picture: ContextCLIP - CLIP with its 95% interval per row,
+  primary endpoints first and marked, both seed blocks, zero and each row's ceiling drawn.
 - ``save_figure``: PNG and PDF under ``figures/<profile>/``, named after the paper's figures.
 
 What it is not: plotting never encodes images or captions and never trains; it reads the caches
@@ -25,6 +29,7 @@ written by ``contextclip.evaluate`` and the run folders. Every function returns 
 from __future__ import annotations
 
 import json
+import math
 import textwrap
 from pathlib import Path
 
@@ -43,7 +48,8 @@ from contextclip.schemas import HISTORY_LINE, problem
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS",
-           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram"]
+           "grid_positives", "PALETTE", "use_palette", "cx_heatmaps", "loss_explorer", "architecture_diagram",
+           "caption_query_figure", "forest_plot"]
 
 #: Legend labels: the method's name and what it trains on.
 LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in METHOD_LABELS}
@@ -52,6 +58,11 @@ LEGEND_LABELS = {m: f"{METHOD_LABELS[m]} ({METHOD_DESCRIPTIONS[m]})" for m in ME
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 #: Markers that, with the palette, keep more than 8 classes apart.
 MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p"]
+#: ten class colours, all distinct and none yellow on white: Paul Tol's colour-blind-safe "muted"
+#: scheme without its pale sand, plus black and Okabe-Ito orange (smallest CIE76 distance between two of
+#: them 25 for normal vision, 15 under simulated protanopia, 17 under deuteranopia; see docs/decisions.md)
+CLASS_PALETTE = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#CC6677", "#882255", "#AA4499",
+                 "#000000", "#E69F00"]
 #: The frame of a correct image in retrieval grids (the palette's bluish green).
 CORRECT_COLOUR = PALETTE[2]
 
@@ -81,8 +92,10 @@ def _label(method: str) -> str:
 
 
 def _class_styles(n: int) -> list[tuple[str, str]]:
-    """``(colour, marker)`` per class: the 8 palette colours, then the next marker for the next 8."""
-    return [(PALETTE[i % len(PALETTE)], MARKERS[(i // len(PALETTE)) % len(MARKERS)]) for i in range(n)]
+    """``(colour, marker)`` per class: the 10 class colours, then the next marker for the next 10
+    (so 10 classes get 10 different colours, and every pair differs up to 120 classes)."""
+    k = len(CLASS_PALETTE)
+    return [(CLASS_PALETTE[i % k], MARKERS[(i // k) % len(MARKERS)]) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- t-SNE
@@ -179,48 +192,123 @@ def _hwc(img: torch.Tensor) -> np.ndarray:
     return img.permute(1, 2, 0).numpy()
 
 
+#: Retrieval-grid sizes: inches per image, and font sizes (points) of image labels, method lines and
+#: query titles. With ~1.2 in per image the figure of 2 x 5 images is ~12.6 in wide (1,900 px at 150 dpi),
+#: so a 1,200-px notebook column shows 12-pt labels at ~13 px.
+GRID_IMAGE_INCHES = 1.2
+GRID_FONTS = {"label": 12, "method": 13, "query": 14, "title": 15}
+CORRECT_MARK = "\u2713"  # check mark under a correct image (with its green frame)
+
+
+def _image_strip(block, imgs, labels: list[str], hits: list[bool]) -> None:
+    """One row of images in ``block`` (a subfigure), each with a label below; correct ones framed green."""
+    axes = block.subplots(1, len(labels))
+    for r, (ax, label, hit) in enumerate(zip(np.atleast_1d(axes), labels, hits)):
+        ax.imshow(_hwc(imgs[r]), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(hit)
+            spine.set_edgecolor(CORRECT_COLOUR)
+            spine.set_linewidth(5 if hit else 0)
+        ax.set_xlabel(label, fontsize=GRID_FONTS["label"], color=CORRECT_COLOUR if hit else "black",
+                      fontweight="bold" if hit else "normal", labelpad=4)
+
+
 def retrieval_grid(queries: list[str], images, topk: dict, positives, title: str = "") -> Figure:
     """One row per query caption: the top-k images of each method side by side, every correct image framed.
 
     ``topk``: ``{"clip": LongTensor [Q, k], "contextclip": LongTensor [Q, k]}`` (image indices into
     ``images``); ``positives``: bool [Q, n_images], True where image j is a correct answer to query
     q (the same index space as ``topk``). A list of ints or of sets of ints (the true image(s) of
-    each query) is also accepted.
+    each query) is also accepted. A correct image has a green frame and a check mark by its rank.
     """
     methods = list(topk)
     q_n, k = next(iter(topk.values())).shape
     positives = _positives_mask(positives, q_n, topk)
-    fig = plt.figure(figsize=(1.45 * k * len(methods) + 0.6, 2.05 * q_n + 0.7))
+    fig = plt.figure(figsize=(GRID_IMAGE_INCHES * k * len(methods) + 0.6, 1.95 * q_n + 0.8))
     rows = fig.subfigures(q_n, 1, hspace=0.0) if q_n > 1 else [fig.subfigures(1, 1)]
+    wrap = max(40, int(GRID_IMAGE_INCHES * k * len(methods) * 7.5))  # characters per title line
     for q, row in enumerate(np.atleast_1d(rows)):
         n_pos = int(positives[q].sum())
         row.suptitle("\n".join(textwrap.wrap(f'query {q + 1}: "{queries[q]}"'
-                                             + (f" ({n_pos} correct images)" if n_pos > 1 else ""), 95)),
-                     fontsize=11, y=0.99, fontweight="bold")
+                                             + (f" ({n_pos} correct images)" if n_pos > 1 else ""), wrap)),
+                     fontsize=GRID_FONTS["query"], y=0.995, fontweight="bold")
         blocks = row.subfigures(1, len(methods), wspace=0.04)
         for block, method in zip(np.atleast_1d(blocks), methods):
             idx = topk[method][q].tolist()
             hits = [bool(positives[q, i]) for i in idx]
             found = [r + 1 for r, hit in enumerate(hits) if hit]
             sub = f"{_label(method).split(' (')[0]}: " + (
-                f"{len(found)} correct in top {k}, first at rank {found[0]}" if found else f"no correct image in top {k}")
-            block.text(0.5, 0.80, sub, ha="center", va="bottom", fontsize=10,
+                f"{len(found)} correct in top {k}, first at #{found[0]}" if found else f"none correct in top {k}")
+            block.text(0.5, 0.79, sub, ha="center", va="bottom", fontsize=GRID_FONTS["method"],
                        color=METHOD_COLOURS.get(method, "black"), fontweight="bold")
-            axes = block.subplots(1, k)
-            imgs = take_images(images, idx)
-            for r, (ax, hit) in enumerate(zip(np.atleast_1d(axes), hits)):
-                ax.imshow(_hwc(imgs[r]), interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(hit)
-                    spine.set_edgecolor(CORRECT_COLOUR)
-                    spine.set_linewidth(4 if hit else 0)
-                ax.set_xlabel(f"#{r + 1}" + (" (correct)" if hit else ""), fontsize=9,
-                              color=CORRECT_COLOUR if hit else "black", fontweight="bold" if hit else "normal")
-            block.subplots_adjust(left=0.02, right=0.98, top=0.78, bottom=0.12, wspace=0.08)
+            _image_strip(block, take_images(images, idx),
+                         [f"#{r + 1} {CORRECT_MARK}" if hit else f"#{r + 1}" for r, hit in enumerate(hits)], hits)
+            block.subplots_adjust(left=0.02, right=0.98, top=0.77, bottom=0.14, wspace=0.1)
     if title:
-        fig.suptitle(title, fontsize=13, y=1.0 + 0.25 / q_n)
+        fig.suptitle(title + f"  ({CORRECT_MARK} green frame: a correct image)", fontsize=GRID_FONTS["title"],
+                     y=1.0 + 0.3 / q_n)
+    return fig
+
+
+def caption_query_figure(result) -> Figure:
+    """A typed caption's top-k images for each method side by side (above), and one image's zero-shot
+    class probabilities for each method (below). ``result``: an ``interactive.CaptionQuery``.
+
+    Images under a caption of the set that are correct answers are framed; free text frames nothing.
+    """
+    methods = list(result.topk)
+    k = result.k
+    width = max(GRID_IMAGE_INCHES * k * len(methods) + 0.6, 9.0)
+    fig = plt.figure(figsize=(width, 5.9))
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 2.6], hspace=0.06)
+    known = result.positives is not None
+    head = f'"{result.caption}"' + (f"  ({int(result.positives.sum())} correct images in {result.dataset})" if known
+                                    else f"  (your own words: nothing framed; {result.dataset})")
+    top.suptitle("\n".join(textwrap.wrap(head, int(width * 7))), fontsize=GRID_FONTS["query"], fontweight="bold",
+                 y=0.99)
+    for block, method in zip(np.atleast_1d(top.subfigures(1, len(methods), wspace=0.04)), methods):
+        idx = result.topk[method].tolist()
+        hits = [bool(result.positives[i]) for i in idx] if known else [False] * len(idx)
+        n = result.n_correct(method)
+        block.text(0.5, 0.78, _label(method).split(" (")[0] + (f": {n} correct in top {k}" if known else f": top {k}"),
+                   ha="center", va="bottom", fontsize=GRID_FONTS["method"], color=METHOD_COLOURS.get(method, "black"),
+                   fontweight="bold")
+        sims = result.similarity[method].tolist()
+        _image_strip(block, result.top_images[method],
+                     [f"#{r + 1} {CORRECT_MARK if hit else ''}\ncos {sim:.2f}" for r, (hit, sim) in enumerate(zip(hits, sims))],
+                     hits)
+        block.subplots_adjust(left=0.02, right=0.98, top=0.74, bottom=0.26, wspace=0.1)
+    ax_img, ax_bar = bottom.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3.2]})
+    ax_img.imshow(_hwc(result.image), interpolation="nearest")
+    ax_img.set_xticks([])
+    ax_img.set_yticks([])
+    ax_img.set_title(f"{result.class_dataset} image #{result.image_index}\ntrue class: "
+                     f"{result.classnames[result.true_label]}", fontsize=GRID_FONTS["label"])
+    names = list(result.classnames)
+    probs = {m: np.asarray(result.class_probs[m], dtype=float) for m in methods}
+    keep = np.argsort(-np.max(np.stack(list(probs.values())), axis=0), kind="stable")[:10]  # at most 10 classes
+    keep = np.sort(keep)
+    x = np.arange(len(keep))
+    bar_w = 0.8 / len(methods)
+    for j, method in enumerate(methods):
+        ax_bar.bar(x + (j - (len(methods) - 1) / 2) * bar_w, 100 * probs[method][keep], bar_w,
+                   color=METHOD_COLOURS.get(method), label=_label(method).split(" (")[0]
+                   + f": predicts {names[int(np.argmax(probs[method]))]}")
+    ax_bar.set_xticks(x, [names[i] for i in keep], fontsize=GRID_FONTS["label"] - 1,
+                      rotation=30 if max(len(names[i]) for i in keep) > 6 else 0)
+    for tick, i in zip(ax_bar.get_xticklabels(), keep):
+        if i == result.true_label:
+            tick.set_fontweight("bold")
+    ax_bar.set_xlabel("class (the true one in bold)", fontsize=GRID_FONTS["label"] - 1)
+    ax_bar.set_ylabel("zero-shot probability (%)", fontsize=GRID_FONTS["label"] - 1)
+    ax_bar.set_ylim(0, 100)
+    ax_bar.grid(axis="y", alpha=0.3)
+    ax_bar.legend(fontsize=GRID_FONTS["label"] - 1, loc="upper right", frameon=False)
+    shown = "" if len(keep) == len(names) else f" (the {len(keep)} most likely of {len(names)} classes)"
+    ax_bar.set_title(f"Zero-shot class scores: softmax over the class prompts{shown}", fontsize=GRID_FONTS["label"])
+    bottom.subplots_adjust(left=0.04, right=0.99, top=0.86, bottom=0.16, wspace=0.15)
     return fig
 
 
@@ -239,10 +327,13 @@ def _positives_mask(positives, q_n: int, topk: dict) -> torch.Tensor:
     return mask
 
 
-def grid_positives(cache: dict) -> torch.Tensor:
-    """Bool [n_captions, n_cached_images]: caption i describes image j (its own image, and every image
-    that has a caption with exactly the same text), the same positives recall@K counts."""
-    return caption_positives(cache["text_image"], int(cache["image"].shape[0]), [str(c) for c in cache["captions"]])
+def grid_positives(cache: dict, exact: bool = False) -> torch.Tensor:
+    """Bool [n_captions, n_cached_images]: caption i describes image j, the same positives recall@K
+    counts: its own image, every image with a caption of exactly the same text and, for generated
+    sets, every image that satisfies what the caption states (``exact=True``: not those)."""
+    matches = None if exact else cache.get("attribute_matches")
+    return caption_positives(cache["text_image"], int(cache["image"].shape[0]), [str(c) for c in cache["captions"]],
+                             matches)
 
 
 def retrieval_grid_from_runs(runs: dict, dataset: str, images, n_queries: int = 4, k: int = 5,
@@ -333,7 +424,9 @@ def training_curves(runs: dict, out_dir: Path | None = None, name: str = "fig_tr
             train = [([h.get("global_step", i) for i, h in enumerate(hs) if h.get("type", "step") == "step" and term in h],
                       [h[term] for h in hs if h.get("type", "step") == "step" and term in h]) for hs in hists]
             train = [t for t in train if t[1]]
-            if train and not (method == "clip" and term == "contextual_loss"):  # CLIP never computes it in training
+            # CLIP is not trained on L_CX: its panel shows validation values only (runs from before
+            # ContextCLIPLoss measured L_CX at alpha 0 recorded a stand-in 0 for the training steps)
+            if train and not (method == "clip" and term == "contextual_loss"):
                 xs, mean, lo, hi = _mean_band(train)
                 ax.plot(xs, mean, color=colour, lw=1.8, marker="." if len(xs) < 30 else None,
                         label=f"{_label(method)}, train (mean of {n} seed{'s' * (n > 1)})")
@@ -423,6 +516,21 @@ def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | No
 
 
 # --------------------------------------------------------------------------- teaching figures (notebook 00)
+def _cx_loss(cx: float) -> float:
+    """L_CX = -log CX for a title: CX <= 1, so rounding above 1 reads 0.000 (never -0.000)."""
+    return max(0.0, -math.log(min(cx, 1.0)))
+
+
+def _index_ticks(ax, shape: tuple[int, int]) -> None:
+    """Integer ticks (row and column indices) on a matrix image, at most about 8 per axis."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    ax.set_xlim(-0.5, shape[1] - 0.5)
+    ax.set_ylim(shape[0] - 0.5, -0.5)
+
+
 def cx_heatmaps(matrices: dict, title: str = "") -> Figure:
     """One heatmap of CX_ij (Eq. 8) per batch (``{"aligned": [N, N], ...}``), one colour scale for all.
 
@@ -431,13 +539,16 @@ def cx_heatmaps(matrices: dict, title: str = "") -> Figure:
     """
     mats = {k: np.asarray(torch.as_tensor(v).detach().float()) for k, v in matrices.items()}
     vmax = max(float(m.max()) for m in mats.values())
-    fig, axes = plt.subplots(1, len(mats), figsize=(3.6 * len(mats) + 1.0, 3.6), squeeze=False)
-    for ax, (name, m) in zip(axes[0], mats.items()):
+    fig, axes = plt.subplots(1, len(mats), figsize=(3.9 * len(mats) + 1.2, 3.9), squeeze=False,
+                             layout="constrained")  # constrained: no label runs into the next panel
+    for i, (ax, (name, m)) in enumerate(zip(axes[0], mats.items())):
         im = ax.imshow(m, vmin=0.0, vmax=vmax, cmap="viridis", interpolation="nearest")
         cx = float(m.max(axis=0).mean())
-        ax.set_title(f"{name}\nCX = {cx:.3f}, $L_{{CX}}$ = {-np.log(cx):.3f}", fontsize=10)
+        ax.set_title(f"{name}\nCX = {cx:.3f}, $L_{{CX}}$ = {_cx_loss(cx):.3f}", fontsize=10)
         ax.set_xlabel("caption j (target)")
-        ax.set_ylabel("image i (generated)")
+        if i == 0:  # one y-label for the row of panels: they share it
+            ax.set_ylabel("image i (generated)")
+        _index_ticks(ax, m.shape)
     fig.colorbar(im, ax=axes[0].tolist(), label="$CX_{ij}$ (each row sums to 1)", shrink=0.85)
     if title:
         fig.suptitle(title, fontsize=11)
@@ -458,6 +569,7 @@ def loss_explorer(terms: dict, cx: torch.Tensor, alpha: float, title: str = "") 
     im = hm.imshow(m, vmin=0.0, cmap="viridis", interpolation="nearest")
     hm.set_xlabel("caption j")
     hm.set_ylabel("image i")
+    _index_ticks(hm, m.shape)
     hm.set_title("$CX_{ij}$", fontsize=10)
     fig.colorbar(im, ax=hm, shrink=0.85)
     if title:
@@ -518,4 +630,59 @@ def architecture_diagram(image_tower: str = "image tower", text_tower: str = "te
     arrow(cx, total)
     ax.text(6, 4.45, "ContextCLIP = CLIP + one weighted term: CLIP is the same model trained with alpha = 0",
             ha="center", fontsize=10, fontweight="bold")
+    return fig
+
+
+def forest_plot(panels: dict, out_dir: Path | None = None, name: str = "fig_answer_forest") -> Figure:
+    """ContextCLIP - CLIP with 95% intervals, one panel per ``panels`` entry (title -> the frame of
+    ``Comparison.forest_rows``): primary endpoints first, in bold with a star; block A as a filled
+    dot, block B (the replication) as an open square just below; a dashed line at 0 and, per row, a
+    grey bar at the ceiling (100 - CLIP's mean, the largest gain the row could show) when it is in view."""
+    panels = {t: df for t, df in panels.items() if df is not None and len(df)}
+    if not panels:
+        raise ValueError("no rows to draw: evaluate the runs first (notebooks 03 and 06)")
+    heights = [max(2.0, 0.42 * df["label"].nunique() + 1.0) for df in panels.values()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8.2, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (title, df) in zip(axes[:, 0], panels.items()):
+        labels = list(dict.fromkeys(df["label"]))
+        lo = float(np.nanmin(df["ci_low"].to_numpy(dtype=float)))
+        hi = float(np.nanmax(df["ci_high"].to_numpy(dtype=float)))
+        span = max(hi, 0.0) - min(lo, 0.0)
+        xmin, xmax = min(lo, 0.0) - 0.08 * span - 0.5, max(hi, 0.0) + 0.08 * span + 0.5
+        for i, lab in enumerate(labels):
+            y = len(labels) - 1 - i
+            rows = df[df["label"] == lab]
+            for _, r in rows.iterrows():
+                dy, style = (0.0, dict(marker="o", mfc=PALETTE[0], mec=PALETTE[0], color=PALETTE[0])) \
+                    if r["block"] == "A" else (-0.25, dict(marker="s", mfc="white", mec=PALETTE[1], color=PALETTE[1]))
+                if np.isfinite(r["ci_low"]):
+                    ax.plot([r["ci_low"], r["ci_high"]], [y + dy, y + dy], lw=2, color=style["color"])
+                ax.plot([r["diff"]], [y + dy], ls="none", ms=6, marker=style["marker"], mfc=style["mfc"],
+                        mec=style["mec"])
+            headroom = float(rows["headroom"].iloc[0])
+            if headroom < xmax:
+                ax.plot([headroom, headroom], [y - 0.4, y + 0.25], color="0.55", lw=3, solid_capstyle="butt")
+        ax.axvline(0.0, color="black", ls="--", lw=1)
+        primary = [df[df["label"] == lab]["role"].iloc[0] == "primary" for lab in labels]
+        ax.set_yticks(range(len(labels))[::-1])
+        ax.set_yticklabels([("\u2605 " if p else "") + lab for lab, p in zip(labels, primary)])
+        for tick, p in zip(ax.get_yticklabels(), primary):
+            tick.set_fontweight("bold" if p else "normal")
+        ax.set_xlim(xmin, xmax)
+        ax.set_ylim(-0.8, len(labels) - 0.4)
+        n = {b: int(df[df["block"] == b]["seeds"].max()) for b in ("A", "B") if (df["block"] == b).any()}
+        ax.set_title(f"{title}: " + ", ".join(f"block {b} ({k} seeds)" for b, k in n.items()), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1, 0].set_xlabel("ContextCLIP \u2212 CLIP, percentage points (95% interval over seeds)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=PALETTE[0], marker="o", lw=2, label="block A"),
+               Line2D([], [], color=PALETTE[1], marker="s", mfc="white", lw=2, label="block B (replication)"),
+               Line2D([], [], color="0.55", lw=3, label="ceiling (100 \u2212 CLIP)"),
+               Line2D([], [], color="black", ls="--", lw=1, label="no difference")]
+    axes[0, 0].legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.9)
+    fig.tight_layout()
+    if out_dir is not None:
+        save_figure(fig, out_dir, name)
     return fig

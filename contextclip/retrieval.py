@@ -8,9 +8,15 @@ What it is: the ranking arithmetic shared by every evaluation in the kit.
   tied with 3 negatives at rank 1 gets 1/4 at k=1. This makes a constant scorer score exactly
   chance and removes any dependence on ``torch.topk``'s tie order.
 - ``recall_at_k(scores [n_texts, n_images], positives)``: CLIP_benchmark's definition.
-  text->image ("image retrieval"): for each caption, is its image in the top k images?
-  image->text ("text retrieval"): for each image, is **any** of its captions in the top k captions?
-  Identical caption texts are positives for every image they describe (``caption_positives``).
+  text->image ("image retrieval"): for each caption, is a positive image (its own, or one the
+  caption is equally true of, see below) in the top k images? image->text ("text retrieval"): for
+  each image, is **any** caption it is a positive of in the top k captions?
+- ``caption_positives``: which images answer each caption. Always the image it was written for and
+  every image with a caption of identical text; for generated sets also every image whose attributes
+  satisfy what the caption states (``matches``, from ``synthetic.claim_matrix``): "an italic number
+  three" is answered by every italic 3. Real caption sets (Flickr8k) have no such attributes.
+- ``recall_and_chance``: recall@K with per-item credits and the chance level of the same positives,
+  under one metric-name suffix (``"_exact"`` for the caption-only numbers kept beside the default).
 - ``topk_images(text_emb, image_emb, k)``: indices of the k most similar images per caption
   (for the grids), ties broken towards the lower image index.
 
@@ -22,7 +28,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["hits_at_k", "recall_at_k", "topk_images", "caption_positives"]
+__all__ = ["hits_at_k", "recall_at_k", "recall_and_chance", "topk_images", "caption_positives", "EXACT_SUFFIX"]
+
+#: Metric-name suffix of the caption-only recall (own image and identical texts), kept beside the
+#: attribute-matched default of generated sets for one release.
+EXACT_SUFFIX = "_exact"
 
 
 def hits_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int) -> torch.Tensor:
@@ -64,16 +74,25 @@ def hits_at_k(scores: torch.Tensor, positives: torch.Tensor, k: int) -> torch.Te
     return (1.0 - miss).to(torch.float64)
 
 
-def caption_positives(text_image: torch.Tensor, n_images: int, captions: list[str] | None = None) -> torch.Tensor:
+def caption_positives(text_image: torch.Tensor, n_images: int, captions: list[str] | None = None,
+                      matches: torch.Tensor | None = None) -> torch.Tensor:
     """Bool [n_texts, n_images]: caption i belongs to image ``text_image[i]``.
 
     With ``captions`` (the text of each caption row), a caption is also a positive for every
     other image that has a caption with exactly the same text: a generated set may describe
     two images with the same words ("the digit 7"), and retrieving either one is correct.
+    With ``matches`` (bool [n_texts, n_images]: image j has every attribute caption i states),
+    every matching image is a positive too (attribute-matched positives of generated sets).
     """
     text_image = torch.as_tensor(text_image, dtype=torch.long)
     pos = torch.zeros(len(text_image), n_images, dtype=torch.bool)
     pos[torch.arange(len(text_image)), text_image] = True
+    if matches is not None:
+        matches = torch.as_tensor(matches, dtype=torch.bool)
+        if matches.shape != pos.shape:
+            raise ValueError(f"attribute matches {tuple(matches.shape)} do not fit {len(text_image)} captions x "
+                             f"{n_images} images; delete the embedding cache and evaluate again")
+        pos |= matches
     if captions is not None:
         if len(captions) != len(text_image):
             raise ValueError(f"{len(captions)} caption texts for {len(text_image)} caption rows")
@@ -113,6 +132,17 @@ def recall_at_k(
     if per_item:
         out["per_item"] = items
     return out
+
+
+def recall_and_chance(scores: torch.Tensor, positives: torch.Tensor, ks, suffix: str = "") -> tuple[dict, dict]:
+    """``(metrics, per_item)``: recall@K in both directions and the chance level of the same positives
+    (the recall of a constant scorer under the tie rule, ``chance_<metric>``), every name ending in
+    ``suffix``; ``per_item`` holds the per-query credits of each recall metric (for the bootstrap)."""
+    res = recall_at_k(scores, positives, ks, per_item=True)
+    items = res.pop("per_item")
+    chance = recall_at_k(torch.zeros(positives.shape), positives, ks)
+    metrics = {**{f"{m}{suffix}": v for m, v in res.items()}, **{f"chance_{m}{suffix}": v for m, v in chance.items()}}
+    return metrics, {f"{m}{suffix}": v for m, v in items.items()}
 
 
 def topk_images(text_emb: torch.Tensor, image_emb: torch.Tensor, k: int) -> torch.Tensor:

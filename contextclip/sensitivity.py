@@ -216,7 +216,7 @@ def _grouped(rows: pd.DataFrame, key: str, name: str) -> str:
     if len(hurts):
         parts.append(f"is worse than CLIP at {name} {vals(hurts)} ({each(hurts)})")
     if len(holds):
-        parts.append(f"is not distinguishable from CLIP at {name} {vals(holds)} (the intervals hold 0; detectable "
+        parts.append(f"is not distinguishable from CLIP at {name} {vals(holds)} (the intervals hold 0; half-widths "
                      f"±{holds['half_width'].min():.1f} to ±{holds['half_width'].max():.1f} points)")
     if len(no_ci):
         parts.append(f"has no interval at {name} {vals(no_ci)} (one seed and no per-item results)")
@@ -257,7 +257,7 @@ def table_sentence(table: pd.DataFrame) -> str:
                                  f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]" for _, r in excl.iterrows())
     hw = pts["half_width"].dropna()
     if len(hw):
-        text += f" (detectable differences ±{hw.min():.1f} to ±{hw.max():.1f} points)"
+        text += f" (interval half-widths ±{hw.min():.1f} to ±{hw.max():.1f} points)"
     return text + "."
 
 
@@ -283,7 +283,7 @@ def sentences(table: pd.DataFrame, cfg: Config) -> list[str]:
 
 def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     head = ["variant", "alpha", "h", "seeds", "accuracy (mean ± std)", "95% band of the mean",
-            "ContextCLIP − CLIP [95% CI]", "detectable ±", "interval"]
+            "ContextCLIP − CLIP [95% CI]", "half-width ±", "verdict"]
     lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         band = "-" if math.isnan(r["band_low"]) else f"[{r['band_low']:.1f}, {r['band_high']:.1f}]"
@@ -297,7 +297,8 @@ def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
     lines += ["", f"{ds} zero-shot {metric} in percent (n = {int(table['n'].max())} images). alpha = 0 is CLIP (the "
               "contextual term is off, so variant and h do not apply), trained once per seed; every other row "
               "is compared with it seed by seed (95% t-interval of the paired differences; with one seed, a "
-              "paired bootstrap over the test images). *Detectable ±* is the interval's half-width."]
+              "paired bootstrap over the test images). *Half-width ±* is the interval's half-width; the verdict "
+              "is its sign (ContextCLIP better, worse, or no detectable difference)."]
     return "\n".join(lines) + "\n"
 
 

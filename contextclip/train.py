@@ -39,8 +39,10 @@ from contextclip import runs as R
 from contextclip.config import Config, ConfigError, check_choice, check_seed, read_json, save_config
 from contextclip.data import PairCollator, build_pair_datasets
 from contextclip.ema import WeightAverage
+from contextclip.image_cache import cached_image_features
+from contextclip.layout import resolve_root
 from contextclip.lock import folder_lock
-from contextclip.losses import TERMS, ContextCLIPLoss, contextual_loss
+from contextclip.losses import TERMS, ContextCLIPLoss
 from contextclip.model import ContextCLIPModel, build_model, to_device
 from contextclip.runs import (
     CheckpointError,
@@ -334,8 +336,9 @@ class Run:
         self.check_finite(self.state.step)  # never write weights that followed a non-finite step
         if self.main:
             hist = self.out_dir / R.HISTORY
+            weights, frozen_towers = R.model_state(self.model, self.cfg)
             R.save_checkpoint({
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model": weights, "frozen_towers": frozen_towers, "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 **self.state.as_checkpoint(), "rng": R.rng_state(), "config": self.cfg.to_dict(),
@@ -436,7 +439,7 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     model = to_device(build_model(cfg), dist.device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, cfg.train.epochs * steps_per_epoch)
-    state = _restore(ckpt, model, opt, sched, steps_per_epoch) if ckpt is not None else Progress()
+    state = _restore(ckpt, model, opt, sched, steps_per_epoch, ckpt_path) if ckpt is not None else Progress()
     ema = WeightAverage(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     if ema is not None and ckpt is not None:
         ema.load_state_dict(ckpt["ema"])
@@ -452,6 +455,8 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
               data=data, dist=dist, global_batch=global_batch, steps_per_epoch=steps_per_epoch, progress=progress,
               state=state, window=torch.zeros(len(TERMS), device=dist.device), ema=ema)
     _build_caches(run)
+    if run.text_cache is not None:  # every caption's features are cached: the batches need no token ids
+        run.collate.tokenize = False
     if dist.distributed:
         run.forward = nn.parallel.DistributedDataParallel(
             model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
@@ -460,10 +465,10 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     return run
 
 
-def _restore(ckpt: dict, model: ContextCLIPModel, opt: torch.optim.Optimizer, sched, steps_per_epoch: int
-             ) -> Progress:
-    """Load the checkpoint's weights, optimiser and scheduler states; returns where the run stood."""
-    model.load_state_dict(ckpt["model"])
+def _restore(ckpt: dict, model: ContextCLIPModel, opt: torch.optim.Optimizer, sched, steps_per_epoch: int,
+             path: Path) -> Progress:
+    """Load the checkpoint's weights (``path``'s), optimiser and scheduler states; returns where the run stood."""
+    R.restore_model(model, ckpt["model"], ckpt.get("frozen_towers"), path)
     opt.load_state_dict(ckpt["optimizer"])
     if sched is not None:
         sched.load_state_dict(ckpt["scheduler"])
@@ -496,9 +501,21 @@ def _build_caches(run: Run) -> None:
         run.text_cache = cached_caption_features(model, caps, run.autocast, cfg, run.dist.device)
     if model.freeze_image:
         if not cfg.data.augment:
-            run.image_cache_train = FrozenFeatureCache.for_images(model, run.train_ds, run.collate, cfg, run.autocast)
+            run.image_cache_train = _image_cache(run, run.train_ds)
         if run.val_ds is not None:
-            run.image_cache_val = FrozenFeatureCache.for_images(model, run.val_ds, run.collate, cfg, run.autocast)
+            run.image_cache_val = _image_cache(run, run.val_ds)
+
+
+def _image_cache(run: Run, ds) -> FrozenFeatureCache:
+    """A frozen image tower's features of ``ds`` (fixed images), from the disk cache shared by every run
+    and by evaluation (``contextclip.image_cache``) when the dataset has a content digest."""
+    if not hasattr(ds, "content_digest"):
+        return FrozenFeatureCache.for_images(run.model, ds, run.collate, run.cfg, run.autocast)
+    feats = cached_image_features(run.model, ds, resolve_root(run.cfg.data.data_root),
+                                  autocast=run.autocast, write=run.main,
+                                  images_key={"pairs": ds.content_digest(), "n": len(ds)},
+                                  take=lambda d, idx: run.collate([d[i] for i in idx])["images"])
+    return FrozenFeatureCache(feats.to(run.dist.device))
 
 
 def _train_epoch(run: Run, epoch: int) -> None:
@@ -625,12 +642,9 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
         failpoints.hit("val_batch")
         img, txt, scale = forward_with_caches(model, model, batch, idx, autocast, caches)
+        # ContextCLIPLoss measures L_CX for CLIP (alpha = 0) too, without adding it to "loss", so the
+        # curves can show whether CLIP lowers it anyway.
         terms = loss_fn(img.float(), txt.float(), scale.float())
-        if getattr(loss_fn, "alpha", None) == 0:
-            # CLIP does not train on L_CX, but its value is measured on held-out pairs for both
-            # methods, so the curves can show whether CLIP lowers it anyway (it is not in "loss").
-            terms = {**terms, "contextual_loss": contextual_loss(img.float(), txt.float(), loss_fn.bandwidth,
-                                                                 loss_fn.eps, loss_fn.variant)}
         n = len(idx)
         sums += torch.stack([terms[k].double() * n for k in TERMS] + [torch.tensor(float(n), device=sums.device,
                                                                                    dtype=torch.float64)])

@@ -24,8 +24,9 @@
 # in Eq. 6 has to be a *distance*.
 #
 # **Inputs.** None: toy embeddings drawn here with the profile's batch size and embedding size.
-# **Outputs.** Figures shown inline and saved to `figures/<profile>/00_cx_*.png`.
-# **Runtime.** smoke: not measured yet; embedded: 5 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Outputs.** Figures shown inline and saved to `runs/<profile>/by_hand/figures/00_*.png` (git-ignored;
+# `make reproduce` saves them to `figures/<profile>/`).
+# **Runtime.** smoke: 17 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 5 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -35,6 +36,7 @@ bandwidth = None  # h of Eq. 7 (None: the profile value, 0.5)
 alpha = None  # weight of the contextual term in Eq. 1 (None: the profile value, 0.5)
 cx_eps = None  # epsilon of Eq. 6 (None: the profile value, 1e-5)
 seeds = None  # the first seed draws the toy embeddings (None: the profile value)
+pipeline_run = False  # set by make reproduce only: save figures to figures/<profile>/ (by hand: runs/<profile>/by_hand/)
 
 # %%
 import math
@@ -46,18 +48,18 @@ import torch
 from contextclip import plots
 from contextclip.losses import CX_VARIANTS, ContextCLIPLoss, clip_loss, contextual_loss, cx_matrix
 from contextclip.notebook_utils import (
+    figures_dir,
     interactive_frontend,
-    profile_paths,
     setup_notebook,
     show_figure,
     show_table,
 )
 
 cfg = setup_notebook(profile, batch_size=batch_size, embed_dim=embed_dim, bandwidth=bandwidth,
-                     alpha=alpha, cx_eps=cx_eps, seeds=seeds)
+                     alpha=alpha, cx_eps=cx_eps, seeds=seeds, pipeline_run=pipeline_run)
 N, D = cfg.train.batch_size, cfg.model.embed_dim
 h, eps = cfg.loss.bandwidth, cfg.loss.cx_eps
-figures = profile_paths(cfg).figures
+figures = figures_dir(cfg, pipeline_run)
 gen = torch.Generator().manual_seed(cfg.train.seeds[0])
 print(f"toy batch: N = {N} pairs, D = {D} dimensions, h = {h:g}, alpha = {cfg.loss.alpha:g}, eps = {eps:g}")
 
@@ -358,7 +360,8 @@ noise_dir = torch.randn(N, D, generator=gen) * text.norm(dim=1, keepdim=True) / 
 if interactive_frontend():
     import ipywidgets as widgets
 
-    widgets.interact(explore, h=widgets.FloatLogSlider(value=h, base=10, min=-2, max=1, step=0.1, description="h"),
+    h_values = sorted({0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, h})  # round values: h reads 0.5, not 0.501
+    widgets.interact(explore, h=widgets.SelectionSlider(options=h_values, value=h, description="h"),
                      alpha=widgets.FloatSlider(value=cfg.loss.alpha, min=0, max=2, step=0.1, description="alpha"),
                      noise=widgets.FloatSlider(value=0.5, min=0, max=3, step=0.1, description="noise"))
 else:
@@ -388,7 +391,9 @@ show_figure(plots.architecture_diagram(cfg.model.image_tower, cfg.model.text_tow
 #    (the parameters cell). What happens to the random batch's $\mathcal{L}_{CX}$ in section 4, and why is
 #    $\log N$ the right yardstick?
 # 3. **Explain a result.** In section 8, set the noise to 0 and move $\alpha$ from 0 to 2. Which bar
-#    moves and which does not? Then set the noise to 3: why does $\mathcal{L}_{CLIP}$ grow much faster than
-#    $\mathcal{L}_{CX}$ as the noise grows?
+#    moves and which does not? Then, at $\alpha = 0$, raise the noise step by step to 3. Both terms
+#    rise: which one rises by more, $\mathcal{L}_{CLIP}$ or $\mathcal{L}_{CX}$, although each noisy
+#    image is still closest to its own caption? (Hint: Eq. 6 divides by the nearest distance.) Why can
+#    $\mathcal{L}_{CX}$ never pass $\log N$?
 #
 # **Next:** `01_data.ipynb`, what the models are trained and evaluated on.

@@ -22,16 +22,19 @@
 #
 # **Inputs.** The profile's datasets (`contextclip.data`): generated on first use for smoke and
 # embedded (cached under `data/`), prepared beforehand for paper (`make data PROFILE=paper`).
-# **Outputs.** Sample grids in `figures/<profile>/01_*.png`; nothing else is written.
+# **Outputs.** Sample grids in `runs/<profile>/by_hand/figures/01_*.png` (git-ignored; `make reproduce`
+# saves them to `figures/<profile>/`); nothing else is written.
 #
-# **Runtime.** smoke: not measured yet; embedded: 11 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 28 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 11 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 train_data = None  # pretraining pairs: synthetic | manifest | cc3m | flickr8k (None: the profile value)
 n_pairs = None  # number of pretraining pairs (None: the profile value)
 manifest = None  # path to an image,caption CSV when train_data is "manifest" (None: the profile value)
+augment = None  # random augmentation of the training images, True | False (None: the profile value)
 eval_max_images = None  # cap per evaluation set, 0 means all (None: the profile value)
+pipeline_run = False  # set by make reproduce only: save figures to figures/<profile>/ (by hand: runs/<profile>/by_hand/)
 
 # %%
 import subprocess
@@ -44,17 +47,17 @@ import torch
 from contextclip.data import build_pair_datasets
 from contextclip.data.registry import DATASETS, get_dataset
 from contextclip.notebook_utils import (
+    figures_dir,
     image_grid,
     knob_table,
-    profile_paths,
     setup_notebook,
     show_figure,
     show_table,
 )
 
-cfg = setup_notebook(profile, train_data=train_data, n_pairs=n_pairs, manifest=manifest,
-                     eval_max_images=eval_max_images)
-figures = profile_paths(cfg).figures
+cfg = setup_notebook(profile, train_data=train_data, n_pairs=n_pairs, manifest=manifest, augment=augment,
+                     eval_max_images=eval_max_images, pipeline_run=pipeline_run)
+figures = figures_dir(cfg, pipeline_run)
 
 # %% [markdown]
 # ## 1. The pretraining pairs
@@ -184,8 +187,8 @@ print(check.stdout, check.stderr, f"exit code {check.returncode}", sep="\n")
 # 1. **Predict, then run.** The smoke profile has `n_pairs: 320`, `val_fraction: 0.1` and
 #    `batch_size: 32`. How many training pairs, validation pairs and optimisation steps per epoch
 #    do you expect? Check against section 1's table.
-# 2. **Change a parameter.** With `augment: false`, do epoch 0 and epoch 1 see the same images for the
-#    same pairs? Predict, then compare the two rows of the second grid with augmentation off.
+# 2. **Change a parameter.** Rerun with `augment = False` (the parameters cell). Do epoch 0 and
+#    epoch 1 see the same images for the same pairs? Predict, then compare the two rows of the second grid.
 # 3. **Explain a result.** The manifest check in section 3 ends with exit code 1 and names two rows.
 #    Why does the kit stop and name them instead of skipping bad rows silently?
 #

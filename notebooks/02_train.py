@@ -23,9 +23,10 @@
 #
 # **Inputs.** The pairs of `01_data` (built again here, cached under `data/`).
 # **Outputs.** `runs/<profile>/<method>-seed<k>/` (config, environment, history, checkpoint, summary);
-# `figures/<profile>/fig_training_curves.{png,pdf}`.
+# `fig_training_curves.{png,pdf}` in `runs/<profile>/by_hand/figures/` (git-ignored; `make reproduce` saves it
+# to `figures/<profile>/`).
 #
-# **Runtime.** smoke: not measured yet; embedded: 6 min 02 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 39 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 6 min 02 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
@@ -34,6 +35,7 @@ seeds = None  # one run per method and seed (None: the profile value)
 epochs = None  # passes over the training pairs (None: the profile value; a finished run with other epochs is refused)
 alpha = None  # weight of the contextual term for contextclip runs (None: the profile value; clip always uses 0)
 fresh = False  # True: delete these runs and train them again (needed after changing epochs or alpha)
+pipeline_run = False  # set by make reproduce only: save figures to figures/<profile>/ (by hand: runs/<profile>/by_hand/)
 
 # %%
 import copy
@@ -48,11 +50,19 @@ from contextclip.data.collate import PairCollator
 from contextclip.losses import ContextCLIPLoss, contextual_loss
 from contextclip.model import build_model, pool_tokens
 from contextclip.multirun import fit_runs
-from contextclip.notebook_utils import knob_table, profile_paths, setup_notebook, show_figure, show_table
+from contextclip.notebook_utils import (
+    figures_dir,
+    knob_table,
+    profile_paths,
+    setup_notebook,
+    show_figure,
+    show_table,
+)
 from contextclip.runs import seed_everything
 from contextclip.train import StepParts, make_optimizer, train_step
 
-cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh)
+cfg = setup_notebook(profile, methods=methods, seeds=seeds, epochs=epochs, alpha=alpha, fresh=fresh,
+                     pipeline_run=pipeline_run)
 paths = profile_paths(cfg)
 show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "bandwidth", "cx_variant",
                             "temperature", "learn_temperature", "epochs", "batch_size", "lr_image", "lr_text",
@@ -70,7 +80,8 @@ show_table(knob_table(cfg, ["image_tower", "text_tower", "embed_dim", "alpha", "
 
 # %%
 train_ds, val_ds = build_pair_datasets(cfg)
-jobs = [(method, seed, paths.run_dir(method, seed)) for method in cfg.train.methods for seed in cfg.train.seeds]
+# seed by seed, both methods of a seed together: a run stopped part-way leaves complete pairs
+jobs = [(method, seed, paths.run_dir(method, seed)) for seed in cfg.train.seeds for method in cfg.train.methods]
 summaries = fit_runs(cfg, jobs, train_ds, val_ds, workers=cfg.train.train_workers, fresh=fresh)
 cols = ["method", "seed", "epochs", "final_val_loss", "seconds", "pairs_per_second", "n_train", "global_batch"]
 show_table([{k: s.get(k) for k in cols} for s in summaries], caption="Training runs")
@@ -82,15 +93,16 @@ assert all(s["final_val_loss"] == s["final_val_loss"] for s in summaries), summa
 # ## 2. The loss terms
 #
 # `history.jsonl` of each run holds the total loss, the contrastive term and the contextual term per
-# logging step, and the validation loss per epoch. CLIP does not train on the contextual term (its training
-# value is 0), but its value on the held-out pairs is measured for both methods (the validation curves).
+# logging step, and the validation loss per epoch. CLIP does not train on the contextual term, but its
+# value is measured for both methods (on the training batches and on the held-out pairs), so the
+# contextual panel shows whether CLIP lowers it anyway.
 # The two terms get a panel each: the totals are not
 # comparable (CLIP's is the contrastive term alone, ContextCLIP's adds alpha times the contextual term).
 # With several seeds, the line is their mean and the band their range.
 
 # %%
 runs = {f"{m}-seed{s}": paths.run_dir(m, s) for m in cfg.train.methods for s in cfg.train.seeds}
-show_figure(plots.training_curves(runs, out_dir=paths.figures))  # saved as fig_training_curves.png/.pdf
+show_figure(plots.training_curves(runs, out_dir=figures_dir(cfg, pipeline_run)))  # saved as fig_training_curves.png/.pdf
 
 # %% [markdown]
 # ## 3. Under the hood: one training step by hand

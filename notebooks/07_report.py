@@ -16,78 +16,109 @@
 # %% [markdown]
 # # 07 · Report: our numbers beside the paper's, and what they say
 #
-# **Purpose.** One page with the answer: Table 1 (zero-shot) and Table 2 (fine-tuning, linear probe)
-# beside the paper's numbers and chance, retrieval Recall@K, the figures, the decisions we took
-# where the paper is silent, the environment and the time it took, and the three-way verdict computed
-# from the numbers: for every row, does the 95 % interval of ContextCLIP - CLIP support the paper
-# (excludes 0 on the paper's side), contradict it (excludes the paper's gain), or is it inconclusive
-# (holds both)? Everything here is rendered from one comparison summary, `results.summarize`, the
-# same one `report.md` and the README's results section are rendered from.
+# **Purpose.** One page with the answer: first the primary endpoints (declared before the runs:
+# zero-shot top-1 on held-out classes and on the real MNIST test digits) in one forest plot, with
+# both seed blocks where the profile has two; then Table 1 (zero-shot) and Table 2 (fine-tuning,
+# linear probe) beside the paper's numbers and chance, retrieval Recall@K, the figures, the
+# decisions we took where the paper is silent, the environment and the time it took. Every row's
+# verdict comes from its 95 % interval of ContextCLIP - CLIP: on a stand-in (an embedded set that
+# plays a paper row) only its sign (ContextCLIP better, worse, no detectable difference, or at
+# ceiling); the size of the paper's gain is compared only on the paper's own dataset and metric.
+# Everything here is rendered from one comparison summary, `results.summarize`, the same one
+# `report.md` and the README's results section are rendered from.
 #
 # **Inputs.** `results/<profile>/metrics.csv` (from 03, 04, 06), `figures/<profile>/`, the run folders.
-# **Outputs.** The tables rewritten (`results/<profile>/table*.{md,csv}`) and
-# `results/<profile>/report.md` (the verdict and the environment).
+# **Outputs.** Opened by hand on a profile with saved results (e.g. the committed `embedded` ones) it
+# **shows them** and writes nothing. With `recompute = True` (or when nothing is saved) it reads and
+# writes `runs/<profile>/by_hand/results/` (the by-hand rows of 03-06, git-ignored); only
+# `make reproduce` rewrites `results/<profile>/table*.{md,csv}` and `results/<profile>/report.md`.
+# On the smoke profile a banner says its numbers measure nothing, and no verdict is given.
 #
-# **Runtime.** smoke: not measured yet; embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 15 s (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); embedded: 4 s (measured, 2 CPU cores, 2026-12-01); paper: not measured yet. Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | embedded | paper
 bootstrap_samples = None  # resamples for single-seed intervals (None: the profile value)
+recompute = False  # True: summarise the by-hand rows of 03-06 (runs/<profile>/by_hand/) and write the report there
+pipeline_run = False  # set by make reproduce only: write the profile's results/ (never set it by hand)
 
 # %%
 import json
 
+import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
-from contextclip import results
+from contextclip import plots, presentation, results
 from contextclip.config import REPO_ROOT
 from contextclip.notebook_utils import (
     environment_summary,
+    notebook_outputs,
     pipeline_timings,
-    profile_paths,
     setup_notebook,
     show_markdown,
     show_table,
 )
+from contextclip.runs import SUMMARY
 
-cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples)
-paths = profile_paths(cfg)
-comparison = results.summarize(paths.results, cfg.profile, bootstrap_samples=cfg.eval.bootstrap_samples,
-                               seeds=cfg.train.seeds)
+cfg = setup_notebook(profile, bootstrap_samples=bootstrap_samples, recompute=recompute, pipeline_run=pipeline_run)
+out = notebook_outputs(cfg, recompute, pipeline_run)  # what is shown, and where anything computed goes
+paths = out.paths
+comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  # writes tables only when computing
+                               **results.profile_options(cfg))
+verdicts = cfg.eval.verdicts  # False on smoke: a banner instead of verdicts
+if out.compute:
+    presentation.rewrite_table_files(paths.results, comparison, verdicts)
 
 # %% [markdown]
 # ## 1. Table 1: zero-shot classification
 
 # %%
-show_markdown(comparison.table_markdown("table1_zero_shot"))
+show_markdown(presentation.table_markdown(comparison, "table1_zero_shot", verdicts))
 
 # %% [markdown]
 # ## 2. Table 2: fine-tuning and linear probe
 
 # %%
-show_markdown(comparison.table_markdown("table2_fine_tune"))
+show_markdown(presentation.table_markdown(comparison, "table2_fine_tune", verdicts))
 
 # %% [markdown]
 # ## 3. Retrieval
 
 # %%
-show_markdown(comparison.table_markdown("table3_retrieval"))
+show_markdown(presentation.table_markdown(comparison, "table3_retrieval", verdicts))
 
 # %% [markdown]
 # ## 4. Verdict
 #
-# The headline counts the three verdicts and names every interval that excludes 0; then one sentence
-# per row. *Detectable* is the interval's half-width: a true difference smaller than that would
-# not have been seen by this run. An *inconclusive* row is not a failure to reproduce: it says this
-# run is too small to tell 0 from the paper's gain.
+# The headline comes from the primary endpoints only; every other row is exploratory. One sentence
+# per row follows. *Half-width* is the interval's half-width: a true difference smaller than that
+# could hide inside the interval. *No detectable difference* is not a failure to reproduce: it says
+# this run cannot tell the two methods apart at that size.
 
 # %%
-show_markdown(comparison.headline() + "\n\n" + comparison.reading())
-# the facts this section exists to show: every interval that excludes 0 is named in the headline,
-# and every compared row carries one of the verdicts
-assert all(results.row_name(r) in comparison.headline() for _, r in comparison.excluding_zero().iterrows())
+if verdicts:
+    show_markdown(comparison.headline() + "\n\n" + comparison.reading())
+else:
+    show_markdown(presentation.banner(cfg.profile, verdicts) + "\n\n" + "\n".join(
+        presentation.differences(t, verdicts) for t in comparison.tables.values() if len(t)))
+# the facts this section exists to show: every primary endpoint is in the headline, and every
+# compared row carries one of the verdicts
+assert all(results.row_name(r) in comparison.headline() for _, r in comparison.primary().iterrows())
 assert set(comparison.rows()["verdict"]) <= set(results.VERDICTS), comparison.rows()["verdict"].unique()
+
+# %% [markdown]
+# ### The answer in one picture
+#
+# ContextCLIP - CLIP with its 95 % interval per row: primary endpoints first (starred), block A as
+# a filled dot, block B (a second, disjoint set of seeds) as an open square, the dashed line at 0,
+# and a grey bar at each row's ceiling (100 - CLIP: no gain can be larger).
+
+# %%
+forest = comparison.forest_rows()
+if len(forest):
+    plots.forest_plot({f"{cfg.profile} profile": forest}, paths.figures if out.compute else None)
+    plt.show()
 
 # %% [markdown]
 # ## 5. Figures
@@ -118,7 +149,7 @@ show_markdown("\n".join(f"- {h}" for h in heads))
 env = environment_summary()
 show_table(pd.DataFrame({"value": {k: str(v) for k, v in env.items()}}), caption="Environment")
 runs = []
-for summary_path in sorted(paths.runs.glob("*-seed*/summary.json")):
+for summary_path in sorted(paths.runs.glob(f"*-seed*/{SUMMARY}")):
     s = json.loads(summary_path.read_text())
     runs.append({"run": summary_path.parent.name, "train seconds": s.get("seconds"),
                  "pairs/s": s.get("pairs_per_second"), "final val loss": s.get("final_val_loss")})
@@ -129,8 +160,11 @@ if len(timings):
 
 # %%
 report = paths.results / "report.md"
-report.write_text(comparison.report_markdown(env), encoding="utf-8")
-print(f"wrote {report.relative_to(REPO_ROOT)}")
+if out.compute:
+    report.write_text(presentation.report_markdown(comparison, env, verdicts), encoding="utf-8")
+    print(f"wrote {report}")
+else:
+    print(f"showing the saved {report.relative_to(REPO_ROOT)} (not rewritten; only make reproduce rewrites it)")
 
 # %% [markdown]
 # ## Exercises
@@ -141,5 +175,5 @@ print(f"wrote {report.relative_to(REPO_ROOT)}")
 #    from? With seven seeds (embedded)?
 # 2. **Change a parameter.** Rerun with `bootstrap_samples = 2000`. How much do the interval
 #    endpoints move, and is that a change in the evidence?
-# 3. **Explain a result.** The verdict calls a row "inconclusive" when its interval holds both 0 and
-#    the paper's gain. Why is that not the same as "not reproduced"?
+# 3. **Explain a result.** The verdict calls a row "no detectable difference" when its interval holds
+#    0. Why is that not the same as "not reproduced", and what does its half-width tell you?

@@ -27,7 +27,7 @@
 # **Outputs.** Runs in `runs/<profile>/`; `results/<profile>/sensitivity_metrics.csv`,
 # `results/<profile>/sensitivity.{md,csv}`; `figures/<profile>/fig_sensitivity_alpha.{png,pdf}`.
 #
-# **Runtime.** smoke: not measured yet; sensitivity: 12 min 55 s (measured, 2 CPU cores, 2026-12-01). Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
+# **Runtime.** smoke: 15 s, reusing 2 trained runs (measured, 2 CPU cores shared with other jobs at load 13, an upper bound, 2026-12-04); sensitivity: 12 min 55 s (measured, 2 CPU cores, 2026-12-01). Source: `benchmarks/results/pipeline_<profile>.json` (`python tools/notebook_runtimes.py`).
 # CPU cores); sensitivity: see `configs/sensitivity.yaml` (its header gives the measured time);
 # embedded and paper do not run this notebook (their `notebooks` list stops at 07).
 

@@ -3,7 +3,8 @@ test (pytest puts this folder on ``sys.path``), fail points start disarmed, and 
 
 Process-wide state is set and reset here, per test, so that no test depends on which ran before it
 in the same process: torch's thread count (one thread, or ``@pytest.mark.threads(n)``) and the
-frozen text tower's feature store (``contextclip.frozen_features``), empty at the start of each test.
+process-wide stores of frozen-tower features (``frozen_features``' text store and ``image_cache``'s
+memory), empty at the start of each test (their disk copies stay where each test put them).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contextclip import failpoints, frozen_features
+from contextclip import failpoints, frozen_features, image_cache
 
 
 @pytest.fixture(autouse=True)
@@ -26,11 +27,13 @@ def _torch_threads(request):
 
 
 @pytest.fixture(autouse=True)
-def _empty_text_store():
-    """Each test starts with an empty process-wide store of frozen text features (the disk copies stay)."""
+def _empty_feature_stores():
+    """Each test starts with empty process-wide stores of frozen text and image features."""
     frozen_features.clear_text_store()
+    image_cache.clear_memory()
     yield
     frozen_features.clear_text_store()
+    image_cache.clear_memory()
 
 
 @pytest.fixture(autouse=True)

@@ -200,3 +200,24 @@ def test_code_past_the_config_refuses_a_bad_choice_with_the_same_message():
     cfg.train.scheduler = "linear"
     with pytest.raises(ConfigError, match="'scheduler': 'linear'"):
         make_scheduler(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), cfg, 10)
+
+
+def test_primary_endpoints_and_seed_blocks_are_checked():
+    """Primary endpoints are task/dataset/metric keys; block B must be trained seeds and leave a block A."""
+    cfg = load_config("answer")
+    assert cfg.eval.primary_endpoints == ["zero_shot/novel_classes/top1", "zero_shot/mnist_test/top1"]
+    assert set(cfg.eval.replication_seeds) < set(cfg.train.seeds)
+    # every primary endpoint of a profile is one it evaluates
+    for profile in ("embedded", "answer", "pretrained"):
+        c = load_config(profile)
+        assert all(k.split("/")[1] in c.data.zero_shot_datasets for k in c.eval.primary_endpoints), profile
+    with pytest.raises(ConfigError, match="task/dataset/metric"):
+        load_config("embedded", {"primary_endpoints": ["novel_classes"]})
+    with pytest.raises(ConfigError, match="replication_seeds"):
+        load_config("embedded", {"replication_seeds": [99]})
+    with pytest.raises(ConfigError, match="replication_seeds"):
+        load_config("embedded", {"seeds": [0, 1], "replication_seeds": [1]})
+    for profile in ("answer", "pretrained"):  # both answer profiles: two equal blocks of at least 15 seeds
+        c = load_config(profile)
+        b = set(c.eval.replication_seeds)
+        assert len(b) >= 15 and len(set(c.train.seeds) - b) == len(b), profile

@@ -130,7 +130,13 @@ def test_smoke_runs_evaluate_every_task_end_to_end(tmp_path):
         assert set(got.method) == {"clip", "contextclip"}, (task, dataset)
         assert got["value"].between(0, 100).all()
     tables = build_tables(results, "smoke", bootstrap_samples=50)
-    assert len(tables["table1_zero_shot"]) == 3 and len(tables["table3_retrieval"]) == 6
+    # retrieval: attribute-matched recall (the default) and the caption-only rows beside it, R@1/5/10 x 2 directions
+    assert len(tables["table1_zero_shot"]) == 3 and len(tables["table3_retrieval"]) == 12
+    ret = df[(df.task == "retrieval")].set_index(["method", "metric"])["value"]
+    for method in ("clip", "contextclip"):
+        for name in ("text_to_image_R@1", "image_to_text_R@5", "chance_text_to_image_R@1"):
+            assert ret[(method, name)] >= ret[(method, name + "_exact")] - 1e-9, (method, name)
+    assert ret[("clip", "chance_text_to_image_R@1")] > ret[("clip", "chance_text_to_image_R@1_exact")]
     # missing paper datasets: an error naming the prepare step, or a "not run" row when skipping
     empty_root = {"data_root": str(tmp_path / "nodata")}
     with pytest.raises(DatasetMissing):
@@ -169,7 +175,7 @@ def test_evaluate_runs_loads_each_model_and_dataset_once_and_matches_evaluate_ru
 
 
 def test_frozen_text_store_matches_the_direct_path_and_skips_the_tower():
-    from contextclip import encoding, frozen_features
+    from contextclip import encoding
     from contextclip.config import load_config
     from contextclip.model import build_model
 
@@ -179,7 +185,6 @@ def test_frozen_text_store_matches_the_direct_path_and_skips_the_tower():
     with torch.no_grad():
         tok = model.tokenize(texts)
         direct = model.encode_text(tok["input_ids"], tok["attention_mask"])
-    frozen_features.clear_text_store()
     memo = encoding.encode_texts(model, texts, batch_size=2)
     assert torch.allclose(memo, direct, atol=1e-5)
     calls = []
@@ -200,7 +205,7 @@ def test_training_and_evaluation_share_one_frozen_text_store():
     """Captions whose features training computed are not run through the tower again by evaluation."""
     import contextlib
 
-    from contextclip import encoding, frozen_features
+    from contextclip import encoding
     from contextclip.config import load_config
     from contextclip.model import build_model
     from contextclip.train_caches import FrozenFeatureCache
@@ -208,7 +213,6 @@ def test_training_and_evaluation_share_one_frozen_text_store():
     torch.manual_seed(0)
     model = build_model(load_config("smoke", {"freeze_text": True})).eval()
     captions = ["the digit seven", "a red circle", "a small green star above a 3"]
-    frozen_features.clear_text_store()
     cache = FrozenFeatureCache.for_captions(model, captions, contextlib.nullcontext)
     calls = []
     handle = model.text_tower.register_forward_hook(lambda *a: calls.append(1))

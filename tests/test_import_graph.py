@@ -12,7 +12,7 @@ PACKAGE = REPO_ROOT / "contextclip"
 
 #: what evaluating a trained run (and the model it loads) is made of
 EVALUATION = {"evaluate", "encoding", "zeroshot", "retrieval", "finetune", "model", "losses", "plots", "results",
-              "results_io", "frozen_features", "image_cache", "runs"}
+              "results_io", "frozen_features", "image_cache", "interactive", "runs"}
 #: what only training needs: the loop, its per-run caches and DataLoader, process ranks
 TRAINING = {"train", "train_caches", "distributed", "multirun"}
 

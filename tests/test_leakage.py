@@ -74,6 +74,7 @@ def test_no_evaluation_image_is_a_near_duplicate_of_a_training_image(embedded_re
 def test_heldout_prompts_and_classes_occur_in_no_training_caption(embedded_report):
     assert embedded_report["mnist_test_heldout_templates"]["texts_in_training_captions"] == 0
     assert embedded_report["novel_shapes"]["texts_in_training_captions"] == 0
+    assert embedded_report["novel_classes"]["texts_in_training_captions"] == 0
     # the dataset's own templates are largely training captions: the kit reports both
     assert embedded_report["mnist_test"]["texts_in_training_captions"] > 0
 
@@ -87,3 +88,20 @@ def test_novel_shape_names_are_in_no_training_caption():
         assert name not in vocab, name
     ds = get_dataset("novel_shapes", cfg)
     assert ds.classnames == list(synthetic.NOVEL_SHAPES) and len(prompts_of(ds)) == 6 * len(ds.templates)
+
+
+def test_the_primary_held_out_classes_are_named_by_no_training_caption():
+    """novel_classes (a primary endpoint): no class name occurs as a phrase in any caption of the
+    corpus (word boundaries, any case), and no symbol character occurs in any caption either."""
+    import re
+
+    cfg = load_config("embedded")
+    corpus = synthetic.load_or_generate(synthetic.params_for(cfg), resolve_root(cfg.data.data_root))
+    text = "\n".join(" ".join(caps) for caps in corpus.captions).lower()
+    for name in synthetic.NOVEL_CLASSES:
+        assert not re.search(rf"\b{re.escape(name)}\b", text), name
+    for char in synthetic.NOVEL_CLASS_SYMBOLS.values():
+        assert char not in text, char
+    ds = get_dataset("novel_classes", cfg)
+    assert len(ds.classnames) == 24 >= 20 and len(ds.labels) == 2400 >= 2000
+    assert ds.classnames == list(synthetic.NOVEL_CLASSES)

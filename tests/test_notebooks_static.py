@@ -21,7 +21,7 @@ from contextclip.pipeline import declared_parameters, list_notebooks
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = [
     "00_contextual_loss_explained", "01_data", "02_train", "03_zero_shot",
-    "04_fine_tune", "05_tsne", "06_retrieval", "07_report", "08_sensitivity",
+    "04_fine_tune", "05_tsne", "06_retrieval", "07_report", "08_sensitivity", "09_pretrained_regime",
 ]
 
 
@@ -32,7 +32,7 @@ def _load(name):
     return nbformat.read(path, as_version=4)
 
 
-def test_the_nine_notebooks_are_there_in_order():
+def test_the_ten_notebooks_are_there_in_order():
     assert [p.stem for p in list_notebooks(NB_DIR)] == EXPECTED
 
 

@@ -72,7 +72,7 @@ def test_retrieval_grid_and_curves(runs, no_encoding, tmp_path):
     labels = [ax.get_xlabel() for ax in fig.get_axes()]
     assert len(labels) == 3 * 4 * 2
     ctx_labels = [ax.get_xlabel() for sf in fig.subfigs for ax in sf.subfigs[1].axes]
-    assert sum(lab == "#1 (correct)" for lab in ctx_labels) == 3  # the perfect encoder ranks every true image 1st
+    assert sum(lab == "#1 \u2713" for lab in ctx_labels) == 3  # the perfect encoder ranks every true image 1st
     fig = training_curves(run_dirs, out_dir=tmp_path)
     assert (tmp_path / "fig_training_curves.pdf").exists()
     contrastive, contextual = fig.axes[:2]

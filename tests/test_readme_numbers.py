@@ -143,3 +143,41 @@ def test_notebook_times_come_only_from_a_pass_that_trained(tmp_path):
     assert second["notebook_seconds"] == [["02_train", 360.0]]
     saved = json.loads((results_root / "p" / "run_facts.json").read_text())
     assert saved["notebook_seconds"] == [["02_train", 360.0]]
+
+
+@pytest.mark.skipif(not (RESULTS / "embedded" / "metrics.csv").exists(), reason="no embedded results committed")
+def test_readme_plain_words_summary_is_generated(tmp_path):
+    """The README's "What the kit found" is ``summary_text.plain_summary`` of the committed results, and
+    its numbers are those of Table 1 (a changed metrics.csv changes the text)."""
+    tool = _tool()
+    new = _regenerated_sections(RESULTS, tmp_path)[(tool.FOUND_BEGIN, tool.FOUND_END)]
+    quoted = tool.block((ROOT / "README.md").read_text(encoding="utf-8"), tool.FOUND_BEGIN, tool.FOUND_END)
+    assert quoted is not None and not drift(quoted, new), drift(quoted or "", new)
+    comp = tool.comparison("embedded")
+    row = comp.tables["table1_zero_shot"]
+    row = row[(row["dataset"] == "mnist_test") & (row["metric"] == "top1")].iloc[0]
+    assert f"{row['clip_mean']:.0f}% (CLIP) and {row['contextclip_mean']:.0f}% (ContextCLIP)" in new
+    assert f"{row['ci_low']:+.1f} to {row['ci_high']:+.1f}" in new
+
+
+def test_plain_words_summary_on_smoke_is_only_the_banner():
+    from contextclip import presentation, summary_text
+
+    comp = _tool().comparison("embedded")
+    text = summary_text.plain_summary(comp, "smoke", verdicts=False)
+    assert text.strip() == presentation.banner("smoke", False)
+
+
+def test_readme_class_route_is_the_measured_one():
+    """The README's 90-minute route lists the steps of benchmarks/class_plan.py's ROUTE with the
+    computer times of benchmarks/results/class_route.json, and adds up to at most 90 minutes."""
+    import json
+
+    measured = json.loads((ROOT / "benchmarks" / "results" / "class_route.json").read_text(encoding="utf-8"))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    route = readme[readme.index("**A 90-minute class.**"):readme.index("<!-- findings:begin -->")]
+    for i, step in enumerate(measured["route"], 1):
+        line = next(x for x in route.splitlines() if x.startswith(f"| {i} | `{step['notebook']}` | `{step['profile']}`"))
+        assert line.endswith(f"| {step['computer_s']:.0f} | {step['people_min']} |"), line
+    total = measured["people_min"] + 10 + measured["computer_min"]  # + 5 min opening, 5 min closing
+    assert total <= 90 and f"{total:.0f} minutes in all" in route

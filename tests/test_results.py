@@ -10,19 +10,27 @@ import pytest
 from scipy import stats
 
 from contextclip.results import (
+    AT_CEILING,
+    BETTER,
     CONTRADICTS,
-    EXCLUDES_ZERO,
-    HOLDS_ZERO,
+    EXPLORATORY,
     INCONCLUSIVE,
+    NO_DIFFERENCE,
     NO_INTERVAL,
     NOT_RUN,
+    PRIMARY,
     SUPPORTS,
+    WORSE,
     append_metrics,
     build_tables,
+    holm,
     load_paper_results,
+    mde80,
     paired_bootstrap,
+    paired_p_value,
     read_metrics,
     save_per_item,
+    sign_verdict,
     summarize,
     three_way,
     verdict,
@@ -136,11 +144,12 @@ def test_single_seed_uses_paired_bootstrap_over_items(tmp_path):
     # an analogue shows the paper's figures of the row it plays, marked as a stand-in
     assert (r.paper_clip, r.paper_contextclip, r.paper_is_analogue) == (12.26, 18.42, True)
     md = (tmp_path / "table1_zero_shot.md").read_text()
-    assert "stand-in: MNIST 12.26 / 18.42 (+6.16)" in md and "never the accuracies" in md
-    # a stand-in is compared with the gain of the paper row it plays (MNIST, +6.16), labelled as such
+    assert "stand-in: MNIST 12.26 / 18.42 (+6.16)" in md and "for its sign only" in md
+    # a stand-in gets a sign verdict only; the paper's gain on the row it plays is shown for its sign
     text = verdict(pd.DataFrame([r]))
-    assert r.verdict == SUPPORTS and "**supports the paper**" in text and "+6.16 on MNIST" in text
-    assert "stands in" in text and "supports the paper (stand-in)" in md
+    assert r.verdict == BETTER and "**ContextCLIP better**" in text
+    assert "stand-in for MNIST: the paper's gain there is +6.16; only its sign carries over, and it agrees" in text
+    assert "supports" not in md.split("Verdict:")[0] and "| ContextCLIP better |" in md
     with pytest.raises(ValueError, match="equal-length"):
         paired_bootstrap(a, b[:10])
 
@@ -150,7 +159,7 @@ def naive_three_way(lo, hi, gain):
     if math.isnan(lo):
         return NO_INTERVAL
     if math.isnan(gain):
-        return EXCLUDES_ZERO if (lo > 0 or hi < 0) else HOLDS_ZERO
+        return BETTER if lo > 0 else (WORSE if hi < 0 else NO_DIFFERENCE)
     excludes_zero_on_paper_side = (gain > 0 and lo > 0) or (gain < 0 and hi < 0)
     if excludes_zero_on_paper_side:
         return SUPPORTS
@@ -167,8 +176,9 @@ def naive_three_way(lo, hi, gain):
     (0.5, 2.0, 6.16, SUPPORTS),          # on the paper's side, but smaller than claimed
     (-3.0, -0.5, -1.93, SUPPORTS),       # the paper's loss (RESISC45 zero-shot top-1), reproduced
     (0.5, 3.0, -1.93, CONTRADICTS),
-    (-1.0, 1.0, math.nan, HOLDS_ZERO),
-    (0.1, 1.0, math.nan, EXCLUDES_ZERO),
+    (-1.0, 1.0, math.nan, NO_DIFFERENCE),
+    (0.1, 1.0, math.nan, BETTER),
+    (-1.0, -0.1, math.nan, WORSE),
     (math.nan, math.nan, 6.16, NO_INTERVAL),
 ])
 def test_three_way_verdict(lo, hi, gain, expected):
@@ -183,7 +193,7 @@ def test_three_way_agrees_with_the_definitions_on_random_intervals():
         assert three_way(lo, hi, gain) == naive_three_way(lo, hi, gain), (lo, hi, gain)
 
 
-def test_summary_names_every_interval_that_excludes_zero_and_never_says_not_reproduced(tmp_path):
+def test_headline_comes_from_the_primary_endpoints_and_never_says_not_reproduced(tmp_path):
     rng = np.random.default_rng(1)
     rows = []
     shifts = {("zero_shot", "mnist_real", "top5"): -7.0, ("zero_shot", "mnist_real", "top1"): 0.0,
@@ -194,18 +204,23 @@ def test_summary_names_every_interval_that_excludes_zero_and_never_says_not_repr
             rows += [row("clip", s, task, ds, metric, base), row("contextclip", s, task, ds, metric,
                                                                   base + shift + rng.normal(0, 0.3))]
     append_metrics(tmp_path / "metrics.csv", rows)
-    comp = summarize(tmp_path, "smoke")
+    comp = summarize(tmp_path, "smoke", primary=("zero_shot/mnist_real/top1", "zero_shot/mnist_real/top5"))
     excl = comp.excluding_zero()
     assert sorted(excl["metric"]) == ["top1", "top5"] and set(excl["task"]) == {"zero_shot", "linear_probe"}
     head = comp.headline()
-    assert "mnist_real zero-shot top5 -6.95 [" in head and "digits linear-probe top1 +2.92 [" in head
-    assert "Intervals that exclude 0 (2 of 4)" in head
-    # top-1 holds 0 but, being narrow, excludes the paper's +6.16: contradicts too, without excluding 0
-    assert comp.counts()[CONTRADICTS] == 2 and comp.counts()[EXCLUDES_ZERO] == 1
+    # the headline names the primaries, and no exploratory row, even one whose interval excludes 0
+    assert head.startswith("Primary endpoints: ") and "mnist_real zero-shot top5: " in head
+    assert "mnist_real zero-shot top1: " in head and "digits linear-probe" not in head
+    assert "Exploratory rows (2, not adjusted for multiplicity): 1 ContextCLIP better, 1 no detectable difference" in head
+    assert set(comp.rows()["role"]) == {PRIMARY, EXPLORATORY} and comp.counts(PRIMARY)[WORSE] == 1
     report = comp.report_markdown({"python": "3"})
     for text in (head, report, comp.table_markdown("table1_zero_shot")):
-        assert "not reproduced" not in text
+        assert "not reproduced" not in text and "supports the paper" not in text
+        assert "contradicts the paper" not in text
     assert report.count("\n- ") == 4 + 1  # one bullet per compared row, plus the environment line
+    # the primaries come first in the table, marked
+    table = comp.table_markdown("table1_zero_shot").splitlines()
+    assert table[4].startswith("| **primary** |") and table[5].startswith("| **primary** |")
 
 
 def test_seeds_that_all_give_the_same_difference_have_no_interval_and_no_verdict(tmp_path):
@@ -226,9 +241,7 @@ def test_seeds_that_all_give_the_same_difference_have_no_interval_and_no_verdict
     append_metrics(tmp_path / "metrics.csv", rows)
     comp = summarize(tmp_path, "smoke")
     assert comp.counts()[NO_INTERVAL] == 2 and comp.counts()[CONTRADICTS] == 0
-    head = comp.headline()
-    assert "Three-way verdict on the 2 rows with a paper figure" in head
-    assert "1 has no interval" in head and "and 1 has none" in head
+    assert "2 no interval" in comp.headline()
 
 
 def test_tables_summarise_the_profile_seeds_only(tmp_path):
@@ -251,3 +264,84 @@ def test_tables_summarise_the_profile_seeds_only(tmp_path):
     assert len(read_metrics(tmp_path / "metrics.csv")) == 10  # nothing removed from metrics.csv
     with pytest.raises(FileNotFoundError, match=r"no rows of seeds \[7\]"):
         summarize(tmp_path, "smoke", write=False, seeds=[7])
+
+
+# --------------------------------------------------------------------------- sign verdicts, primaries, blocks
+@pytest.mark.parametrize("lo, hi, clip, expected", [
+    (0.2, 3.0, 50.0, BETTER),            # above 0
+    (-3.0, -0.2, 50.0, WORSE),           # below 0
+    (-2.0, 2.5, 50.0, NO_DIFFERENCE),    # holds 0, plenty of headroom
+    (-0.9, 1.3, 98.3, NO_DIFFERENCE),    # holds 0; CLIP leaves 1.7 points, more than the half-width 1.1
+    (-0.9, 1.3, 99.2, AT_CEILING),       # holds 0, 0.8 points of headroom < half-width 1.1
+    (-1.5, -0.1, 99.9, WORSE),           # at the ceiling but the interval excludes 0: the sign wins
+    (math.nan, math.nan, 50.0, NO_INTERVAL),
+])
+def test_sign_verdict_on_constructed_rows(lo, hi, clip, expected):
+    assert sign_verdict(lo, hi, clip) == expected
+
+
+def test_a_stand_in_never_gets_a_verdict_about_the_size_of_the_papers_gain(tmp_path):
+    """mnist_test plays MNIST (paper gain +6.16): a narrow interval around -1 used to 'contradict the
+    paper'; now it says only which method is better."""
+    rows = []
+    for s in range(6):
+        rows += [row("clip", s, "zero_shot", "mnist_test", "top1", 78.0 + s % 2),
+                 row("contextclip", s, "zero_shot", "mnist_test", "top1", 77.0 + s % 2 + 0.1 * s),
+                 row("clip", s, "fine_tune", "digits", "top1", 99.3 + 0.1 * (s % 2)),
+                 row("contextclip", s, "fine_tune", "digits", "top1",
+                     99.3 + 0.1 * (s % 2) + [-1.0, 0.8, -0.5, 1.2, -0.9, 0.6][s])]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    comp = summarize(tmp_path, "embedded", write=False)
+    verdicts = dict(zip(comp.rows()["dataset"], comp.rows()["verdict"]))
+    assert verdicts["mnist_test"] == WORSE
+    assert verdicts["digits"] == AT_CEILING  # fine-tune at 99.35: less headroom than the half-width
+    assert not set(verdicts.values()) & {SUPPORTS, CONTRADICTS, INCONCLUSIVE}
+
+
+def test_paired_p_value_mde_and_holm_against_scipy_and_by_hand():
+    d = np.array([-3.0, -1.0, -2.5, 0.5, -1.5, -2.0])
+    assert paired_p_value(d) == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue)
+    n, sd = 18, 3.0
+    assert mde80(sd, n) == pytest.approx((stats.t.ppf(0.975, 17) + stats.t.ppf(0.8, 17)) * 3.0 / math.sqrt(18))
+    # Holm: sorted p 0.01, 0.04 -> 0.02, 0.04; order kept, NaN ignored
+    assert holm([0.04, 0.01, math.nan]) == pytest.approx([0.04, 0.02, math.nan], nan_ok=True)
+    assert holm([0.03, 0.02]) == pytest.approx([0.04, 0.04])  # monotone: never below the previous one
+
+
+def test_two_seed_blocks_are_summarised_apart_and_the_agreement_rule(tmp_path):
+    """Block A (seeds 0-5) makes the tables and the headline; block B (100-105) is kept beside it;
+    B agrees when its mean lies inside A's interval, and a finding holds when both verdicts match."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for s in list(range(6)) + list(range(100, 106)):
+        shift_a = -3.0 if s < 100 else -2.8  # the same effect in both blocks on mnist_test
+        shift_b = 2.0 if s < 100 else -2.0   # opposite signs on novel_classes: not held
+        for ds, shift in (("mnist_test", shift_a), ("novel_classes", shift_b)):
+            base = 60 + rng.normal(0, 1)
+            rows += [row("clip", s, "zero_shot", ds, "top1", base),
+                     row("contextclip", s, "zero_shot", ds, "top1", base + shift + rng.normal(0, 0.5))]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    comp = summarize(tmp_path, "answer", write=False, primary=("zero_shot/mnist_test/top1",
+                                                                "zero_shot/novel_classes/top1"),
+                     replication_seeds=range(100, 106))
+    assert int(comp.rows()["paired_seeds"].max()) == 6  # block A only
+    prim = comp.primary().set_index("dataset")
+    assert prim.loc["mnist_test", "verdict"] == WORSE and prim.loc["mnist_test", "b_verdict"] == WORSE
+    assert prim.loc["mnist_test", "held"] and prim.loc["mnist_test", "b_agrees"]
+    assert prim.loc["novel_classes", "verdict"] == BETTER and prim.loc["novel_classes", "b_verdict"] == WORSE
+    assert not prim.loc["novel_classes", "held"] and not prim.loc["novel_classes", "b_agrees"]
+    head = comp.headline()
+    assert "block B (6 other seeds)" in head and "not held on both blocks" in head and "held on both blocks" in head
+    # Holm over the two primaries: each adjusted p is at least its own p
+    assert (prim["p_holm"] >= prim["p_value"]).all()
+    forest = comp.forest_rows()
+    assert list(forest["block"][:2]) == ["A", "B"] and set(forest["role"][:4]) == {PRIMARY}
+
+
+def test_verdicts_can_be_left_out_for_numbers_that_measure_nothing(tmp_path):
+    rows = [row(m, s, "zero_shot", "digits", "top1", 12.0 + s + (m == "contextclip") * 0.5 * s)
+            for s in range(3) for m in ("clip", "contextclip")]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    comp = summarize(tmp_path, "smoke", write=False, verdicts=False)
+    md = comp.table_markdown("table1_zero_shot")
+    assert "| verdict |" not in md and "No verdicts" in md and "measure nothing" in comp.headline()

@@ -93,7 +93,8 @@ def test_study_table_against_a_naive_computation(tmp_path):
         half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
         assert (r["diff"], r["ci_low"], r["ci_high"]) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
         assert r["half_width"] == pytest.approx(half)
-        assert r["verdict"] == ("excludes 0" if abs(d.mean()) > half else "holds 0")
+        assert r["verdict"] == (("ContextCLIP better" if d.mean() > 0 else "ContextCLIP worse") if abs(d.mean()) > half
+                                else "no detectable difference")
     by = table.set_index("label")
     assert by.loc["cx-batch-a2-h0.5", "ci_high"] < 0 and by.loc["cx-feature_columns-a2-h0.5", "ci_low"] > 0
 

@@ -52,7 +52,9 @@ def measurements() -> dict[str, dict]:
 
 def _machine(m: dict) -> str:
     dev = "one GPU" if str(m.get("device", "cpu")).startswith("cuda") else f"{m.get('cpu_count', '?')} CPU cores"
-    return f"{dev}, {str(m.get('date', ''))[:10]}"
+    load, cores = (m.get("load_average") or [0])[0], m.get("cpu_count") or 0
+    busy = f" shared with other jobs at load {load:.0f}, an upper bound" if cores and load > cores else ""
+    return f"{dev}{busy}, {str(m.get('date', ''))[:10]}"
 
 
 @functools.cache

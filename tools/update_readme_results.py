@@ -3,11 +3,15 @@
 Usage: ``.venv/bin/python tools/update_readme_results.py [--profile embedded]`` after
 ``make reproduce``. Sections, each between two HTML comment markers:
 
+- "The answer": the primary endpoints of the answer profiles (``ANSWER_PROFILES``: the embedded
+  regime's ``answer`` and the ``pretrained`` regime), both seed blocks each, with their forest plots
+  (drawn by notebook 07 of each profile) and what replicates;
 - "Results (<profile> profile)": the tables and the reading, rendered from the one comparison
   summary of ``contextclip.results.summarize`` (``results/<profile>/metrics.csv``), plus the run
   facts (notebook times, training seconds, held-out contextual loss);
 - "Ablation": an overlay profile's ContextCLIP beside the baseline's two methods;
-- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``.
+- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``;
+- "What the kit found": the plain-words summary of ``contextclip.summary_text`` (same comparison).
 
 The run facts are read from ``runs/<profile>/`` (git-ignored) and written to
 ``results/<profile>/run_facts.json`` (committed); notebook times are taken only from a pass that
@@ -35,8 +39,14 @@ from contextclip.pipeline import reused_runs  # noqa: E402
 from contextclip.runs import SUMMARY  # noqa: E402
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ANS_BEGIN, ANS_END = "<!-- answer:begin -->", "<!-- answer:end -->"
+#: the profiles whose job is the answer, each with the regime it measures (README order)
+ANSWER_PROFILES = (("answer", "embedded regime: ResNet-10 trained from scratch at 32 px, frozen MiniLM, tau 0.07 learned"),
+                   ("pretrained", "pretrained regime: ImageNet EfficientNet-Lite0 and MiniLM both frozen (LiT), "
+                                  "the paper's tau = 1.0 (learned) and lambda = 0.75"))
 ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 SENS_BEGIN, SENS_END = "<!-- sensitivity:begin -->", "<!-- sensitivity:end -->"
+FOUND_BEGIN, FOUND_END = "<!-- findings:begin -->", "<!-- findings:end -->"
 RUN_FACTS = "run_facts.json"
 
 
@@ -91,8 +101,8 @@ def run_facts(profile: str, runs_root: Path | None = None, write: bool = True, r
 def comparison(profile: str, results_dir: Path | None = None) -> results.Comparison:
     """The comparison summary of a profile, with that profile's bootstrap setting (nothing written)."""
     cfg = load_config(profile)
-    return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile,
-                             cfg.eval.bootstrap_samples, write=False, seeds=cfg.train.seeds)
+    return results.summarize(results_dir or ROOT / "results" / profile, cfg.profile, write=False,
+                             **results.profile_options(cfg))
 
 
 #: zero-shot sets whose top-1 level the reading states, with how to say what they measure
@@ -133,7 +143,9 @@ def section(profile: str, comp: results.Comparison, facts: dict) -> str:
              f"2 CPU cores, no GPU: **{total / 60:.1f} minutes** for the {len(times)} notebooks "
              f"({per_nb}), after the one-time `make setup`. {runs}"
              f"Values: mean ± std over the seeds, in percent; the interval is a 95% t-interval over the seeds' "
-             "paired differences and *detectable ±* its half-width. Full tables: [`results/" + profile
+             "paired differences, *half-width ±* its half-width and *MDE80 ±* the difference detectable with 80% power. "
+             "**A quick look**: 4 seeds of the recipe whose verdict is the `answer` profile's (2 x 18 seeds, "
+             "[The answer](#the-answer-does-the-contextual-term-help)). Full tables: [`results/" + profile
              + "/`](results/" + profile + "/); regenerate this section with "
              "`.venv/bin/python tools/update_readme_results.py`.", "",
              "**Table 1 analogue: zero-shot top-1.** " + results.VERDICT_LEGEND, ""]
@@ -141,9 +153,13 @@ def section(profile: str, comp: results.Comparison, facts: dict) -> str:
     lines += ["", "**Table 2 analogue: fine-tuning and linear probe, top-1**", ""]
     lines += comp.table_markdown("table2_fine_tune", ("top1",), 1, compact=True, title=False).splitlines()[:-2]
     lines += ["", "**Retrieval on held-out captioned scenes (Fig. 1/5 made quantitative)**", ""]
-    lines += comp.table_markdown("table3_retrieval", ("text_to_image_R@1", "text_to_image_R@10",
-                                                      "image_to_text_R@1", "image_to_text_R@10"),
-                                 1, compact=True, title=False).splitlines()[:-2]
+    shown = ("text_to_image_R@1", "text_to_image_R@1_exact", "text_to_image_R@10",
+             "image_to_text_R@1", "image_to_text_R@1_exact", "image_to_text_R@10")
+    lines += comp.table_markdown("table3_retrieval", shown, 1, compact=True, title=False).splitlines()[:-2]
+    if comp.tables["table3_retrieval"]["metric"].astype(str).str.endswith("_exact").any():
+        lines += ["", "A retrieved image counts as correct when it has every attribute the caption states "
+                  "(\"an italic number three\": any italic 3); the `_exact` rows count only the image the caption "
+                  "was written for and images with an identical caption, as before (kept for one release)."]
     reading = f"**Reading.** {levels(comp)}{comp.headline()} "
     cx = facts.get("val_contextual_loss", {})
     if "clip" in cx and "contextclip" in cx:
@@ -158,6 +174,72 @@ def section(profile: str, comp: results.Comparison, facts: dict) -> str:
     if shown:
         lines += ["", " ".join(f"![{p.stem}](figures/{profile}/{p.name})" for p in shown)]
     lines += ["", END]
+    return "\n".join(lines)
+
+
+def _ci(d, lo, hi) -> str:
+    return f"{d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+
+
+def answer_section(comps: dict[str, results.Comparison], facts: dict[str, dict]) -> str:
+    """The README's answer: each answer profile's primary endpoints, both blocks, the rule's outcome."""
+    lines = [ANS_BEGIN, "## The answer: does the contextual term help?", "",
+             "Two primary endpoints, declared before their runs ([decisions](docs/decisions.md#the-answer-primary-"
+             "endpoints-sign-verdicts-seed-blocks-written-before-their-runs)): zero-shot top-1 on **24 held-out "
+             "classes** that no training caption names (`novel_classes`, 2,400 images: zero-shot in the paper's "
+             "sense) and on the **4,000 real MNIST test digits** (`mnist_test`: transfer from rendered to "
+             "handwritten digits), each measured in two regimes, each regime with two disjoint blocks of seeds. "
+             "Block A gives the estimate; block B, other seeds of the same recipe, is the replication: it *agrees* "
+             "when its mean lies inside block A's 95% interval, and a verdict *held* when both blocks give the same. "
+             "Verdicts are signs only (these are stand-ins: other data, towers and budget than the paper's); "
+             "Holm-adjusted p over the two primaries. Everything else in this README is exploratory.", "",
+             "| regime (profile) | primary endpoint | chance | CLIP | ContextCLIP | block A: ContextCLIP − CLIP "
+             "[95% CI] (seeds) | Holm p | verdict | block B [95% CI] (seeds) | B inside A | held on both |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    said = []
+    for profile, comp in comps.items():
+        prim = comp.primary()
+        for _, x in prim.iterrows():
+            b = (f"{_ci(x['b_diff'], x['b_ci_low'], x['b_ci_high'])} ({x['b_seeds']})"
+                 if x["b_diff"] is not None else "-")
+            lines.append(f"| `{profile}` | {x['dataset']} top-1 | {x['chance']:.1f} | "
+                         f"{results.cell_text(x['clip_mean'], x['clip_std'], int(x['clip_seeds']), 1, False)} | "
+                         f"{results.cell_text(x['contextclip_mean'], x['contextclip_std'], int(x['contextclip_seeds']), 1, False)} | "
+                         f"{_ci(x['diff'], x['ci_low'], x['ci_high'])} ({int(x['paired_seeds'])}) | "
+                         f"{results._p_cell(x)} | {results._verdict_cell(x)} | {b} | "
+                         f"{'yes' if x['b_agrees'] else ('no' if x['b_agrees'] is not None else '-')} | "
+                         f"{'yes' if x['held'] else ('no' if x['held'] is not None else '-')} |")
+            said.append((profile, x))
+    lines.append("")
+    regimes = dict(ANSWER_PROFILES)
+    for profile, comp in comps.items():
+        prim = comp.primary()
+        if prim.empty:
+            continue
+        f = facts.get(profile, {})
+        secs = sum(t for _, t in f.get("notebook_seconds", []))
+        words = "; ".join(f"{x['dataset']}: {x['verdict']}" + (
+            f" (block B: {x['b_verdict']}, {'held' if x['held'] else 'not held'})" if x["b_verdict"] else "")
+            for _, x in prim.iterrows())
+        lines.append(f"- **{regimes.get(profile, profile)}** (`make reproduce PROFILE={profile}`"
+                     + (f", {secs / 60:.0f} min on this 2-core machine" if secs else "") + f"): {words}.")
+    verdicts = {}
+    for profile, x in said:
+        verdicts.setdefault(x["dataset"], []).append((profile, x["verdict"], bool(x["held"])))
+    agree = [ds for ds, v in verdicts.items() if len({w for _, w, _ in v}) == 1 and len(v) == len(comps)]
+    lines.append("- **Where the regimes agree**: "
+                 + (", ".join(f"{ds} ({verdicts[ds][0][1]} in both)" for ds in agree) if agree else "on neither endpoint")
+                 + "; where they differ: "
+                 + (", ".join(f"{ds} (" + ", ".join(f"{p}: {w}" for p, w, _ in v) + ")"
+                              for ds, v in verdicts.items() if ds not in agree) or "nowhere") + ".")
+    lines += ["- **What replicates.** On one machine every run is bit-identical (the same seed retrains to the same "
+              "weights). Across CPUs each seed takes another floating-point path, so another machine's per-seed "
+              "numbers differ: what carries over is an interval, not a number. Expect a rerun's intervals to overlap "
+              "these; a finding counts here only when both seed blocks give the same verdict.", ""]
+    shown = [f"figures/{p}/fig_answer_forest.png" for p in comps if (ROOT / "figures" / p / "fig_answer_forest.png").exists()]
+    if shown:
+        lines += [" ".join(f"![forest plot, {p.split('/')[1]} profile]({p})" for p in shown), ""]
+    lines.append(ANS_END)
     return "\n".join(lines)
 
 
@@ -219,8 +301,15 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
              results_root: Path | None = None) -> dict[tuple[str, str], str]:
     """Every generated README section, keyed by its markers (what the drift test regenerates)."""
     results_root = results_root or ROOT / "results"
+    out = {}
+    answers = {p: comparison(p, results_root / p) for p, _ in ANSWER_PROFILES
+               if (results_root / p / "metrics.csv").exists()}
+    if answers:
+        out[(ANS_BEGIN, ANS_END)] = answer_section(
+            answers, {p: run_facts(p, runs_root, write_facts, results_root) for p in answers})
     comp = comparison(profile, results_root / profile)
-    out = {(BEGIN, END): section(profile, comp, run_facts(profile, runs_root, write_facts, results_root))}
+    facts = run_facts(profile, runs_root, write_facts, results_root)
+    out[(BEGIN, END)] = section(profile, comp, facts)
     if ablation and (results_root / ablation / "metrics.csv").exists():
         out[(ABL_BEGIN, ABL_END)] = ablation_section(ablation, profile, comparison(ablation, results_root / ablation),
                                                      comp, ablation_variant(ablation))
@@ -230,7 +319,18 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
     if (sens / sensitivity.METRICS_FILE).exists():
         out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(
             sens, SENS_BEGIN, SENS_END, facts=run_facts("sensitivity", runs_root, write_facts, results_root))
+    out[(FOUND_BEGIN, FOUND_END)] = findings_section(profile, comp, facts)
     return out
+
+
+def findings_section(profile: str, comp: results.Comparison, facts: dict) -> str:
+    """The README's "What the kit found": ``summary_text.plain_summary`` between its markers."""
+    from contextclip.summary_text import plain_summary
+
+    text = plain_summary(comp, profile, facts.get("val_contextual_loss"), load_config(profile).eval.verdicts)
+    return "\n".join([FOUND_BEGIN, "### What the kit found, in plain words", "",
+                       f"Generated from `results/{profile}/` by `contextclip.summary_text` "
+                       "(`.venv/bin/python tools/update_readme_results.py`).", "", text.rstrip(), "", FOUND_END])
 
 
 def main(argv: list[str]) -> int:
@@ -245,7 +345,11 @@ def main(argv: list[str]) -> int:
     text = readme.read_text(encoding="utf-8")
     anchor = END
     for (begin, end), new in sections(args.profile, args.ablation, args.runs_root).items():
-        text = _replace(text, begin, end, new, anchor)
+        if begin == ANS_BEGIN and begin not in text:  # a new answer section goes before the Quick start
+            text = text.replace("## Quick start", new + "\n\n## Quick start", 1)
+            continue
+        else:
+            text = _replace(text, begin, end, new, anchor)
         anchor = end
         print(new + "\n")
     readme.write_text(text, encoding="utf-8")

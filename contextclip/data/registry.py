@@ -72,6 +72,9 @@ DATASETS: dict[str, DatasetSpec] = {
                                  "nothing: 8 colours x 10 shapes = 80 classes x 15 rendered images"),
     "novel_shapes": DatasetSpec("novel_shapes", "classification", sets.build_synthetic_classes, True, _always,
                                 "nothing: 6 shapes no training caption names x 100 rendered images"),
+    "novel_classes": DatasetSpec("novel_classes", "classification", sets.build_synthetic_classes, True, _always,
+                                 "nothing: 24 classes no training caption names (10 shapes, 14 symbols) x 100 "
+                                 "rendered images"),
     "cifar10": DatasetSpec("cifar10", "classification", sets.build_cifar, False,
                            lambda r: (Path(r) / "cifar-10-batches-py" / "test_batch").is_file(),
                            "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}", ("cifar-10-batches-py",)),

@@ -71,9 +71,24 @@ class CaptionSet:
     captions: list[list[str]]
     n_found: int | None = None
     info: dict = field(default_factory=dict)
+    # generated sets only: what each caption states and every image's attributes (synthetic.py)
+    claims: list[list[dict]] | None = None
+    facts: list[dict] | None = None
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    def attribute_matches(self) -> np.ndarray | None:
+        """Bool [n_captions, n_images] (captions in order, image by image): image j satisfies what
+        caption i states (``synthetic.claim_matrix``); None when the captions were not generated
+        (real datasets are matched by caption only)."""
+        if self.claims is None or self.facts is None:
+            return None
+        flat = [c for claims in self.claims for c in claims]
+        if len(flat) != sum(len(c) for c in self.captions) or len(self.facts) != len(self.captions):
+            raise ValueError(f"caption set {self.name}: {len(flat)} claims and {len(self.facts)} image facts for "
+                             f"{sum(len(c) for c in self.captions)} captions of {len(self.captions)} images")
+        return synthetic.claim_matrix(flat, self.facts)
 
 
 # --------------------------------------------------------------------- image holders
@@ -337,7 +352,7 @@ def build_digits(name, cfg, split="test", root=None):
     return s
 
 
-N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15, "novel_shapes": 100}
+N_PER_CLASS = {"shapes10": 100, "colour_shapes": 15, "novel_shapes": 100, "novel_classes": 100}
 
 
 def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -362,7 +377,7 @@ def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.n
 def build_synthetic_classes(name, cfg, split="test", root=None):
     images, labels, names = _render_class_set(name, cfg.data.image_size, root)
     s = _classification_from_arrays(name, cfg, "test", {"test": lambda: (images, labels)}, names, templates_for(name))
-    what = "held-out classes: no training caption names them" if name == "novel_shapes" else \
+    what = "held-out classes: no training caption names them" if name in ("novel_shapes", "novel_classes") else \
         "trained classes, in-distribution renderings"
     s.info["source"] = (f"rendered {name} (stream {synthetic.STREAMS[name]}, never the pretraining images; "
                         f"{what})")
@@ -375,7 +390,8 @@ def build_synthetic_captions(name, cfg, split="test", root=None):
     idx = subset_indices(len(c), _cap(cfg))
     images = torch.from_numpy(np.ascontiguousarray(c.images[idx])).permute(0, 3, 1, 2).contiguous()
     return CaptionSet(name, images, [c.captions[i] for i in idx], len(c),
-                      {"source": "rendered held-out scenes, 5 true captions each", "specs": [c.specs[i] for i in idx]})
+                      {"source": "rendered held-out scenes, 5 true captions each", "specs": [c.specs[i] for i in idx]},
+                      claims=[c.claims[i] for i in idx], facts=[synthetic.scene_facts(c.specs[i]) for i in idx])
 
 
 # ------------------------------------------------------------------------ paper sets

@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import re
+import string
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -90,6 +91,21 @@ SHAPE_WORDS: dict[str, tuple[str, ...]] = {
 # Held-out classes: shapes that no training caption names (never in the corpus, never in a
 # caption template); the ``novel_shapes`` evaluation set measures zero-shot in the paper's sense.
 NOVEL_SHAPES: tuple[str, ...] = ("octagon", "crescent", "trapezoid", "semicircle", "oval", "parallelogram")
+# The primary held-out-class set ``novel_classes``: 24 classes no training caption names, chosen
+# and written down before any result on them (docs/decisions.md, "Primary endpoints"): the six
+# novel shapes, four more shapes, and 14 typographic symbols (the corpus draws digits and letters,
+# never a symbol). Class name -> shape name (rendered as a polygon) or the symbol's character
+# (rendered as a glyph in the fonts that draw it; see ``SYMBOL_FONTS``).
+NOVEL_CLASS_SHAPES: tuple[str, ...] = NOVEL_SHAPES + ("kite", "hourglass", "lightning bolt", "teardrop")
+NOVEL_CLASS_SYMBOLS: dict[str, str] = {
+    "question mark": "?", "exclamation mark": "!", "ampersand": "&", "at sign": "@", "hash sign": "#",
+    "percent sign": "%", "dollar sign": "$", "asterisk": "*", "equals sign": "=", "euro sign": "\u20ac",
+    "pound sign": "\u00a3", "musical note": "\u266a", "infinity sign": "\u221e", "section sign": "\u00a7",
+}
+NOVEL_CLASSES: tuple[str, ...] = NOVEL_CLASS_SHAPES + tuple(NOVEL_CLASS_SYMBOLS)
+# Symbols are drawn in the DejaVu styles only: each has every symbol above (the Computer Modern
+# files map some code points to other glyphs, STIX lacks two).
+SYMBOL_FONTS: tuple[str, ...] = tuple(f.name for f in FONT_STYLES if f.name.startswith("dejavu"))
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # letters that cannot be mistaken for digits (no O, I, l, S, Z, B, G, q, g, b ...)
 LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnrtuvwxy"
@@ -101,7 +117,8 @@ ROWS = ("top", "middle", "bottom")
 COLS = ("left", "centre", "right")
 
 # stream ids keep the pretraining corpus and every held-out set on disjoint random streams
-STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4, "novel_shapes": 5}
+STREAMS = {"corpus": 1, "synthetic_captions": 2, "shapes10": 3, "colour_shapes": 4, "novel_shapes": 5,
+           "novel_classes": 6}
 
 
 @dataclass(frozen=True)
@@ -198,9 +215,18 @@ def _shape_polygon(shape: str) -> list[tuple[float, float]] | None:
         return [(math.cos(t), 0.55 * math.sin(t)) for t in np.linspace(0.0, 2 * math.pi, 40, endpoint=False)]
     if shape == "parallelogram":
         return [(-0.6, -0.55), (1.0, -0.55), (0.6, 0.55), (-1.0, 0.55)]
+    if shape == "kite":
+        return [(0.0, -1.0), (0.6, -0.35), (0.0, 1.0), (-0.6, -0.35)]
+    if shape == "hourglass":
+        return [(-0.75, -1.0), (0.75, -1.0), (0.12, 0.0), (0.75, 1.0), (-0.75, 1.0), (-0.12, 0.0)]
+    if shape == "lightning bolt":
+        return [(0.15, -1.0), (-0.6, 0.15), (-0.05, 0.15), (-0.3, 1.0), (0.6, -0.2), (0.05, -0.2), (0.4, -1.0)]
+    if shape == "teardrop":  # a circle in the lower part, its top drawn out to a point
+        arc = [(0.62 * math.cos(t), 0.35 + 0.62 * math.sin(t)) for t in np.linspace(-math.pi / 6, 7 * math.pi / 6, 30)]
+        return [(0.0, -1.0)] + arc
     if shape == "arrow":
         return [(-1.0, -0.22), (0.2, -0.22), (0.2, -0.6), (1.0, 0.0), (0.2, 0.6), (0.2, 0.22), (-1.0, 0.22)]
-    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES + NOVEL_SHAPES}")
+    raise ValueError(f"unknown shape {shape!r}; known: {SHAPES + NOVEL_CLASS_SHAPES}")
 
 
 def _object_mask(obj: dict, canvas: int) -> Image.Image:
@@ -317,7 +343,10 @@ def _base_spec(rng, bg_name: str) -> dict:
 
 def _glyph_obj(rng, kind: str, label: str, colour: str, size_name: str, size_frac: float,
                centre, angle_max: float, stroke_max: float) -> dict:
-    fonts = [f for f in FONT_STYLES if kind == "digit" or f.letters]
+    if kind == "symbol":
+        fonts = [f for f in FONT_STYLES if f.name in SYMBOL_FONTS]
+    else:
+        fonts = [f for f in FONT_STYLES if kind == "digit" or f.letters]
     font = _pick(rng, fonts)
     return {
         "kind": kind, "label": label, "colour": colour, "rgb": _jitter(COLOURS[colour], rng),
@@ -476,29 +505,44 @@ ABOVE_TEMPLATES = (
 )
 
 
-def _obj_phrase(rng, obj: dict, with_size: bool) -> str:
+def _obj_phrase(rng, obj: dict, with_size: bool) -> tuple[str, dict]:
+    """One object of a two-object caption, and what the phrase states about it (its claim)."""
     c = _cw(rng, obj["colour"])
     size = f"{obj['size']} " if with_size and obj["size"] != "medium" else ""
+    claim = {"kind": obj["kind"], "label": obj["label"], "colour": obj["colour"], **({"size": obj["size"]} if size else {})}
     if obj["kind"] == "shape":
-        return f"{size}{c} {_pick(rng, SHAPE_WORDS[obj['label']])}"
+        return f"{size}{c} {_pick(rng, SHAPE_WORDS[obj['label']])}", claim
     d = obj["label"]
-    return _pick(rng, (f"{size}{c} {d}", f"{size}{c} digit {d}", f"{size}{c} number {DIGIT_WORDS[int(d)]}"))
+    return _pick(rng, (f"{size}{c} {d}", f"{size}{c} digit {d}", f"{size}{c} number {DIGIT_WORDS[int(d)]}")), claim
 
 
-def describe(spec: dict, rng: np.random.Generator, k: int = 5) -> list[str]:
-    """``k`` captions (distinct where the templates allow), each true of the rendered spec."""
+def _is_bold(obj: dict) -> bool:
+    """A glyph the captions may call bold: a bold font, or a thick stroke."""
+    return bool(obj["bold"] or obj["stroke"] > 0.05)
+
+
+def describe(spec: dict, rng: np.random.Generator, k: int = 5, claims: list | None = None) -> list[str]:
+    """``k`` captions (distinct where the templates allow), each true of the rendered spec.
+
+    With a list ``claims``, the claim of each returned caption is appended to it (``caption_claim``:
+    the attributes the caption names, recorded from its template as it is written). The captions
+    and the random stream are the same with or without it.
+    """
     objs = spec["objects"]
     bg = spec["background"]
     tone = "dark" if spec["tone"] == "dark" else "light"
     if spec["relation"] is not None:
         templates = LEFT_TEMPLATES if spec["relation"] == "left" else ABOVE_TEMPLATES
-        make = lambda t: t.format(A=_obj_phrase(rng, objs[0], rng.random() < 0.5),  # noqa: E731
-                                  B=_obj_phrase(rng, objs[1], rng.random() < 0.5), bg=bg, tone=tone)
+
+        def make(t):
+            a = _obj_phrase(rng, objs[0], rng.random() < 0.5)
+            b = _obj_phrase(rng, objs[1], rng.random() < 0.5)
+            return t.format(A=a[0], B=b[0], bg=bg, tone=tone), (t, (a[1], b[1]))
     else:
         o = objs[0]
         ctx = {"c": None, "bg": bg, "tone": tone, "sz": o["size"] if o["size"] != "medium" else "medium-sized"}
         if o["kind"] == "digit":
-            templates = DIGIT_TEMPLATES + (DIGIT_BOLD if o["bold"] or o["stroke"] > 0.05 else ()) \
+            templates = DIGIT_TEMPLATES + (DIGIT_BOLD if _is_bold(o) else ()) \
                 + (DIGIT_ITALIC if o["italic"] else ()) + (DIGIT_MNIST * 2 if spec["mnist_style"] else ())
             ctx.update(d=o["label"], w=DIGIT_WORDS[int(o["label"])], family=o["family"])
         elif o["kind"] == "letter":
@@ -516,21 +560,135 @@ def describe(spec: dict, rng: np.random.Generator, k: int = 5) -> list[str]:
             if o["kind"] == "shape":
                 c["s"] = _pick(rng, SHAPE_WORDS[o["label"]])
             c["thing"] = c.get("s") or (f"digit {o['label']}" if o["kind"] == "digit" else f"letter {o['label']}")
-            return t.format(**c)
+            return t.format(**c), (t, None)
 
     order = rng.permutation(len(templates))
     if spec["relation"] is None and spec["position"] is not None:  # the first caption names the position
         first = len(templates) - 1 - int(rng.integers(len(POSITION_TEMPLATES)))
         order = np.concatenate([[first], order[order != first]])
     out: list[str] = []
+    said: list[tuple] = []  # (template, object claims of a pair) of each caption
     for j in range(max(k * 3, len(templates))):
-        cap = _finish(make(templates[order[j % len(order)]]))
+        text, source = make(templates[order[j % len(order)]])
+        cap = _finish(text)
         if cap not in out:
             out.append(cap)
+            said.append(source)
         if len(out) == k:
             break
     while len(out) < k:  # very few templates: repeat (never happens with the sets above)
         out.append(out[len(out) % max(1, len(out))])
+        said.append(said[len(said) % max(1, len(said))])
+    if claims is not None:
+        claims.extend(caption_claim(t, spec, pair) for t, pair in said)
+    return out
+
+
+# ------------------------------------------------------------------- what captions state
+# A caption's *claim* is what it says about the image, recorded from its template when it is
+# written (never parsed from the text afterwards): {"objects": [one dict per object named, with
+# the attributes the caption names: kind and label always, and colour, size, family, filled,
+# bold, italic where named], "relation": ..., and the scene attributes it names: "background",
+# "tone", "position", "mnist_style"}. "relation" is "left" / "above" (objects listed left to right
+# or top to bottom), "beside" (a horizontal pair, either order: "next to") or None (any
+# arrangement, either order). An image *satisfies* a claim when it shows that many objects and
+# its attributes (``scene_facts``) include every stated one. Retrieval counts every image that
+# satisfies a caption as a correct answer to it (``claim_matrix``; docs/decisions.md, "Retrieval").
+
+#: Scene-level attributes (the others belong to an object).
+SCENE_ATTRIBUTES = ("background", "tone", "position", "mnist_style")
+#: Template field -> the attribute it names (the label fields name kind and label).
+FIELD_ATTRIBUTES = {"c": "colour", "sz": "size", "family": "family", "fill": "filled", "bg": "background",
+                    "tone": "tone", "pos": "position"}
+LABEL_FIELDS = ("d", "w", "L", "s", "thing")
+#: Attributes a template names in its fixed words rather than in a field.
+TEMPLATE_FACTS: dict[str, dict] = {
+    **{t: {"bold": True} for t in DIGIT_BOLD},
+    **{t: {"italic": True} for t in DIGIT_ITALIC},
+    **dict(zip(DIGIT_MNIST, (  # "thick" and "centred" are the MNIST look (thick pen stroke, centre of mass)
+        {"colour": "white", "background": "black"},
+        {"colour": "white", "background": "black", "mnist_style": True},
+        {"colour": "white", "background": "black", "mnist_style": True}))),
+}
+#: Two-object templates -> the relation they state.
+PAIR_RELATIONS: dict[str, str | None] = {
+    "a~ {A} to the left of a~ {B}": "left", "a~ {B} to the right of a~ {A}": "left",
+    "a~ {A} on the left and a~ {B} on the right": "left", "a~ {A} next to a~ {B}": "beside",
+    "a~ {A} and a~ {B}": None, "two objects: a~ {A} and a~ {B}": None,
+    "a~ {A} left of a~ {B} on a~ {bg} background": "left", "a~ {B} on the right and a~ {A} on the left": "left",
+    "a~ {A} above a~ {B}": "above", "a~ {B} below a~ {A}": "above", "a~ {A} on top and a~ {B} at the bottom": "above",
+    "a~ {B} under a~ {A}": "above", "two objects: a~ {B} and a~ {A}": None,
+    "a~ {A} above a~ {B} on a~ {tone} background": "above",
+}
+
+
+def scene_facts(spec: dict) -> dict:
+    """Every attribute a caption could name, of the image a spec draws (JSON-able)."""
+    objects = []
+    for o in spec["objects"]:
+        f = {"kind": o["kind"], "label": o["label"], "colour": o["colour"], "size": o["size"],
+             "filled": bool(o.get("filled", True))}
+        if o["kind"] != "shape":
+            f.update(family=o["family"], bold=_is_bold(o), italic=bool(o["italic"]))
+        objects.append(f)
+    return {"objects": objects, "relation": spec["relation"], "background": spec["background"],
+            "tone": spec["tone"], "position": spec["position"], "mnist_style": bool(spec["mnist_style"])}
+
+
+def caption_claim(template: str, spec: dict, pair_claims: tuple[dict, dict] | None = None) -> dict:
+    """What a caption written from ``template`` for ``spec`` states: the attributes its fields and
+    fixed words name, with the values of that image (``pair_claims``: the two object phrases')."""
+    facts = scene_facts(spec)
+    fields = {f for _, f, _, _ in string.Formatter().parse(template) if f}
+    scene = {FIELD_ATTRIBUTES[f]: facts[FIELD_ATTRIBUTES[f]] for f in fields
+             if FIELD_ATTRIBUTES.get(f) in SCENE_ATTRIBUTES}
+    scene.update({a: v for a, v in TEMPLATE_FACTS.get(template, {}).items() if a in SCENE_ATTRIBUTES})
+    if pair_claims is not None:
+        if template not in PAIR_RELATIONS:
+            raise KeyError(f"two-object template {template!r} has no entry in PAIR_RELATIONS")
+        return {"objects": [dict(c) for c in pair_claims], "relation": PAIR_RELATIONS[template], **scene}
+    o = facts["objects"][0]
+    obj = {"kind": o["kind"], "label": o["label"]} if fields & set(LABEL_FIELDS) else {}
+    obj.update({FIELD_ATTRIBUTES[f]: o[FIELD_ATTRIBUTES[f]] for f in fields
+                if f in FIELD_ATTRIBUTES and FIELD_ATTRIBUTES[f] not in SCENE_ATTRIBUTES})
+    obj.update({a: v for a, v in TEMPLATE_FACTS.get(template, {}).items() if a not in SCENE_ATTRIBUTES})
+    return {"objects": [obj], "relation": None, **scene}
+
+
+def satisfies(facts: dict, claim: dict) -> bool:
+    """Whether an image (its ``scene_facts``) shows everything a caption's claim states."""
+    objs = facts["objects"]
+    if len(objs) != len(claim["objects"]):
+        return False
+    if any(facts.get(a) != claim[a] for a in SCENE_ATTRIBUTES if a in claim):
+        return False
+    relation = claim.get("relation")
+    if relation in ("left", "above"):
+        orders = [objs] if facts["relation"] == relation else []
+    elif relation == "beside":
+        orders = [objs, objs[::-1]] if facts["relation"] == "left" else []
+    elif relation is None:
+        orders = [objs, objs[::-1]] if len(objs) == 2 else [objs]
+    else:
+        raise ValueError(f"claim relation {relation!r} is not one of left, above, beside, None")
+    return any(all(all(f.get(a) == v for a, v in c.items()) for f, c in zip(order, claim["objects"]))
+               for order in orders)
+
+
+def claim_matrix(claims: list[dict], facts: list[dict]) -> np.ndarray:
+    """Bool [n_claims, n_images]: image j satisfies claim i (identical claims are matched once)."""
+    by_labels: dict[tuple, list[int]] = {}
+    for j, f in enumerate(facts):
+        by_labels.setdefault(tuple(sorted(o["label"] for o in f["objects"])), []).append(j)
+    out = np.zeros((len(claims), len(facts)), dtype=bool)
+    done: dict[str, list[int]] = {}
+    for i, claim in enumerate(claims):
+        key = json.dumps(claim, sort_keys=True)
+        if key not in done:
+            labels = [o.get("label") for o in claim["objects"]]
+            pool = by_labels.get(tuple(sorted(labels)), []) if all(labels) else range(len(facts))
+            done[key] = [j for j in pool if satisfies(facts[j], claim)]
+        out[i, done[key]] = True
     return out
 
 
@@ -544,6 +702,7 @@ class Corpus:
     specs: list[dict]
     params: CorpusParams
     seconds: float = 0.0  # generation time (0 when loaded from the cache)
+    claims: list[list[dict]] | None = None  # what each caption states (``caption_claim``), like ``captions``
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -594,12 +753,13 @@ def generate(p: CorpusParams) -> Corpus:
     t0 = time.perf_counter()
     specs = scene_specs(p)
     images = np.empty((len(specs), p.image_size, p.image_size, 3), dtype=np.uint8)
-    captions = []
+    captions, claims = [], []
     for i, spec in enumerate(specs):
         images[i], spec["boxes"] = render(spec, p.image_size)
         rng = np.random.default_rng([p.seed, STREAMS[p.stream], 2, i])
-        captions.append(describe(spec, rng, p.captions_per_image))
-    return Corpus(images, captions, specs, p, seconds=time.perf_counter() - t0)
+        claims.append([])
+        captions.append(describe(spec, rng, p.captions_per_image, claims=claims[-1]))
+    return Corpus(images, captions, specs, p, seconds=time.perf_counter() - t0, claims=claims)
 
 
 def cache_path(p: CorpusParams, data_root: str | Path) -> Path:
@@ -613,7 +773,7 @@ def save_corpus(c: Corpus, path: Path) -> None:
     fileio.atomic_write(path, lambda fh: np.savez_compressed(
         fh, images=c.images, captions=np.array(flat, dtype=str), offsets=offsets,
         specs=np.array(json.dumps(c.specs)), params=np.array(json.dumps(dataclasses.asdict(c.params))),
-        seconds=np.array(c.seconds),
+        seconds=np.array(c.seconds), claims=np.array(json.dumps(c.claims)),
     ))
 
 
@@ -623,14 +783,16 @@ def load_corpus(path: Path) -> Corpus:
         off = z["offsets"]
         caps = [flat[off[i]: off[i + 1]] for i in range(len(off) - 1)]
         params = CorpusParams(**json.loads(str(z["params"])))
-        return Corpus(z["images"], caps, json.loads(str(z["specs"])), params, seconds=float(z["seconds"]))
+        claims = json.loads(str(z["claims"])) if "claims" in z.files else None
+        return Corpus(z["images"], caps, json.loads(str(z["specs"])), params, seconds=float(z["seconds"]),
+                      claims=claims)
 
 
 def load_or_generate(p: CorpusParams, data_root: str | Path | None) -> Corpus:
     """The corpus of ``p`` from the cache under ``data_root`` (generated and saved on a miss).
 
-    ``data_root=None`` generates without caching. A cache file that cannot be read is
-    regenerated (and overwritten), never trusted.
+    ``data_root=None`` generates without caching. A cache file that cannot be read (or lacks the
+    captions' claims) is regenerated (and overwritten), never trusted.
     """
     if data_root is None:
         return generate(p)
@@ -638,7 +800,7 @@ def load_or_generate(p: CorpusParams, data_root: str | Path | None) -> Corpus:
     if path.exists():
         try:
             c = load_corpus(path)
-            if c.params == p and c.images.shape == (p.n, p.image_size, p.image_size, 3):
+            if c.params == p and c.images.shape == (p.n, p.image_size, p.image_size, 3) and c.claims is not None:
                 return c
         except (OSError, ValueError, KeyError, json.JSONDecodeError):
             pass
@@ -676,7 +838,8 @@ def corpus_stats(c: Corpus) -> dict:
 # --------------------------------------------------------------- held-out class sets
 def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[dict], list[int], list[str]]:
     """Specs, labels and class names of ``shapes10``, ``colour_shapes`` (held-out renderings of
-    trained classes) or ``novel_shapes`` (held-out classes: shapes no training caption names)."""
+    trained classes), ``novel_shapes`` (held-out classes: six shapes no training caption names) or
+    ``novel_classes`` (the primary held-out-class set: ``NOVEL_CLASSES``, 10 shapes and 14 symbols)."""
     stream = STREAMS[name]
     if name == "shapes10":
         classes = [(None, s) for s in SHAPES]
@@ -684,6 +847,9 @@ def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[di
     elif name == "novel_shapes":
         classes = [(None, s) for s in NOVEL_SHAPES]
         names = list(NOVEL_SHAPES)
+    elif name == "novel_classes":
+        classes = [(None, s) for s in NOVEL_CLASSES]
+        names = list(NOVEL_CLASSES)
     elif name == "colour_shapes":
         pool = [c for c in COLOURS if c not in ("white", "gray", "black", "cyan")]  # 8 hues
         classes = [(c, s) for c in pool for s in SHAPES]
@@ -695,8 +861,12 @@ def class_set_specs(name: str, n_per_class: int, seed: int = 0) -> tuple[list[di
         for j in range(n_per_class):
             rng = np.random.default_rng([seed, stream, 1, label, j])
             pool = None if colour is None else [colour]
-            spec = _single_spec(rng, "shape", shape, colour_pool=pool, allow_position=False)
-            spec["kind"] = "shape"
+            if shape in NOVEL_CLASS_SYMBOLS:
+                spec = _single_spec(rng, "symbol", NOVEL_CLASS_SYMBOLS[shape], colour_pool=pool, allow_position=False)
+                spec["kind"] = "symbol"
+            else:
+                spec = _single_spec(rng, "shape", shape, colour_pool=pool, allow_position=False)
+                spec["kind"] = "shape"
             specs.append(spec)
             labels.append(label)
     return specs, labels, names

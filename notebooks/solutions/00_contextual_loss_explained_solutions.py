@@ -28,6 +28,7 @@ import math
 
 import torch
 
+from contextclip import exercises
 from contextclip.losses import ContextCLIPLoss, contextual_loss
 from contextclip.notebook_utils import setup_notebook, show_table
 
@@ -51,7 +52,7 @@ rows = [{"batch": "images = captions", "L_CX": contextual_loss(text, text, h, ep
         {"batch": "one image vector for all", "L_CX": contextual_loss(same, text, h, eps).item(),
          "expected": math.log(N)}]
 show_table(rows, caption=f"N = {N}, h = {h:g}", floatfmt="{:.4f}")
-assert abs(rows[0]["L_CX"]) < 1e-3 and abs(rows[1]["L_CX"] - math.log(N)) < 1e-3
+exercises.cx_extremes(rows[0]["L_CX"], rows[1]["L_CX"], N)
 
 # %% [markdown]
 # ## 2. The batch size and the yardstick $\log N$
@@ -67,15 +68,23 @@ for n in (8, 32, 128, 256):
     loss = contextual_loss(torch.randn(n, D, generator=gen), t, h, eps).item()
     rows.append({"N": n, "random L_CX": loss, "log N": math.log(n), "fraction of log N": loss / math.log(n)})
 show_table(rows, caption="Random batches: L_CX against its upper bound", floatfmt="{:.3f}")
-assert all(a["random L_CX"] < b["random L_CX"] for a, b in zip(rows, rows[1:]))
+exercises.cx_grows_with_batch(rows)
 
 # %% [markdown]
 # ## 3. $\alpha$ and the noise in the explorer
 #
 # *What you should have seen:* with no noise $\mathcal{L}_{CX} = 0$, so $\alpha$ moves nothing: only
-# $\alpha \mathcal{L}_{CX}$ depends on $\alpha$, and it is 0. With noise, $\mathcal{L}_{CLIP}$ rises much faster: at
-# $\tau = 0.1$ the softmax over $N$ captions punishes every near miss, while $\mathcal{L}_{CX}$ only asks
-# whether each caption has *some* close image and is capped at $\log N$.
+# $\alpha \mathcal{L}_{CX}$ depends on $\alpha$, and it is 0. As the noise grows, **both** terms rise, and
+# $\mathcal{L}_{CX}$ rises by more (at these settings from 0 to about 1.9, against 0.001 to about 0.7 for
+# $\mathcal{L}_{CLIP}$), while staying below its ceiling $\log N$. Why: $\mathcal{L}_{CLIP}$ at $\tau = 0.1$ only asks
+# whether each image's *own* caption is still the closest by a margin of a few tenths of a cosine,
+# and a noisy image is still closer to its own caption than to any other. $\mathcal{L}_{CX}$ divides every distance by
+# the nearest one (Eq. 6): without noise the nearest distance is 0, so every other caption is
+# $1/\epsilon$ times further and $CX_{ii} = 1$; with noise the nearest caption is no longer at
+# distance 0, the ratios $\tilde d_{ij}$ fall towards 1, the rows of $CX_{ij}$ flatten and
+# $\mathcal{L}_{CX}$ climbs towards $\log N$ even though the pairing is still right.
+# The $\alpha = 0$ rows show the real $\mathcal{L}_{CX}$: `ContextCLIPLoss` computes it for CLIP too
+# (detached: it is reported, not trained on).
 
 # %%
 tau, k = 0.1, min(16, N)
@@ -85,10 +94,9 @@ for noise in (0.0, 0.5, 1.0, 3.0):
     for alpha in (0.0, 2.0):
         terms = ContextCLIPLoss(alpha=alpha, bandwidth=h, eps=eps)(text[:k] + noise * direction, text[:k], 1 / tau)
         rows.append({"noise": noise, "alpha": alpha, **{n: v.item() for n, v in terms.items()}})
-show_table(rows, caption=f"{k} pairs, tau = {tau}", floatfmt="{:.3f}")
+show_table(rows, caption=f"{k} pairs, tau = {tau}, h = {h:g}", floatfmt="{:.3f}")
 at = {(r["noise"], r["alpha"]): r for r in rows}
-assert abs(at[0.0, 2.0]["loss"] - at[0.0, 0.0]["loss"]) < 1e-3  # alpha does nothing without noise
 rise_clip = at[3.0, 0.0]["contrastive_loss"] - at[0.0, 0.0]["contrastive_loss"]
 rise_cx = at[3.0, 0.0]["contextual_loss"] - at[0.0, 0.0]["contextual_loss"]
-print(f"from noise 0 to 3: L_CLIP rises by {rise_clip:.2f}, L_CX by {rise_cx:.2f}")
-assert rise_clip > rise_cx
+print(f"from noise 0 to 3: L_CLIP rises by {rise_clip:.2f}, L_CX by {rise_cx:.2f} (ceiling log {k} = {math.log(k):.2f})")
+exercises.noise_response(at, k)

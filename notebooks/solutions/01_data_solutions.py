@@ -31,9 +31,11 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from contextclip import exercises
 from contextclip.config import load_config
 from contextclip.data import build_pair_datasets
 from contextclip.notebook_utils import setup_notebook, show_table
+from contextclip.train import epoch_batches
 
 cfg = setup_notebook(profile)
 
@@ -47,10 +49,10 @@ cfg = setup_notebook(profile)
 # %%
 train_ds, val_ds = build_pair_datasets(cfg)
 n_train, n_val = len(train_ds), len(val_ds)
+steps = len(epoch_batches(n_train, cfg.train.batch_size, seed=0, epoch=0))  # the batches fit() takes
 show_table([{"n_pairs": cfg.data.n_pairs, "val_fraction": cfg.data.val_fraction, "train": n_train,
-             "validation": n_val, "batch_size": cfg.train.batch_size,
-             "steps per epoch": n_train // cfg.train.batch_size}])
-assert n_train + n_val == cfg.data.n_pairs and abs(n_val - cfg.data.val_fraction * cfg.data.n_pairs) <= 1
+             "validation": n_val, "batch_size": cfg.train.batch_size, "steps per epoch": steps}])
+exercises.split_sizes(cfg.data.n_pairs, cfg.data.val_fraction, n_train, n_val, cfg.train.batch_size, steps)
 
 # %% [markdown]
 # ## 2. Augmentation across epochs
@@ -70,7 +72,7 @@ def epoch_images(augment):
 
 same = {augment: torch.equal(*epoch_images(augment)) for augment in (False, True)}
 show_table([{"augment": a, "epoch 0 images == epoch 1 images": s} for a, s in same.items()])
-assert same[False] and not same[True]
+exercises.augmentation_per_epoch(same)
 
 # %% [markdown]
 # ## 3. Why the manifest check stops
@@ -88,4 +90,5 @@ Image.fromarray(img.permute(1, 2, 0).numpy()).save(demo / "ok.png")
 check = subprocess.run([sys.executable, "-m", "contextclip", "data", "check", str(demo / "pairs.csv")],
                        capture_output=True, text=True)
 print(check.stdout + check.stderr)
-assert check.returncode == 1 and "missing.png" in check.stdout + check.stderr
+exercises.manifest_check_stops(check.returncode, check.stdout + check.stderr,
+                                ["line 3: missing.png", "line 4: ok.png: empty caption"])

@@ -24,6 +24,7 @@
 profile = "smoke"  # which configs/<profile>.yaml to read
 
 # %%
+from contextclip import exercises
 from contextclip.config import load_config
 from contextclip.data import build_pair_datasets
 from contextclip.data.collate import PairCollator
@@ -61,26 +62,30 @@ rows = [{"part": name, "gradient norm from L_CX": sum(float(p.grad.norm() ** 2) 
 rows.append({"part": "logit scale", "gradient norm from L_CX": 0.0 if model.logit_scale.grad is None
              else float(model.logit_scale.grad.abs())})
 show_table(rows, floatfmt="{:.2e}")
-assert all(r["gradient norm from L_CX"] > 0 for r in rows[:4]) and rows[4]["gradient norm from L_CX"] == 0.0
+exercises.contextual_gradient_parts({r["part"]: r["gradient norm from L_CX"] for r in rows})
 
 # %% [markdown]
 # ## 2. `alpha = 2.0`
 #
 # One ContextCLIP run with `alpha = 2.0` (same seed, data and epochs as the profile's run), compared
 # with the profile's run at the end of training. *What you should have seen* is written below the
-# table from the numbers: a larger alpha weighs the contextual term 4x more, which usually pulls it
-# lower; whether the contrastive term pays for it depends on the run. One seed on the smoke profile is
-# not evidence either way.
+# table from the numbers. What holds by construction, and is checked on both runs' last epoch: the
+# loss is $\mathcal{L}_{CLIP} + \alpha \mathcal{L}_{CX}$ (Eq. 1), so alpha = 2 weighs the contextual term 4x
+# more than 0.5. That usually pulls it lower; whether the contrastive term pays for it depends on the
+# run. One seed on the smoke profile is not evidence either way.
 
 # %%
 cfg2 = load_config(profile, {"alpha": 2.0})
 run2 = paths.runs / "exercises" / f"contextclip-alpha2-seed{seed}"
 fit(cfg2, "contextclip", seed, run2, train_ds=train_ds, val_ds=val_ds)
 last = {}
-for name, run in {f"alpha = {cfg.loss.alpha:g}": paths.run_dir("contextclip", seed), "alpha = 2": run2}.items():
+for name, run, a in ((f"alpha = {cfg.loss.alpha:g}", paths.run_dir("contextclip", seed), cfg.loss.alpha),
+                     ("alpha = 2", run2, 2.0)):
     epochs = [h for h in read_history(run) if h.get("type") == "epoch"]
     last[name] = {k: epochs[-1][k] for k in ("train_contrastive_loss", "train_contextual_loss",
                                              "val_contrastive_loss", "val_contextual_loss")}
+    exercises.loss_is_weighted_sum({t: epochs[-1][f"val_{t}"] for t in ("loss", "contrastive_loss", "contextual_loss")},
+                                   a)
 show_table(last, caption="Last epoch", floatfmt="{:.3f}")
 a, b = last.values()
 show_markdown(f"With alpha = 2 the training contextual term ends at {b['train_contextual_loss']:.3f} against "
@@ -100,5 +105,5 @@ clip_epochs = [h for h in read_history(paths.run_dir("clip", seed)) if h.get("ty
 show_table([{"epoch": h["epoch"], "CLIP validation L_CX": h["val_contextual_loss"]} for h in clip_epochs],
            floatfmt="{:.3f}")
 first, final = clip_epochs[0]["val_contextual_loss"], clip_epochs[-1]["val_contextual_loss"]
-print(f"CLIP's validation L_CX: {first:.3f} after epoch 1, {final:.3f} after the last "
-      f"({'down' if final < first else 'not down on this run'})")
+print(f"CLIP's validation L_CX: {first:.3f} after epoch 1, {final:.3f} after the last")
+exercises.falls_during_training(first, final)

@@ -16,20 +16,21 @@
 # %% [markdown]
 # # Solutions · 07 Report
 #
-# Worked answers to the exercises at the end of `07_report.ipynb`, from the tables it rewrote (run it
-# first). **Runtime:** a few seconds.
+# Worked answers to the exercises at the end of `07_report.ipynb`, from the tables it showed (the
+# profile's saved results, or `runs/<profile>/by_hand/results/`; run it first). **Runtime:** a few seconds.
 
 # %% tags=["parameters"]
 profile = "smoke"  # which configs/<profile>.yaml to read
+recompute = False  # True: read your by-hand results (runs/<profile>/by_hand/), as the notebook with recompute = True
 
 # %%
 import pandas as pd
 
-from contextclip import results
-from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
+from contextclip import exercises, results
+from contextclip.notebook_utils import notebook_outputs, setup_notebook, show_markdown, show_table
 
-cfg = setup_notebook(profile)
-paths = profile_paths(cfg)
+cfg = setup_notebook(profile, recompute=recompute)
+paths = notebook_outputs(cfg, recompute).paths
 t1 = pd.read_csv(paths.results / "table1_zero_shot.csv")
 t1 = t1[t1["status"] == "ok"]
 
@@ -43,6 +44,7 @@ t1 = t1[t1["status"] == "ok"]
 
 # %%
 show_table(t1[["dataset", "metric", "paired_seeds", "ci_method"]].drop_duplicates())
+exercises.interval_source(t1[t1["ci_low"].notna()].to_dict("records"))
 
 # %% [markdown]
 # ## 2. More bootstrap resamples
@@ -58,27 +60,20 @@ b = results.load_per_item(paths.results, "contextclip", seed, "zero_shot", name)
 rows = [{"bootstrap samples": s, **dict(zip(("ci_low", "ci_high"), results.paired_bootstrap(a, b, samples=s)))}
         for s in (cfg.eval.bootstrap_samples, 2000)]
 show_table(rows, caption=f"{name}, top-1, ContextCLIP - CLIP (points)")
-assert abs(rows[0]["ci_low"] - rows[1]["ci_low"]) < 0.25 * (rows[1]["ci_high"] - rows[1]["ci_low"])
+exercises.resamples_add_no_evidence(rows[0]["ci_low"], rows[1]["ci_low"], rows[1]["ci_high"] - rows[1]["ci_low"])
 
 # %% [markdown]
-# ## 3. Inconclusive is not "not reproduced"
+# ## 3. "No detectable difference" is not "not reproduced"
 #
-# *What you should have seen:* an interval that holds both 0 and the paper's gain is compatible with
-# "no effect" and with "the paper's effect": the experiment is too small to tell. "Not reproduced"
-# needs an interval that excludes the paper's gain. Row by row:
+# *What you should have seen:* an interval that holds 0 is compatible with no effect and with any
+# effect smaller than about its half-width, in either direction: the experiment is too small to
+# tell. The half-width says how large a difference could hide in it. Row by row:
 
 # %%
-def reading(r):
-    zero = r.ci_low <= 0 <= r.ci_high
-    paper = r.ci_low <= r.paper_diff <= r.ci_high
-    if zero and paper:
-        return "inconclusive (holds 0 and the paper's gain)"
-    if not paper:
-        return "paper's gain outside the interval"
-    return "difference excludes 0, consistent with the paper"
-
-
 rows = [{"dataset": r.dataset, "metric": r.metric, "interval": f"[{r.ci_low:+.1f}, {r.ci_high:+.1f}]",
-         "paper gain": r.paper_diff, "reading": reading(r)} for r in t1.itertuples() if pd.notna(r.paper_diff)]
+         "half-width": round(r.half_width, 2), "holds 0": r.ci_low <= 0 <= r.ci_high, "verdict": r.verdict}
+        for r in t1.itertuples() if pd.notna(r.ci_low)]
 show_table(rows)
-show_markdown(f"{sum(r['reading'].startswith('inconclusive') for r in rows)} of {len(rows)} rows are inconclusive.")
+# every interval that holds 0 says "no detectable difference" (or "at ceiling"), never better or worse
+assert all(r["verdict"] in (results.NO_DIFFERENCE, results.AT_CEILING) for r in rows if r["holds 0"])
+show_markdown(f"{sum(r['holds 0'] for r in rows)} of {len(rows)} intervals hold 0.")

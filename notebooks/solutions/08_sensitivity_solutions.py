@@ -23,7 +23,7 @@
 profile = "smoke"  # which configs/<profile>.yaml to read: smoke | sensitivity
 
 # %%
-from contextclip import sensitivity
+from contextclip import exercises, sensitivity
 from contextclip.notebook_utils import profile_paths, setup_notebook, show_markdown, show_table
 
 cfg = setup_notebook(profile)
@@ -38,7 +38,7 @@ table = sensitivity.study_table(paths.results, bootstrap_samples=cfg.eval.bootst
 
 # %%
 show_table(table[["label", "variant", "alpha", "bandwidth", "seeds", "mean", "verdict"]])
-assert (table["verdict"] == "baseline").sum() == 1 and float(table.loc[table["verdict"] == "baseline", "alpha"].iloc[0]) == 0
+exercises.clip_is_the_baseline(table["verdict"].tolist(), table["alpha"].tolist())
 
 # %% [markdown]
 # ## 2. More seeds
