@@ -171,3 +171,12 @@ def test_an_unknown_dataset_name_is_one_line(tmp_path, capsys):
     rc, _, err = _prepare(capsys, "cifar11", tmp_path)
     assert "unknown dataset 'cifar11'" in _one_line(rc, err)
 
+
+
+def test_a_damaged_image_in_a_folder_dataset_is_named(copy, capsys):
+    root = copy("resisc45")
+    victim = root / "resisc45" / "NWPU-RESISC45" / "beach" / "beach_002.jpg"
+    victim.write_bytes(victim.read_bytes()[:200])  # a download cut short
+    rc, _, err = _prepare(capsys, "resisc45", root)
+    err = _one_line(rc, err)
+    assert str(victim) in err and "truncated" in err.lower(), err
