@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     dp = dsub.add_parser("prepare", help="fetch or check one dataset")
     dp.add_argument("name")
     dp.add_argument("--root", type=Path, default=Path("data"))
+    dp.add_argument("--allow-missing", action="store_true",
+                    help="go on when an official split has missing or unusable items (they are listed)")
     dpp = dsub.add_parser("prepare-profile", help="prepare every dataset a profile uses")
     dpp.add_argument("--profile", default="embedded")
     dr = dsub.add_parser("make-rehearsal", help="write small format-exact copies of the paper's datasets "

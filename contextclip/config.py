@@ -533,7 +533,8 @@ def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[
     """Load ``configs/<profile>.yaml`` (or a YAML path) and apply overrides.
 
     ``overrides`` is a dict of flat or dotted keys, or a list of ``key=value`` strings.
-    A YAML file may name a ``base`` profile that it overlays (no cycles, at most ``MAX_BASE_DEPTH`` deep).
+    A YAML file may name a ``base`` profile that it overlays (no cycles, at most ``MAX_BASE_DEPTH`` deep): a
+    profile name, or a YAML path, which when relative is read from the folder of the file naming it.
     """
     path = profile_path(profile)
     chain = (*_chain, path.resolve())
@@ -547,6 +548,8 @@ def load_config(profile: str | Path = "smoke", overrides: dict[str, Any] | list[
     base = d.pop("base", None)
     if base is not None and not isinstance(base, str):
         raise ConfigError(f"{path}: key 'base' must be a profile name or a YAML path, got {base!r}")
+    if base and Path(base).suffix in (".yaml", ".yml") and not Path(base).expanduser().is_absolute():
+        base = str(path.parent / Path(base).expanduser())  # a relative base is beside this YAML file, not the cwd
     cfg = load_config(base, _chain=chain) if base else Config()
     name = d.pop("profile", None) or (Path(profile).stem if base is None or Path(profile).suffix else str(profile))
     cfg = cfg.updated(d, source=str(path))

@@ -51,6 +51,10 @@ class FolderBusyError(UserError):
     """Another process holds the folder's lock."""
 
 
+class LockPathError(UserError):
+    """Something other than a regular file (a FIFO, a folder, a device, a link) is at a lock path."""
+
+
 class RunError(UserError):
     """A run folder cannot be used as asked."""
 
@@ -65,6 +69,10 @@ class CheckpointError(RunError):
 
 class RunNotFinishedError(RunError):
     """A run folder's training has not finished (resume it first)."""
+
+
+class ForeignFolderError(RunError):
+    """``--out`` holds files the kit did not write: the kit neither trains there nor deletes them."""
 
 
 class NonFiniteLossError(UserError, RuntimeError):
@@ -193,7 +201,7 @@ def _free(path: Path) -> int | None:
 
 __all__ = [
     "USER_ERRNOS", "CheckpointError", "ConfigError", "DamagedFileError", "DatasetError", "DatasetMissing",
-    "DatasetsMissingError", "FolderBusyError", "ImageProblem", "LaunchError", "ManifestError", "MissingFileError",
+    "DatasetsMissingError", "FolderBusyError", "ForeignFolderError", "ImageProblem", "LockPathError", "LaunchError", "ManifestError", "MissingFileError",
     "NonFiniteLossError", "PathError", "PipelineError", "RunError", "RunMismatchError", "RunNotFinishedError",
     "StorageError", "UnknownDatasetError", "UserError", "WeightsUnavailable", "os_errors_as_user_errors", "storage_error", "user_error",
 ]

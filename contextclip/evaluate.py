@@ -48,13 +48,17 @@ from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN
 from contextclip.results_io import append_metrics, save_per_item
 from contextclip.retrieval import EXACT_SUFFIX, caption_positives, recall_and_chance
-from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, load_trained
+from contextclip.runs import CHECKPOINT, CONFIG, SUMMARY, check_checkpoint, load_trained, read_summary
+from contextclip.schemas import Choice, damaged, problem
 from contextclip.zeroshot import GENERIC_TEMPLATES, chance_levels, class_embeddings, zero_shot_from_embeddings
 
 __all__ = ["TASKS", "CACHE_VERSION", "embed_dataset", "evaluate_run", "run_identity", "checkpoint_fingerprint",
            "results_dir_for", "load_embeddings", "cache_path"]
 
 CACHE_VERSION = 3  # 2: the key covers the dataset's files; 3: caption sets hold attribute matches
+#: what every embedding cache holds (``embed_dataset``); one that does not is recomputed, or named by ``load_embeddings``
+EMBEDDINGS_CACHE = {"fingerprint": str, "dataset": str, "checkpoint": str, "kind": Choice("captions", "classification"),
+                    "image": torch.Tensor}
 
 
 # --------------------------------------------------------------------------- run folder
@@ -69,16 +73,22 @@ def run_config(run_dir: Path) -> Config:
 def run_identity(run_dir: Path) -> tuple[str, int]:
     """(method, seed) from ``summary.json``, else from the folder name ``<method>-seed<k>``."""
     run_dir = Path(run_dir)
-    summary = run_dir / SUMMARY
-    if summary.exists():
-        s = read_json(summary, "delete it and run the same train command again (it is rewritten without training)")
-        if "method" in s and "seed" in s:
-            return str(s["method"]), int(s["seed"])
+    if (run_dir / SUMMARY).exists():
+        s = read_summary(run_dir)
+        return s["method"], s["seed"]
     m = re.fullmatch(r"(clip|contextclip)-seed(\d+)", run_dir.name)
     if not m:
         raise ConfigError(f"{run_dir}: no summary.json with method/seed and the folder name is not "
                          "'<method>-seed<k>'; finish training or rename the folder")
     return m.group(1), int(m.group(2))
+
+
+def _identity_or_none(run_dir: Path) -> tuple[str, int] | None:
+    """``run_identity`` when the folder says it (summary or ``<method>-seed<k>`` name), else None."""
+    try:
+        return run_identity(run_dir)
+    except ConfigError:
+        return None
 
 
 def checkpoint_fingerprint(run_dir: Path) -> str:
@@ -153,10 +163,14 @@ def load_embeddings(run_dir: Path, name: str) -> dict:
         raise MissingFileError(f"{path} does not exist; run `python -m contextclip evaluate --run {run_dir} "
                                 f"--task zero_shot --dataset {name}` (or retrieval for caption sets) first")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        cached = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - cut short, not a torch file
         raise ConfigError(f"embedding cache {path} is damaged ({type(exc).__name__}); delete it and rerun the "
                           "evaluation (or the notebook) that writes it") from None
+    bad = problem(cached, EMBEDDINGS_CACHE)
+    if bad:
+        raise damaged(path, bad, "delete it and rerun the evaluation (or the notebook) that writes it")
+    return cached
 
 
 def _load_cache(path: Path) -> dict | None:
@@ -166,7 +180,11 @@ def _load_cache(path: Path) -> dict | None:
     except Exception as exc:  # noqa: BLE001
         print(f"embedding cache {path} is damaged ({type(exc).__name__}); recomputing it", file=sys.stderr)
         return None
-    return cached if isinstance(cached, dict) else None
+    bad = problem(cached, EMBEDDINGS_CACHE)
+    if bad:
+        print(f"embedding cache {path} is damaged ({bad}); recomputing it", file=sys.stderr)
+        return None
+    return cached
 
 
 def _cache_key(run_dir: Path, name: str, cfg: Config) -> tuple[dict, str]:
@@ -197,7 +215,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         dataset = _get_dataset(name, cfg)
         key, fingerprint = _cache_key(run_dir, name, cfg)  # building may add files (MNIST's .gz unpacked)
     if model is None:
-        model, _ = load_trained(run_dir, device=_device(cfg))
+        model, _ = load_trained(run_dir, device=_device(cfg), expect=_identity_or_none(run_dir))
     bs = cfg.eval.eval_batch_size
     out: dict = {"fingerprint": fingerprint, "dataset": name, "checkpoint": key["checkpoint"]}
     if _is_caption_set(dataset):
@@ -286,8 +304,9 @@ def _shared_image_embeddings(run_dir: Path, checkpoint: str, same_images_as: str
     other = cache_path(run_dir, same_images_as)
     if not other.exists():
         return None
-    cached = torch.load(other, map_location="cpu", weights_only=True)
-    if cached.get("checkpoint") == checkpoint and cached.get("kind") == "classification":
+    cached = _load_cache(other)  # a damaged one is not shared (this set's images are encoded again)
+    if cached is not None and cached.get("checkpoint") == checkpoint and cached.get("kind") == "classification" \
+            and "features" in cached:
         return cached["image"], cached["features"]
     return None
 
@@ -328,6 +347,9 @@ def evaluate_run(run_dir: Path, task: str, dataset: str, results_dir: Path | Non
     run_dir = Path(run_dir)
     cfg = cfg or run_config(run_dir)
     method, seed = run_identity(run_dir)
+    if (run_dir / SUMMARY).exists():  # rows are named after the summary: its checkpoint must be the run's
+        check_checkpoint(run_dir, read_summary(run_dir), read_json(run_dir / CONFIG),
+                         sha256=lambda: checkpoint_fingerprint(run_dir))  # memoised by size and time stamp
     results_dir = Path(results_dir) if results_dir is not None else results_dir_for(cfg)
     with folder_lock(results_dir, "results folder", wait=wait):
         rows = _evaluate(run_dir, task, dataset, results_dir, cfg, method, seed, model, data)
@@ -373,7 +395,7 @@ def _evaluate(run_dir: Path, task: str, dataset: str, results_dir: Path, cfg: Co
         rows = _rows(method, seed, task, dataset, metrics, res["n"])
     elif task == "fine_tune":
         if model is None:
-            model, _ = load_trained(run_dir, device=_device(cfg))
+            model, _ = load_trained(run_dir, device=_device(cfg), expect=(method, seed))
         view = _classification_view(data)
         splits = _splits_of(dataset, view.labels, view.splits, seed)
         res = fine_tune(model, view, cfg, seed=seed, splits=splits, per_item=True, class_emb=cache["class_emb"])

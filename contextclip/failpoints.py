@@ -6,12 +6,14 @@ process reaches ``point`` (``*`` matches every point) it
 
 - ``kill`` (the default): SIGKILLs itself, without any clean-up, exactly like an external ``kill -9``;
 - ``exit``: leaves with ``os._exit(17)`` (no clean-up either; portable to every OS);
-- ``raise``: raises ``FailPointError`` (an in-process test catches it and resumes).
+- ``raise``: raises ``FailPointError`` (an in-process test catches it and resumes);
+- ``interrupt``: sends itself SIGINT, as Ctrl-C in the terminal does.
 
 ``rank=<r>`` restricts it to the process of that rank under ``torchrun``. Points:
 ``step`` (after an optimiser step), ``val_batch`` (inside the validation pass) and
 ``write:<file name>`` (a file's temporary copy is complete on disk but not yet renamed over the
-old one, ``contextclip.fileio``).
+old one, ``contextclip.fileio``) and ``writing:<file name>`` (inside ``torch.save``, after its first
+block: only ``fileio.torch_save`` has it).
 """
 
 from __future__ import annotations
@@ -45,10 +47,10 @@ def hit(point: str) -> None:
     for opt in options:
         if opt.startswith("rank="):
             rank = int(opt[5:])
-        elif opt in ("kill", "exit", "raise"):
+        elif opt in ("kill", "exit", "raise", "interrupt"):
             action = opt
         else:
-            raise ValueError(f"{ENV}={spec!r}: unknown option {opt!r} (kill, exit, raise or rank=<r>)")
+            raise ValueError(f"{ENV}={spec!r}: unknown option {opt!r} (kill, exit, raise, interrupt or rank=<r>)")
     if rank is not None and int(os.environ.get("RANK", "0")) != rank:
         return
     _seen[spec] = _seen.get(spec, 0) + 1
@@ -58,4 +60,7 @@ def hit(point: str) -> None:
         raise FailPointError(f"fail point {point!r} reached ({ENV}={spec})")
     if action == "exit":
         os._exit(17)
+    if action == "interrupt":
+        os.kill(os.getpid(), signal.SIGINT)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

@@ -9,10 +9,13 @@ opened) removes those whose writer is no longer alive.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -52,6 +55,17 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[IO[by
     return path
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes, read in 4 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _plain(o: Any) -> Any:
     return o.item() if hasattr(o, "item") else str(o)
 
@@ -65,7 +79,48 @@ def torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path``, atomically."""
     import torch
 
+    if os.environ.get(failpoints.ENV):  # drills: the fail point ``writing:<name>`` fires inside torch.save
+        return atomic_write(path, lambda fh: torch.save(obj, _Hooked(fh, Path(path).name)))
     return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+class _Hooked:
+    """A binary file whose first ``write`` reaches the fail point ``writing:<name>`` (drills only)."""
+
+    def __init__(self, fh: IO[bytes], name: str):
+        self.fh, self.name, self.hit = fh, name, False
+
+    def write(self, data) -> int:
+        n = self.fh.write(data)
+        if not self.hit:
+            self.hit = True
+            failpoints.hit(f"writing:{self.name}")
+        return n
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) for the block, then act on it: a write that must not be cut short
+    (a checkpoint) finishes, and ``KeyboardInterrupt`` is raised after it, as usual. Without this,
+    an interrupt inside ``torch.save``'s C++ writer surfaces as a write failure. Outside the main
+    thread (where signals cannot be handled) the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if got and old is not signal.SIG_IGN:
+            if callable(old):
+                old(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+            else:
+                raise KeyboardInterrupt
 
 
 def _alive(pid: int) -> bool:

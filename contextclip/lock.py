@@ -31,13 +31,14 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from contextclip.errors import FolderBusyError, storage_error
+from contextclip.errors import FolderBusyError, LockPathError, storage_error
 
 LOCK_NAME = ".lock"
 ENV_TOKENS = "CONTEXTCLIP_LOCKS"  # tokens of locks held by this process's ancestors, os.pathsep-separated
@@ -48,13 +49,76 @@ def lock_path(folder: Path) -> Path:
     return Path(folder) / LOCK_NAME
 
 
-def read_holder(folder: Path) -> dict:
-    """The holder record of ``folder``'s lock file (empty when absent or unreadable)."""
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _not_a_file(path: Path, what: str) -> LockPathError:
     try:
-        d = json.loads(lock_path(folder).read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
+        kind = _kind(os.lstat(path).st_mode)
+    except OSError:
+        kind = "not a regular file"
+    return LockPathError(f"{path} is {kind}, not the lock file of this {what}; the kit writes a regular file "
+                         f"there. Move it away (`mv {path} {path}.moved`) and run the same command again")
+
+
+def _open_regular(path: Path, flags: int, what: str = "folder") -> int:
+    """``os.open`` that never blocks (a FIFO opens at once) nor follows a link, and only yields a
+    regular file's descriptor; anything else at ``path`` raises ``LockPathError``."""
+    try:
+        fd = os.open(path, flags | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EMLINK):
+            raise _not_a_file(path, what) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _not_a_file(path, what)
+    return fd
+
+
+#: a holder record is one short JSON line; a larger lock file is not read (it is garbage)
+MAX_RECORD_BYTES = 64 << 10
+#: the holder record's fields and their types (``contextclip.schemas`` style: anything else is ignored)
+RECORD_FIELDS = {"pid": int, "host": str, "started": str, "command": str, "token": str}
+
+
+def read_holder(folder: Path, what: str = "folder") -> dict:
+    """The holder record of ``folder``'s lock file (empty when absent, unreadable or garbage).
+
+    Reads only a regular file, without blocking; a FIFO or a folder at the lock path raises
+    ``LockPathError`` naming it. Fields of the wrong type are dropped (a garbage record is not an error).
+    """
+    path = lock_path(folder)
+    try:
+        fd = _open_regular(path, os.O_RDONLY, what)
+    except FileNotFoundError:
         return {}
-    return d if isinstance(d, dict) else {}
+    except LockPathError:
+        raise
+    except OSError:
+        return {}
+    try:
+        raw = os.read(fd, MAX_RECORD_BYTES + 1)
+    except OSError:
+        return {}
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_RECORD_BYTES:
+        return {}
+    try:
+        d = json.loads(raw.decode("utf-8") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(d, dict):
+        return {}
+    return {k: v for k, v in d.items() if k in RECORD_FIELDS and isinstance(v, RECORD_FIELDS[k])
+            and not isinstance(v, bool)}
 
 
 def describe(holder: dict) -> str:
@@ -90,13 +154,18 @@ def folder_lock(folder: Path, what: str = "folder", *, wait: bool = False, poll_
         yield None
         return
     folder = Path(folder)
-    if _inherited(read_holder(folder)):  # our parent holds it for us (a pipeline's notebook kernel)
+    if folder.exists() and not folder.is_dir():
+        raise LockPathError(f"{folder} is a file, not a folder; choose a folder path for the {what} (or move the "
+                            "file away)")
+    if _inherited(read_holder(folder, what)):  # our parent holds it for us (a pipeline's notebook kernel)
         yield None
         return
+    created = _missing_parts(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path(folder), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_regular(lock_path(folder), os.O_RDWR | os.O_CREAT, what)
     except OSError as exc:
+        _remove_created(created)
         raise storage_error(lock_path(folder), exc) from None
     told = False
     try:
@@ -145,8 +214,34 @@ def folder_lock(folder: Path, what: str = "folder", *, wait: bool = False, poll_
                     os.environ[ENV_TOKENS] = old_env
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)  # released cleanly: no holder record left behind
+    except BaseException:
+        os.close(fd)
+        fd = -1
+        _remove_created(created)  # a refused or failed command leaves no empty folder behind
+        raise
     finally:
-        os.close(fd)  # closing the descriptor releases the flock
+        if fd >= 0:
+            os.close(fd)  # closing the descriptor releases the flock
 
 
-__all__ = ["FolderBusyError", "folder_lock", "read_holder", "describe", "lock_path", "LOCK_NAME", "ENV_TOKENS"]
+def _missing_parts(folder: Path) -> list[Path]:
+    """The folders that ``folder.mkdir(parents=True)`` would create, deepest first."""
+    out = []
+    p = folder.absolute()
+    while not p.exists() and p != p.parent:
+        out.append(p)
+        p = p.parent
+    return out
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the folders this lock created if they hold nothing but the (released) lock file."""
+    for d in created:  # deepest first
+        with contextlib.suppress(OSError):
+            lock = d / LOCK_NAME
+            if lock.is_file() and not lock.is_symlink() and lock.stat().st_size == 0:
+                lock.unlink()
+            d.rmdir()  # fails (and is left) when anything else is in it
+
+
+__all__ = ["FolderBusyError", "LockPathError", "folder_lock", "read_holder", "describe", "lock_path", "LOCK_NAME", "ENV_TOKENS"]

@@ -117,7 +117,7 @@ def fit_runs(cfg, runs: list[tuple[str, int, Path]], train_ds, val_ds, workers: 
             for summary in pool.imap(_fit_one, jobs):
                 if progress:
                     print(f"{summary['method']} seed {summary['seed']}: {summary['epochs']} epochs, "
-                          f"final val loss {summary['final_val_loss']}, {summary['seconds']:.0f} s", flush=True)
+                          f"final val loss {summary.get('final_val_loss')}, {summary.get('seconds') or 0:.0f} s", flush=True)
                 out.append(summary)
     finally:
         _SHARED.clear()

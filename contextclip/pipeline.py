@@ -55,6 +55,7 @@ from contextclip.lab import KERNEL_NAME  # the kit's kernel; `make setup` instal
 from contextclip.layout import paths_for
 from contextclip.lock import LOCK_NAME, folder_lock
 from contextclip.runs import ALREADY_TRAINED
+from contextclip.schemas import PIPELINE_STATE, damaged, validate
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -258,11 +259,24 @@ def _restore(src: Path, dst: Path) -> None:
     os.replace(tmp, dst)
 
 
-def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path) -> int:
-    """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored."""
+def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], failed_dir: Path,
+               finished: dict[str, set[str]] | None = None) -> tuple[int, int]:
+    """Undo a failed step's writes under ``dirs``: new files to ``failed_dir``, changed ones restored.
+
+    ``finished``: ``file -> digests`` recorded by finished steps; a file that still holds what a
+    finished step recorded is finished work and is never moved nor replaced, whatever
+    ``before`` says (a damaged or hand-made running mark cannot sweep finished results away).
+    Returns (files moved or restored, finished files kept).
+    """
     now = _snapshot(dirs, [])
-    moved = 0
+    roots = [Path(d).resolve() for d in dirs]
+    before = {f: v for f, v in before.items() if any(r == Path(f) or r in Path(f).parents for r in roots)}
+    finished = finished or {}
+    moved = kept = 0
     for f, stamp in now.items():
+        if f in finished and _file_digest(Path(f)) in finished[f]:
+            kept += f not in before or list(stamp) != list(before[f])
+            continue
         if f not in before:
             dst = failed_dir / Path(f).relative_to("/")
             dst.parent.mkdir(parents=True, exist_ok=True)
@@ -276,18 +290,86 @@ def _roll_back(dirs: Sequence[Path], backup: Path, before: dict[str, list], fail
             _restore(backup / Path(f).relative_to("/"), Path(f))
             moved += 1
     shutil.rmtree(backup, ignore_errors=True)
-    return moved
+    return moved, kept
+
+
+#: how long a finished step waits for other processes to close files under the watched folders
+WRITERS_TIMEOUT_S = 120.0
+
+
+def open_by_others(dirs: Sequence[Path]) -> dict[str, int]:
+    """``file -> pid`` of files under ``dirs`` that another process holds open for writing (Linux ``/proc``;
+    empty elsewhere). Lock files are left out: the pipeline and its writers hold those on purpose."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return {}
+    roots = [str(Path(d).resolve()) + os.sep for d in dirs]
+    out: dict[str, int] = {}
+    me = os.getpid()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:  # gone, or another user's process
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+                if not any(target.startswith(r) for r in roots) or target.endswith(LOCK_NAME) or ".lock" in target:
+                    continue
+                flags = int((entry / "fdinfo" / fd.name).read_text().split("flags:")[1].split()[0], 8)
+            except (OSError, IndexError, ValueError):
+                continue
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                out[target] = int(entry.name)
+    return out
+
+
+def _wait_for_writers(dirs: Sequence[Path], log: Callable[[str], None], name: str,
+                      timeout_s: float | None = None, poll_s: float = 0.2) -> None:
+    """Wait until no other process writes under ``dirs`` (at most ``timeout_s``), so that the digests a step
+    records are of finished files: a process a notebook started (forked trainers, a background job) can
+    outlive its kernel, and a digest of a half-written file makes the next ``reproduce`` rerun the step."""
+    timeout_s = WRITERS_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline, told = time.monotonic() + timeout_s, False
+    while True:
+        busy = open_by_others(dirs)
+        if not busy:
+            return
+        if time.monotonic() > deadline:
+            log(f"{name}: {len(busy)} file(s) still open for writing after {timeout_s:.0f} s (first: "
+                f"{next(iter(busy))}, pid {next(iter(busy.values()))}); recording them as they are now")
+            return
+        if not told:
+            log(f"{name}: waiting for pid {next(iter(busy.values()))} to finish writing {next(iter(busy))}")
+            told = True
+        time.sleep(poll_s)
 
 
 # --------------------------------------------------------------------------------- state
+#: what a damaged state file's message tells the user to do
+STATE_ADVICE = ("restore it from a copy if you have one; otherwise delete it: every notebook then runs again, the "
+                "trainings inside resume from their checkpoints and finished runs are not trained again")
+
+
 def read_state(path: Path) -> dict[str, Any]:
-    """The pipeline state of a profile (empty when absent, unreadable or of another version)."""
+    """The pipeline state of a profile: empty when absent; ``DamagedFileError`` naming the file when it is not
+    what the kit writes (cut short, edited, another version), so that finished work is never dropped silently."""
+    path = Path(path)
     try:
-        state = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {"version": STATE_VERSION, "notebooks": {}}
-    if state.get("version") != STATE_VERSION or not isinstance(state.get("notebooks"), dict):
-        return {"version": STATE_VERSION, "notebooks": {}}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise damaged(path, f"it cannot be read ({getattr(exc, 'strerror', None) or exc})", STATE_ADVICE) from None
+    try:
+        state = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise damaged(path, f"not valid JSON ({exc})", STATE_ADVICE) from None
+    validate(state, PIPELINE_STATE, path, STATE_ADVICE)
+    if state["version"] != STATE_VERSION:
+        raise damaged(path, f"version {state['version']} is not this kit's {STATE_VERSION}", STATE_ADVICE)
     return state
 
 
@@ -488,21 +570,85 @@ class _Run:
         return self.out_dir / ".backup"
 
     def roll_back(self, name: str) -> int:
-        """Undo what the running step ``name`` wrote in results/figures; forget its running mark."""
-        n = _roll_back(self.rollback_dirs, self.backup_dir, self.state.pop("running")["before"],
-                       self.out_dir / f"{name}.failed-outputs")
+        """Undo what the running step ``name`` wrote in results/figures; forget its running mark.
+
+        Files that still hold what a finished step recorded are kept (and counted in the log)."""
+        running = self.state.pop("running")
+        finished: dict[str, set[str]] = {}
+        for entry in self.state["notebooks"].values():
+            for f, digest in entry["outputs"].items():
+                finished.setdefault(f, set()).add(digest)
+        n, kept = _roll_back(self.rollback_dirs, self.backup_dir, running["before"],
+                             self.out_dir / f"{name}.failed-outputs", finished)
         write_state(self.state_path, self.state)
+        if kept:
+            self.log(f"{name}: {kept} file(s) hold what finished notebooks recorded; kept in place, not rolled back")
         return n
 
 
 def _roll_back_interrupted(run: _Run) -> None:
     """A step killed in an earlier attempt left a running mark: undo what it half-wrote."""
     running = run.state.get("running")
-    if isinstance(running, dict) and running.get("notebook"):
+    if running:  # read_state checked its shape
         name = running["notebook"]
         n = run.roll_back(name)
         run.log(f"{name} was interrupted last time; {n} file(s) it wrote were rolled back "
                 f"(new ones kept in {run.out_dir / (name + '.failed-outputs')}); it runs again")
+
+
+def _execute_interruptibly(execute: Callable[[Any], Any], kernel_name: str) -> Any:
+    """``execute(km)`` (papermill, with the kernel manager ``km``) in a worker thread, so that Ctrl-C reaches
+    this process as ``KeyboardInterrupt`` at once.
+
+    Run in the main thread, nbclient takes SIGINT for itself and shuts the kernel down under a running
+    cell, which prints the kernel's traceback to the terminal. Here an interrupt kills the kernel's
+    process group, waits for the worker to notice, and is re-raised (the caller rolls the step back);
+    any error of the worker is re-raised as it was.
+    """
+    import threading
+
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+
+    km = AsyncKernelManager(kernel_name=kernel_name)
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = execute(km)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            box["error"] = exc
+        finally:
+            if km.has_kernel:
+                with contextlib.suppress(Exception):
+                    run_sync(km.shutdown_kernel)(now=True)
+
+    worker = threading.Thread(target=work, name="papermill", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the notebook's kernel and rolling its step back (a few seconds)",
+              file=sys.stderr, flush=True)
+        _kill_kernel(km)
+        worker.join(60)  # nbclient notices the dead kernel within seconds; then nothing writes any more
+        raise
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def _kill_kernel(km: Any) -> None:
+    """SIGKILL the kernel's process group (the kernel runs in its own session), if it was started."""
+    import signal
+
+    proc = getattr(getattr(km, "provisioner", None), "process", None)
+    pid = getattr(proc, "pid", None)
+    if pid is None:
+        return
+    with contextlib.suppress(OSError):
+        os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, tag: str) -> StepResult:
@@ -525,11 +671,11 @@ def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, ta
     t0 = time.time()
     try:
         with open(log_path, "w", encoding="utf-8") as kernel_log:
-            pm.execute_notebook(  # the notebook as read (and fingerprinted) before the run
+            _execute_interruptibly(lambda km: pm.execute_notebook(  # the notebook as read (and fingerprinted)
                 copy.deepcopy(nb), str(running_path), parameters=params, kernel_name=run.kernel_name,
                 cwd=str(run.root), progress_bar=run.progress_bar, execution_timeout=run.timeout,
-                request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log,
-            )
+                request_save_on_cell_execute=True, stdout_file=kernel_log, stderr_file=kernel_log, km=km,
+            ), run.kernel_name)
     except KeyboardInterrupt:
         if running_path.exists():
             running_path.unlink()
@@ -550,6 +696,7 @@ def _run_step(run: _Run, nb: Any, name: str, params: dict[str, Any], fp: str, ta
     stale_failed = run.out_dir / f"{name}.failed.ipynb"
     if stale_failed.exists():
         stale_failed.unlink()
+    _wait_for_writers(run.watched, run.log, name)  # a process the step started may still be writing its outputs
     after = _snapshot(run.watched, exclude)
     written = {f: v for f, v in after.items() if before.get(f) != v}
     digests = {f: _file_digest(Path(f)) for f in sorted(written)}

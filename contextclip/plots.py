@@ -44,6 +44,7 @@ from contextclip.errors import DamagedFileError, MissingFileError
 from contextclip.evaluate import load_embeddings
 from contextclip.retrieval import caption_positives, topk_images
 from contextclip.runs import HISTORY
+from contextclip.schemas import HISTORY_LINE, problem
 
 __all__ = ["save_figure", "tsne_points", "tsne_figure", "tsne_from_runs", "retrieval_grid",
            "retrieval_grid_from_runs", "training_curves", "read_history", "sensitivity_figure", "LEGEND_LABELS",
@@ -372,9 +373,14 @@ def read_history(run_dir: Path) -> list[dict]:
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if line.strip():
             try:
-                out.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DamagedFileError(f"{path}, line {i}: not valid JSON ({exc})") from None
+            bad = problem(record, HISTORY_LINE)
+            if bad:
+                raise DamagedFileError(f"{path}, line {i}: {bad}; the file was edited or written by something "
+                                       "else. What to do: restore it, or train the run again with --fresh")
+            out.append(record)
     return out
 
 

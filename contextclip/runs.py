@@ -26,14 +26,17 @@ import torch
 from contextclip import fileio
 from contextclip.config import (
     KNOB_SECTION,
+    METHODS,
     REPO_ROOT,
     RESULT_NEUTRAL_SECTIONS,
     Config,
     knob_default,
+    read_json,
 )
 from contextclip.ema import averaged_state_dict
 from contextclip.errors import (  # noqa: F401 - the run errors are importable from here too
     CheckpointError,
+    ForeignFolderError,
     MissingFileError,
     NonFiniteLossError,
     RunMismatchError,
@@ -41,6 +44,8 @@ from contextclip.errors import (  # noqa: F401 - the run errors are importable f
     storage_error,
 )
 from contextclip.model import build_model, fixed_frozen_towers, to_device, tower_fingerprint
+from contextclip.schemas import CHECKPOINT_META, damaged, problem, validate
+from contextclip.schemas import SUMMARY as SUMMARY_SCHEMA
 
 CHECKPOINT = "checkpoint.pt"
 SUMMARY = "summary.json"
@@ -48,6 +53,11 @@ HISTORY = "history.jsonl"
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
 DATA_REPORT = "data_report.json"
+#: written first into every run folder the kit creates: the folder is the kit's (``claim_run_folder``)
+MARKER = ".contextclip-run"
+#: every name the kit writes into a run folder (anything else there is the user's, and is never deleted)
+KIT_NAMES = frozenset({CHECKPOINT, SUMMARY, HISTORY, CONFIG, ENVIRONMENT, DATA_REPORT, MARKER, ".lock", "embeddings",
+                       "eval"})
 
 #: what ``train.fit`` prints for a finished run it returns without training again; ``pipeline``
 #: counts these lines in a notebook's output (``already_trained_line`` writes them)
@@ -59,6 +69,7 @@ RESULT_NEUTRAL_KEYS = frozenset({
     "num_workers", "train_workers", "log_every", "checkpoint_every", "seeds", "methods", "data_root", "missing_datasets",
     "zero_shot_datasets", "fine_tune_datasets", "retrieval_dataset", "tsne_dataset", "eval_max_images",
 })
+
 
 
 #: what every training checkpoint holds; a torch file without these is refused by name
@@ -92,7 +103,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"checkpoint {path} is a torch file but not a ContextCLIP training checkpoint (it holds a "
             f"{type(ckpt).__name__} without {missing}). Move it away, or pass --fresh to train from the start")
+    bad = problem(ckpt, CHECKPOINT_META)
+    if bad is None and ckpt["method"] not in METHODS:
+        bad = f"key 'method' should be one of {list(METHODS)}, not {ckpt['method']!r}"
+    if bad:
+        raise CheckpointError(f"checkpoint {path} is damaged: {bad}. Move it away, or pass --fresh to train from "
+                              "the start")
     return ckpt
+
+
+def check_finite_weights(ckpt: dict[str, Any], path: Path) -> None:
+    """``CheckpointError`` naming the tensors when the weights (or their average) hold a NaN or an infinity."""
+    ema = ckpt.get("ema")
+    shadow = ema.get("shadow") if isinstance(ema, dict) and isinstance(ema.get("shadow"), dict) else {}
+    bad = non_finite_tensors(ckpt["model"]) + [f"weight average {k}" for k in non_finite_tensors(shadow)]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite weights ({', '.join(bad[:4])}{', ...' if len(bad) > 4 else ''}); "
+            "its numbers would be meaningless. Train it again with --fresh (try lower learning rates, "
+            "precision=fp32 or grad_clip > 0)")
 
 
 def non_finite_tensors(state: dict[str, torch.Tensor]) -> list[str]:
@@ -115,7 +144,8 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
             f"at epoch {state['epoch']} step {state['step']}; {path} was not written (the previous checkpoint "
             "is unchanged). Try lower learning rates or weight decay, precision=fp32 or grad_clip > 0.")
     try:
-        fileio.torch_save(state, path)
+        with fileio.deferred_interrupt():  # Ctrl-C lands after the write: never reported as a failed write
+            fileio.torch_save(state, path)
     except (OSError, RuntimeError) as exc:  # torch's writer reports a full disk as "enforce fail ..."
         raise storage_error(path, exc, kept=f"The previous {Path(path).name}, if any, is intact") from None
 
@@ -205,6 +235,113 @@ def refuse_other_data(out_dir: Path, saved: dict[str, Any] | None, current: dict
         f"run folder {out_dir} was trained on other data than {source} holds now ({'; '.join(changed)}; "
         "checkpoint -> now). Restore the data the run started with to resume it, or pass --fresh "
         "(fit(..., fresh=True)) to train from the start on the new data, or choose another --out")
+
+
+# --------------------------------------------------------------------------- whose folder, which checkpoint
+def _entries(out_dir: Path) -> list[str]:
+    """Names in ``out_dir`` other than the lock and temporary files of killed writers."""
+    if not out_dir.is_dir():
+        return []
+    return sorted(p.name for p in out_dir.iterdir() if p.name != ".lock" and not p.name.endswith(".tmp"))
+
+
+def claim_run_folder(out_dir: Path, *, write: bool = True) -> None:
+    """Make sure ``out_dir`` is a run folder of the kit (or empty), and mark it as one.
+
+    A folder holding anything while lacking the kit's marker is the user's, unless it holds a
+    finished run of an older kit (a ``summary.json`` of the kit's shape, or a loadable training
+    checkpoint): then it is marked and used. Otherwise ``ForeignFolderError`` names what is there;
+    nothing is deleted or overwritten (``--fresh`` included). ``write=False``: check only.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ForeignFolderError(f"--out {out_dir} is a file, not a folder; choose a folder path for the run")
+    names = _entries(out_dir)
+    if MARKER in names or not names:
+        if write and MARKER not in names:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            fileio.atomic_write(out_dir / MARKER, "a run folder of the ContextCLIP kit (python -m contextclip train)\n")
+        return
+    if _older_kit_run(out_dir):
+        if write:
+            fileio.atomic_write(out_dir / MARKER, "a run folder of the ContextCLIP kit (python -m contextclip train)\n")
+        return
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    raise ForeignFolderError(
+        f"--out {out_dir} holds files the kit did not write ({shown}) and no run of the kit; it trains only into "
+        "a new or empty folder, or one of its own run folders, and never overwrites or deletes other files "
+        "(--fresh neither). Choose another --out, or move those files away")
+
+
+def _older_kit_run(out_dir: Path) -> bool:
+    """True for a run folder written before the marker existed: only names the kit writes, and a
+    checkpoint or a summary of the kit's shape (a damaged checkpoint is then named by ``load_checkpoint``)."""
+    if not set(_entries(out_dir)) <= KIT_NAMES:
+        return False
+    if (out_dir / CHECKPOINT).is_file():
+        return True
+    try:
+        return problem(json.loads((out_dir / SUMMARY).read_text(encoding="utf-8")), SUMMARY_SCHEMA) is None
+    except (OSError, ValueError):
+        return False
+
+
+#: what to do when summary.json does not hold what the kit writes
+SUMMARY_ADVICE = "delete it and run the same train command again (it is rewritten from the final checkpoint without training)"
+
+
+def read_summary(out_dir: Path) -> dict[str, Any]:
+    """``summary.json`` of a run folder, checked against the kit's schema (``DamagedFileError`` naming it)."""
+    path = Path(out_dir) / SUMMARY
+    d = read_json(path, SUMMARY_ADVICE)
+    validate(d, SUMMARY_SCHEMA, path, SUMMARY_ADVICE)
+    if d["method"] not in METHODS:
+        raise damaged(path, f"key 'method' should be one of {list(METHODS)}, not {d['method']!r}", SUMMARY_ADVICE)
+    return d
+
+
+def checkpoint_record(path: Path) -> dict[str, Any]:
+    """What ``summary.json`` records of the final checkpoint: size, modification time and SHA-256."""
+    st = Path(path).stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": fileio.sha256_file(path)}
+
+
+def check_checkpoint(out_dir: Path, summary: dict[str, Any], config: dict[str, Any] | None = None,
+                     sha256=None) -> None:
+    """``RunMismatchError`` unless ``checkpoint.pt`` is the one the finished run reported on.
+
+    With a recorded checkpoint (``summary["checkpoint"]``): the same size and modification time
+    are enough (no read); else its SHA-256 must match. Summaries of older kits record none: then
+    the checkpoint's own method, seed and config must match the summary's and ``config``.
+    ``sha256``: a function giving the file's digest (evaluation passes its memoised one).
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / CHECKPOINT
+    fix = (f"restore the run's own checkpoint, or train it again with --fresh (python -m contextclip train ... "
+           f"--out {out_dir} --fresh)")
+    if not path.is_file():
+        raise RunMismatchError(f"run folder {out_dir}: summary.json says the run finished, but {path.name} is "
+                               f"missing; {fix}")
+    rec = summary.get("checkpoint")
+    if rec:
+        st = path.stat()
+        if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
+            return
+        if st.st_size == rec["size"] and (sha256() if sha256 else fileio.sha256_file(path)) == rec["sha256"]:
+            return
+        raise RunMismatchError(
+            f"{path} is not the checkpoint this run finished with (summary.json records {rec['size']} bytes, "
+            f"SHA-256 {rec['sha256'][:12]}; the file has {st.st_size} bytes and other contents): it was replaced "
+            f"or copied from another run, so its numbers would be reported under this run's name; {fix}")
+    ckpt = load_checkpoint(path)
+    saved = {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]}
+    claimed = {**(config if config is not None else ckpt["config"]), "method": summary["method"],
+               "seed": summary["seed"]}
+    diff = config_differences(saved, claimed)
+    if diff:
+        raise RunMismatchError(
+            f"{path} was trained as another run than {out_dir} reports ({'; '.join(diff)}; checkpoint -> run "
+            f"folder): it was replaced or copied from another run; {fix}")
 
 
 # --------------------------------------------------------------------------- RNG state
@@ -324,15 +461,24 @@ def restore_model(model, state: dict[str, torch.Tensor], frozen_towers: dict[str
 
 
 def load_trained(run_dir: Path, device: str | torch.device = "cpu", require_finished: bool = True,
-                 averaged: bool = True):
+                 averaged: bool = True, expect: tuple[str, int] | None = None):
     """``(model, cfg)`` of a run folder, from its checkpoint, in eval mode on ``device``: the weight
     average when the run kept one (``train.ema_decay > 0``, ``contextclip.ema``) and ``averaged``,
-    else the trained weights."""
+    else the trained weights.
+
+    ``expect``: the (method, seed) the caller reports the run as; a checkpoint of another method or
+    seed is refused (``RunMismatchError``). Non-finite weights are refused (``CheckpointError``)."""
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT
     if not path.exists():
         raise MissingFileError(f"{path} does not exist: train first with `{_train_command(run_dir)}`")
     ckpt = load_checkpoint(path)
+    if expect is not None and (ckpt["method"], ckpt["seed"]) != (expect[0], int(expect[1])):
+        raise RunMismatchError(
+            f"{path} holds a {ckpt['method']} run with seed {ckpt['seed']}, but {run_dir} is reported as "
+            f"{expect[0]} seed {expect[1]}: it was copied from another run. Restore the run's own checkpoint, or "
+            "train it again with --fresh")
+    check_finite_weights(ckpt, path)
     cfg = Config.from_dict(ckpt["config"], source=str(path))
     if require_finished and int(ckpt["epoch"]) < cfg.train.epochs:
         raise RunNotFinishedError(f"run {run_dir} is not finished (epoch {ckpt['epoch']} of {cfg.train.epochs}); "

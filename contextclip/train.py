@@ -357,6 +357,7 @@ def fit(cfg: Config, method: str, seed: int, out_dir: Path, fresh: bool = False,
     A second writer is refused with the holder named (``FolderBusyError``), or waits (``wait``).
     """
     check_seed(seed)
+    R.claim_run_folder(Path(out_dir), write=False)  # the user's folder is refused before a lock file is put in it
     with folder_lock(out_dir, "run folder", wait=wait, enabled=os.environ.get("RANK", "0") == "0"):
         return _fit(cfg, method, seed, out_dir, fresh, train_ds, val_ds, progress, loss_fn)
 
@@ -396,6 +397,7 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
     summary_path = out_dir / R.SUMMARY
     if dist.is_main:
         fileio.clean_stale_tmp(out_dir)
+    R.claim_run_folder(out_dir, write=False)  # before --fresh: the user's files are never deleted
     if fresh:
         if dist.is_main:
             for name in (R.CHECKPOINT, R.SUMMARY, R.HISTORY):
@@ -403,11 +405,13 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
         D.barrier()
         return None
     if summary_path.exists() and (out_dir / R.CONFIG).exists():
-        summary = read_json(summary_path)
-        saved = {**read_json(out_dir / R.CONFIG), **{k: summary.get(k) for k in ("method", "seed")}}
+        summary = R.read_summary(out_dir)
+        saved_config = read_json(out_dir / R.CONFIG)
+        saved = {**saved_config, **{k: summary.get(k) for k in ("method", "seed")}}
         R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
+        R.check_checkpoint(out_dir, summary, saved_config)  # the checkpoint it reports on is the run's own
         if dist.is_main:
-            print(R.already_trained_line(out_dir, summary["final_val_loss"]), flush=True)
+            print(R.already_trained_line(out_dir, summary.get("final_val_loss")), flush=True)
         return summary
     return None
 
@@ -440,6 +444,7 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     if ema is not None and ckpt is not None:
         ema.load_state_dict(ckpt["ema"])
     if dist.is_main:
+        R.claim_run_folder(out_dir)  # the kit's marker first: from now on the folder is the kit's
         _write_run_files(cfg, out_dir, dist, train_ds, None if ckpt is None else int(ckpt["history_bytes"]))
     D.barrier()
 
@@ -612,7 +617,8 @@ def _finish(run: Run) -> dict:
         "frozen_feature_cache": {"text": run.text_cache is not None, "image_train": run.image_cache_train is not None,
                                  "image_val": run.image_cache_val is not None},
     }
-    if run.main:
+    if run.main:  # the checkpoint this summary reports on: `train` and `evaluate` check it is still that one
+        summary["checkpoint"] = R.checkpoint_record(run.checkpoint_path)
         fileio.write_json(summary, run.out_dir / R.SUMMARY)
     D.barrier()
     return summary

@@ -143,7 +143,8 @@ def test_cc3m_img2dataset_layouts_train(tmp_path, layout):
 # --------------------------------------------------------------------------------- data prepare
 @pytest.mark.parametrize("name", PAPER_SETS)
 def test_prepare_says_ready_on_the_fixture(tree, capsys, name):
-    assert prep.prepare(name, tree) == 0
+    # the Birdsnap fixture has dead links, as the real download does: its images.txt lists more than is there
+    assert prep.prepare(name, tree, allow_missing=name == "birdsnap") == 0
     assert f"{name}: ready:" in capsys.readouterr().out
 
 

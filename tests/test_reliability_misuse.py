@@ -188,6 +188,7 @@ def test_evaluate_writes_the_run_and_its_checkpoint_and_keeps_per_item_files_apa
 
     from contextclip.evaluate import checkpoint_fingerprint, evaluate_run
     from contextclip.results import read_metrics
+    from contextclip.runs import checkpoint_record
 
     ds = ClassSet.make(n_per_class=5, n_classes=4)
     results = tmp_path / "results"
@@ -198,7 +199,8 @@ def test_evaluate_writes_the_run_and_its_checkpoint_and_keeps_per_item_files_apa
         cfg = Config().updated({"ft_epochs": 1, "batch_size": 16})
         save_config(cfg, run / "config.json")
         (run / "checkpoint.pt").write_bytes(f"weights of {folder}".encode())
-        (run / "summary.json").write_text(json.dumps({"method": "clip", "seed": 0}))
+        (run / "summary.json").write_text(json.dumps(  # a finished run records the checkpoint it reports on
+            {"method": "clip", "seed": 0, "checkpoint": checkpoint_record(run / "checkpoint.pt")}))
         evaluate_run(run, "zero_shot", "fake", results, cfg, model=PerfectEncoder(ds.classnames), data=ds)
         runs.append(run)
     df = read_metrics(results / "metrics.csv")
@@ -505,8 +507,9 @@ def test_user_mistakes_are_one_or_two_lines_with_exit_code_2(tmp_path, trained):
     run, data = trained
     unfinished = _copy_run(run, tmp_path / "clip-seed1")
     ck = torch.load(unfinished / "checkpoint.pt", weights_only=True)
-    ck["epoch"] = 0
+    ck["epoch"], ck["seed"] = 0, 1  # a run of seed 1 stopped after its first checkpoint: no summary yet
     torch.save(ck, unfinished / "checkpoint.pt")
+    (unfinished / "summary.json").unlink()
     cases = {
         "missing manifest": (["train", "--profile", "smoke", "--method", "clip", "--out", str(tmp_path / "r1"),
                               "--set", "train_data=manifest", "--set", f"manifest={tmp_path / 'nope.csv'}"],

@@ -93,6 +93,9 @@ def read_rows(manifest: Path) -> tuple[int, int, list[tuple[int, list[str]]]]:
     """(image column, caption column, [(line, fields)]) of a manifest; ManifestError if unusable."""
     manifest = Path(manifest)
     if not manifest.is_file():
+        if manifest.exists():  # a folder, a device (/dev/zero), a FIFO: never read (it may not end)
+            what = "a folder" if manifest.is_dir() else "not a regular file (a device, a pipe or a socket)"
+            raise ManifestError(f"manifest {manifest} is {what}; give the path to an image,caption CSV file")
         raise ManifestError(f"manifest {manifest} does not exist; give the path to an image,caption CSV")
     raw = manifest.read_bytes()
     if raw.startswith(b"\xef\xbb\xbf"):

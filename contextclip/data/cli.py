@@ -51,7 +51,7 @@ def run(args) -> int:
     cmd = args.data_command
     if cmd == "prepare":
         root = args.root if args.root.is_absolute() else registry.resolve_root(args.root)
-        return prep.prepare(args.name, root)
+        return prep.prepare(args.name, root, allow_missing=args.allow_missing)
     if cmd == "prepare-profile":
         return run_prepare_profile(args.profile)
     if cmd == "make-rehearsal":

@@ -21,6 +21,7 @@ import io
 import pickle
 import shutil
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,21 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset pickle")
 
 
-def _load_pickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        d = _SafeUnpickler(fh, encoding="latin1").load()
+def _load_pickle(path: Path, name: str = "cifar10") -> dict:
+    """One CIFAR pickle as a dict; ``DatasetError`` naming the file when it is cut short, damaged or tampered."""
+    fix = (f"delete {Path(path).parent} and run `python -m contextclip data prepare {name}` again (or unpack the "
+           "archive again)")
+    try:
+        with open(path, "rb") as fh:
+            d = _SafeUnpickler(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError, UnicodeDecodeError) as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        raise DatasetError(f"{path} cannot be read as a CIFAR python pickle ({type(exc).__name__}: {first}); it is "
+                           f"damaged (a download or an unpacking cut short?) or not a plain CIFAR file. What to do: "
+                           f"{fix}") from None
+    if not isinstance(d, dict):
+        raise DatasetError(f"{path} holds a {type(d).__name__}, not a CIFAR batch (a dict). What to do: {fix}")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
@@ -66,12 +79,26 @@ def read_cifar(root: Path, name: str, split: str) -> tuple[np.ndarray, np.ndarra
     missing = [f for f in files + [meta] if not (base / f).is_file()]
     if missing:
         raise MissingFileError(f"{base}: missing {missing}")
+    n_classes = 10 if name == "cifar10" else 100
+    fix = f"delete {base} and run `python -m contextclip data prepare {name}` again"
     xs, ys = [], []
     for f in files:
-        d = _load_pickle(base / f)
-        xs.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        ys.append(np.asarray(d[label_key], dtype=np.int64))
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in _load_pickle(base / meta)[names_key]]
+        d = _load_pickle(base / f, name)
+        data, labels = d.get("data"), d.get(label_key)
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+            raise DatasetError(f"{base / f}: 'data' is not an N x 3072 array of 32 x 32 RGB images "
+                               f"({getattr(data, 'shape', type(data).__name__)}); it is damaged. What to do: {fix}")
+        y = np.asarray(labels if labels is not None else [], dtype=np.int64)
+        if len(y) != len(data) or (len(y) and (y.min() < 0 or y.max() >= n_classes)):
+            raise DatasetError(f"{base / f}: {len(y)} labels for {len(data)} images, or labels outside 0..{n_classes - 1}"
+                               f"; it is damaged. What to do: {fix}")
+        xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        ys.append(y)
+    meta_d = _load_pickle(base / meta, name)
+    if not isinstance(meta_d.get(names_key), list) or len(meta_d[names_key]) != n_classes:
+        raise DatasetError(f"{base / meta}: '{names_key}' is not a list of {n_classes} class names; it is damaged. "
+                           f"What to do: {fix}")
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta_d[names_key]]
     return np.concatenate(xs), np.concatenate(ys), names
 
 
@@ -88,8 +115,13 @@ def ensure_mnist_raw(root: Path) -> Path:
     for pair in MNIST_FILES.values():
         for f in pair:
             if not (raw / f).is_file() and (raw / f"{f}.gz").is_file():
-                with gzip.open(raw / f"{f}.gz", "rb") as src:  # atomically: a half-unpacked file never counts as present
-                    fileio.atomic_write(raw / f, lambda dst, src=src: shutil.copyfileobj(src, dst), fsync=False)
+                try:
+                    with gzip.open(raw / f"{f}.gz", "rb") as src:  # atomically: a half-unpacked file never counts
+                        fileio.atomic_write(raw / f, lambda dst, src=src: shutil.copyfileobj(src, dst), fsync=False)
+                except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                    raise DatasetError(f"{raw / (f + '.gz')} cannot be unpacked ({type(exc).__name__}: {exc}); it is "
+                                       "damaged (a download cut short?). What to do: delete it and run `python -m "
+                                       f"contextclip data prepare mnist --root {Path(root)}` again") from None
     return raw
 
 
@@ -104,9 +136,42 @@ def read_mnist(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 
     if not mnist_present(root):
         raise MissingFileError(f"{Path(root) / 'MNIST' / 'raw'}: missing some of {[f for p in MNIST_FILES.values() for f in p]} (raw or .gz)")
-    ensure_mnist_raw(root)
+    raw = ensure_mnist_raw(root)
+    img_name, lab_name = MNIST_FILES[split]
+    n_img = check_idx(raw / img_name, 3, (28, 28))[0]
+    n_lab = check_idx(raw / lab_name, 1)[0]
+    if n_img != n_lab:
+        raise DatasetError(f"{raw / img_name} holds {n_img} images but {raw / lab_name} {n_lab} labels; one of them is "
+                           f"from another download. What to do: delete {raw} and run `python -m contextclip data "
+                           "prepare mnist` again")
     ds = MNIST(str(root), train=(split == "train"), download=False)
     return ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
+
+
+def check_idx(path: Path, ndim: int, item_shape: tuple[int, ...] = ()) -> tuple[int, ...]:
+    """The dimensions of a uint8 idx file, after checking its header (magic ``00 00 08 <ndim>``), the item
+    shape and the file's size; ``DatasetError`` naming the file and the problem otherwise."""
+    path = Path(path)
+    fix = (f"delete it (and its .gz) and run `python -m contextclip data prepare mnist --root "
+           f"{path.parents[2]}` again")
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(4 + 4 * ndim)
+    if len(head) < 4 or head[:3] != b"\x00\x00\x08" or head[3] != ndim:
+        raise DatasetError(f"{path} is not an idx file of uint8 with {ndim} dimension(s) (its first four bytes are "
+                           f"{head[:4].hex(' ')}, expected 00 00 08 {ndim:02x}); it is damaged or another file. "
+                           f"What to do: {fix}")
+    if len(head) < 4 + 4 * ndim:
+        raise DatasetError(f"{path} ends inside its header ({size} bytes). What to do: {fix}")
+    dims = tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if item_shape and dims[1:] != item_shape:
+        raise DatasetError(f"{path}: items of {' x '.join(map(str, dims[1:]))} pixels, expected "
+                           f"{' x '.join(map(str, item_shape))}. What to do: {fix}")
+    want = 4 + 4 * ndim + int(np.prod(dims))
+    if size != want:
+        raise DatasetError(f"{path} has {size} bytes, but its header ({' x '.join(map(str, dims))}) needs {want}: "
+                           f"it is {'cut short' if size < want else 'longer than it says'}. What to do: {fix}")
+    return dims
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:
@@ -228,25 +293,39 @@ def flickr8k_image_dir(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------ img2dataset output
-def index_webdataset(folder: Path) -> list[tuple[str, tuple[str, int, int], str]]:
-    """[(key, (tar path, data offset, size), caption)] of every image+caption in ``folder/*.tar``."""
+def index_webdataset(folder: Path, skipped: list[tuple[str, str]] | None = None
+                     ) -> list[tuple[str, tuple[str, int, int], str]]:
+    """[(key, (tar path, data offset, size), caption)] of every image+caption in ``folder/*.tar``.
+
+    A sample with an image and no caption (or a caption and no image) is not listed; it is
+    appended to ``skipped`` as ``(shard:key, reason)``. A shard that cannot be
+    read (cut short, not a tar file) raises ``DatasetError`` naming it.
+    """
     out = []
     for tar_path in sorted(Path(folder).glob("*.tar")):
         members: dict[str, dict[str, tarfile.TarInfo]] = {}
-        with tarfile.open(tar_path, "r") as tf:
-            for m in tf.getmembers():
-                if not m.isfile():
-                    continue
-                stem, _, ext = m.name.rpartition(".")
-                members.setdefault(stem, {})[ext.lower()] = m
-            for stem in sorted(members):
-                exts = members[stem]
-                img = next((exts[e] for e in ("jpg", "jpeg", "png", "webp") if e in exts), None)
-                if img is None or "txt" not in exts:
-                    continue
-                raw = tf.extractfile(exts["txt"]).read()
-                caption = raw.decode("utf-8", errors="replace").strip()
-                out.append((f"{tar_path.name}:{stem}", (str(tar_path), img.offset_data, img.size), caption))
+        try:
+            with tarfile.open(tar_path, "r") as tf:
+                for m in tf.getmembers():
+                    if not m.isfile():
+                        continue
+                    stem, _, ext = m.name.rpartition(".")
+                    members.setdefault(stem, {})[ext.lower()] = m
+                for stem in sorted(members):
+                    exts = members[stem]
+                    img = next((exts[e] for e in ("jpg", "jpeg", "png", "webp") if e in exts), None)
+                    if img is None or "txt" not in exts:
+                        if skipped is not None and (img is not None or "txt" in exts):
+                            skipped.append((f"{tar_path.name}:{stem}", "no caption (.txt)" if img is not None
+                                            else "a caption without an image"))
+                        continue
+                    raw = tf.extractfile(exts["txt"]).read()
+                    caption = raw.decode("utf-8", errors="replace").strip()  # empty: a bad item for the caller
+                    out.append((f"{tar_path.name}:{stem}", (str(tar_path), img.offset_data, img.size), caption))
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DatasetError(f"webdataset shard {tar_path} cannot be read ({type(exc).__name__}: {exc}); it is "
+                               "damaged (a download or a copy cut short?). What to do: download that shard again "
+                               "(img2dataset) or move it away") from None
     return out
 
 
@@ -257,13 +336,17 @@ def read_tar_member(ref: tuple[str, int, int]) -> bytes:
         return fh.read(size)
 
 
-def index_image_text_folder(folder: Path) -> list[tuple[str, Path, str]]:
-    """img2dataset's ``files`` layout: ``folder/**/<key>.jpg`` beside ``<key>.txt``."""
+def index_image_text_folder(folder: Path, skipped: list[tuple[str, str]] | None = None
+                            ) -> list[tuple[str, Path, str]]:
+    """img2dataset's ``files`` layout: ``folder/**/<key>.jpg`` beside ``<key>.txt`` (images without a
+    caption file are appended to ``skipped``)."""
     out = []
     for p in _images_in(Path(folder)):
         txt = p.with_suffix(".txt")
         if txt.is_file():
             out.append((str(p.relative_to(folder)), p, txt.read_text(encoding="utf-8", errors="replace").strip()))
+        elif skipped is not None:
+            skipped.append((str(p.relative_to(folder)), "no caption (.txt)"))
     return out
 
 

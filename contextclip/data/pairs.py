@@ -229,8 +229,18 @@ def _checked_subset(items, n_wanted: int, size: int, skip_bad: bool, label: str)
 
 
 def _cc3m(cfg, root: Path):
-    items = cc3m_items(root)
+    incomplete: list[tuple[str, str]] = []
+    items = cc3m_items(root, incomplete)
+    if incomplete and not cfg.data.skip_bad:  # a sample without its caption is named, never dropped silently
+        key, why = incomplete[0]
+        raise ImageProblem("missing field", f"cc3m item {key}: {why}; {len(incomplete)} such sample(s) in "
+                           f"{Path(root) / 'cc3m'} (set skip_bad: true to skip and count them)")
     kept, report = _checked_subset(items, cfg.data.n_pairs, cfg.data.image_size, cfg.data.skip_bad, "cc3m")
+    if incomplete:
+        report["n_bad"] += len(incomplete)
+        report["bad_by_kind"]["missing field"] = report["bad_by_kind"].get("missing field", 0) + len(incomplete)
+        report["bad_rows"] = ([{"key": k, "kind": "missing field", "reason": why} for k, why in incomplete]
+                              + report["bad_rows"])[:200]
     return RefSource([items[j][1] for j in kept], [[items[j][2]] for j in kept], cfg.data.image_size,
                      [items[j][0] for j in kept]), report
 

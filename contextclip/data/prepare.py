@@ -20,6 +20,8 @@ import numpy as np
 
 from contextclip.config import Config
 from contextclip.data import registry, synthetic
+from contextclip.data.audit import audit
+from contextclip.errors import DatasetError, UnknownDatasetError
 from contextclip.data.sets import CaptionSet, DatasetMissing
 
 MANUAL = {
@@ -38,7 +40,9 @@ MANUAL = {
      and lists what it got in download/success.txt and fail.txt)
      The kit reads {root}/birdsnap/download/images/<dir>/*.jpg (or images/<dir>/), class names from
      species.txt (common names, apostrophes dropped, hyphens as spaces) and the test split from
-     test_images.txt.""",
+     test_images.txt.
+  3. Check it: python -m contextclip data prepare birdsnap --root {root} --allow-missing
+     (dead links make the splits smaller than images.txt says; the missing ones are counted and named).""",
     "flickr8k": """Flickr8k is a manual download (Kaggle account needed).
   1. kaggle datasets download -d adityajn105/flickr8k   (or the Kaggle web page), and unzip it to
      {root}/flickr8k/ so that there are {root}/flickr8k/captions.txt and {root}/flickr8k/Images/*.jpg (8,091).
@@ -51,7 +55,23 @@ def _cfg(root: Path, image_size: int = 32) -> Config:
     return Config().updated({"data_root": str(root), "image_size": image_size})
 
 
-def verify(name: str, root: Path) -> int:
+def verify(name: str, root: Path, allow_missing: bool = False) -> int:
+    """Audit the set against its official lists (``data/audit.py``), then load it and print the counts.
+
+    A damaged file raises ``DatasetError`` naming it; a split smaller than its list raises one too,
+    unless ``allow_missing`` (``--allow-missing``): then the missing items are printed and it goes on.
+    """
+    report = audit(name, root)
+    if report is not None:
+        for line in report.lines:
+            print(f"{name}: {line}")
+        if report.shrinks and not allow_missing:
+            raise DatasetError(
+                f"{name} under {root} is incomplete: {'; '.join(report.shrinks)} (the lines above name them). Put "
+                "the missing files in place, or pass --allow-missing to use what is there (the numbers are then "
+                "not on the official split)")
+        if report.shrinks:
+            print(f"{name}: going on without the missing items (--allow-missing): {'; '.join(report.shrinks)}")
     cfg = _cfg(root)
     kind = registry.DATASETS[name].kind
     try:  # classification sets: every image, so that the official split (if any) is reported
@@ -122,10 +142,10 @@ def cc3m_subset_tsv(tsv: Path, out: Path, n_rows: int, seed: int = 0) -> int:
     return len(idx)
 
 
-def prepare_cc3m(root: Path, n_pairs: int = 6000) -> int:
+def prepare_cc3m(root: Path, n_pairs: int = 6000, allow_missing: bool = False) -> int:
     base = root / "cc3m"
     if registry.DATASETS["cc3m"].present(root):
-        return verify("cc3m", root)
+        return verify("cc3m", root, allow_missing)
     base.mkdir(parents=True, exist_ok=True)
     tsvs = sorted(p for p in base.glob("*.tsv") if not p.name.startswith("subset"))
     if not tsvs:
@@ -145,14 +165,15 @@ def prepare_cc3m(root: Path, n_pairs: int = 6000) -> int:
     if rc != 0:
         print(f"img2dataset exited with {rc}")
         return rc
-    return verify("cc3m", root)
+    return verify("cc3m", root, allow_missing)
 
 
-def prepare(name: str, root: Path) -> int:
+def prepare(name: str, root: Path, allow_missing: bool = False) -> int:
+    """Fetch or check dataset ``name`` under ``root``: 0 when it is there and whole, 1 when it must be fetched
+    (the instructions are printed); a damaged file or an incomplete split raises ``DatasetError`` (exit 2)."""
     root = Path(root)
     if name not in registry.DATASETS:
-        print(f"unknown dataset {name!r}; known: {', '.join(sorted(registry.DATASETS))}")
-        return 2
+        raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(registry.DATASETS))}")
     if name == "synthetic":
         return prepare_synthetic(root)
     spec = registry.DATASETS[name]
@@ -160,11 +181,11 @@ def prepare(name: str, root: Path) -> int:
         return verify(name, root)
     if name in ("cifar10", "cifar100", "mnist"):
         if spec.present(root):
-            return verify(name, root)
+            return verify(name, root, allow_missing)
         return prepare_torchvision(name, root)
     if name == "cc3m":
-        return prepare_cc3m(root)
+        return prepare_cc3m(root, allow_missing=allow_missing)
     if spec.present(root):
-        return verify(name, root)
+        return verify(name, root, allow_missing)
     print(MANUAL[name].format(root=root))
     return 1

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from contextclip.errors import UnknownDatasetError
 from contextclip.data import formats, sets
 from contextclip.data.sets import CaptionSet, ClassificationSet, DatasetMissing
 from contextclip.errors import DatasetError, UnknownDatasetError

@@ -15,6 +15,7 @@ which sets a profile uses.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -164,6 +165,9 @@ def decoded_cache(ds: FileImages, cache_dir: Path, threads: int | None = None) -
     key = hashlib.sha256(json.dumps(ident).encode()).hexdigest()[:24]
     cache_dir = Path(cache_dir)
     path = cache_dir / f"{key}-n{len(ds)}-s{ds.size}.npy"
+    if path.is_file() and not _decoded_ok(path, (len(ds), 3, ds.size, ds.size)):
+        print(f"decoded image cache {path} is damaged; decoding the images again", file=sys.stderr)
+        path.unlink()
     if not path.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
         fileio.clean_stale_tmp(cache_dir)  # a decode killed earlier left its .tmp
@@ -179,6 +183,15 @@ def decoded_cache(ds: FileImages, cache_dir: Path, threads: int | None = None) -
 
         fileio.atomic_write(path, write)
     return MemmapImages(path, ds.labels, ds.paths)
+
+
+def _decoded_ok(path: Path, shape: tuple[int, ...]) -> bool:
+    """True when ``path`` is a whole uint8 ``.npy`` of ``shape`` (header read, size checked; no pixels read)."""
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError):
+        return False
+    return arr.shape == shape and arr.dtype == np.uint8
 
 
 def materialise(ds: Dataset) -> torch.Tensor:
@@ -347,8 +360,12 @@ def _render_class_set(name: str, size: int, data_root) -> tuple[np.ndarray, np.n
     key = synthetic.CorpusParams(n=len(specs), image_size=size, stream=name).key()
     path = Path(data_root) / "synthetic" / f"{name}-s{size}-{key}.npz" if data_root else None
     if path is not None and path.exists():
-        with np.load(path, allow_pickle=False) as z:
-            return z["images"], z["labels"], names
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if len(z["images"]) == len(specs) == len(z["labels"]):
+                    return z["images"], z["labels"], names
+        except (OSError, ValueError, KeyError, EOFError):  # a damaged cache is rendered again and rewritten
+            pass
     images = np.stack([synthetic.render(s, size)[0] for s in specs])
     labels = np.asarray(labels, dtype=np.int64)
     if path is not None:
@@ -484,14 +501,18 @@ def build_flickr8k(name, cfg, split="test", root=None):
                                 "n_in_split_file": len(splits[split])})
 
 
-def cc3m_items(root: Path) -> list[tuple[str, object, str]]:
-    """(key, image ref, caption) of everything img2dataset wrote under ``root/cc3m``."""
+def cc3m_items(root: Path, skipped: list[tuple[str, str]] | None = None) -> list[tuple[str, object, str]]:
+    """(key, image ref, caption) of everything img2dataset wrote under ``root/cc3m``; samples that
+    lack a caption or an image are appended to ``skipped`` as ``(key, reason)``."""
     base = Path(root) / "cc3m"
     if not base.is_dir():
         raise DatasetMissing("cc3m", root, f"{base} not found")
-    items = [(k, ("tar", ref), c) for k, ref, c in formats.index_webdataset(base)]
-    if not items:
-        items = [(k, ("file", str(p)), c) for k, p, c in formats.index_image_text_folder(base)]
+    found: list[tuple[str, str]] = []
+    items = [(k, ("tar", ref), c) for k, ref, c in formats.index_webdataset(base, found)]
+    if not items and not found:
+        items = [(k, ("file", str(p)), c) for k, p, c in formats.index_image_text_folder(base, found)]
+    if skipped is not None:
+        skipped.extend(found)
     if not items:
         raise DatasetMissing("cc3m", root, f"no webdataset shards (*.tar) or image+txt files in {base}")
     return items
