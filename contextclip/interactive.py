@@ -74,16 +74,23 @@ class CaptionQuery:
         return int(self.positives[self.topk[method]].sum())
 
 
-def caption_box_runs(profile: str = "smoke", seed: int | None = None, root: Path | None = None) -> dict[str, Path]:
+def caption_box_runs(profile: str = "smoke", seed: int | None = None, root: Path | None = None,
+                     own_seeds=None) -> dict[str, Path]:
     """``{"clip": run_dir, "contextclip": run_dir}`` for the caption box (see the module docstring).
 
-    ``seed``: the runs' seed (None: the first seed of the profile whose runs are used).
+    ``seed``: the runs' seed (None: the first seed of the profile whose runs are used; ``own_seeds``,
+    the notebook's, for its own profile, which may be a YAML file rather than a named profile).
     Raises ``FileNotFoundError`` naming the training notebook when no such runs are trained.
     """
     candidates = ["embedded", "smoke"] if profile == "smoke" else [profile]
     tried = []
     for name in candidates:
-        s = load_config(name).train.seeds[0] if seed is None else int(seed)
+        if seed is not None:
+            s = int(seed)
+        elif name == profile and own_seeds:
+            s = int(list(own_seeds)[0])
+        else:
+            s = load_config(name).train.seeds[0]
         paths = paths_for(name, root)
         runs = {m: paths.run_dir(m, s) for m in METHODS_SHOWN}
         if all((r / CHECKPOINT).exists() and (r / CONFIG).exists() for r in runs.values()):
@@ -171,7 +178,7 @@ class CaptionExplorer:
 def explorer_for(cfg: Config, root: Path | None = None) -> CaptionExplorer:
     """The caption box's explorer for a notebook's config: the runs of ``caption_box_runs(cfg.profile)``;
     the notebook's datasets when they are its own profile's runs, else the runs' own config's."""
-    runs = caption_box_runs(cfg.profile, root=root)
+    runs = caption_box_runs(cfg.profile, root=root, own_seeds=cfg.train.seeds)
     own = all(Path(r).parent == paths_for(cfg.profile, root).runs for r in runs.values())
     return CaptionExplorer(runs, cfg=cfg if own else None)
 
