@@ -319,7 +319,11 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
     if (sens / sensitivity.METRICS_FILE).exists():
         out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(
             sens, SENS_BEGIN, SENS_END, facts=run_facts("sensitivity", runs_root, write_facts, results_root))
-    out[(FOUND_BEGIN, FOUND_END)] = findings_section(profile, comp, facts)
+    if "answer" in answers:  # the plain words speak of the verdict: the answer profile's, when it is there
+        out[(FOUND_BEGIN, FOUND_END)] = findings_section("answer", answers["answer"],
+                                                         run_facts("answer", runs_root, write_facts, results_root))
+    else:
+        out[(FOUND_BEGIN, FOUND_END)] = findings_section(profile, comp, facts)
     return out
 
 
