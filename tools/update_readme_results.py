@@ -217,12 +217,16 @@ def answer_section(comps: dict[str, results.Comparison], facts: dict[str, dict])
         if prim.empty:
             continue
         f = facts.get(profile, {})
-        secs = sum(t for _, t in f.get("notebook_seconds", []))
+        secs = sum(t for _, t in f.get("notebook_seconds", [])) if not f.get("reused_runs") else 0
+        runs = sorted(f.get("train_seconds") or [])
+        took = (f", {secs / 60:.0f} min on this 2-core machine" if secs else
+                (f", {len(runs)} runs of {runs[0]:.0f}-{runs[-1]:.0f} s each (median {runs[len(runs) // 2]:.0f} s) on "
+                 "this 2-core machine while it was shared with other jobs; not yet timed from no runs on a quiet "
+                 "machine" if runs else ""))
         words = "; ".join(f"{x['dataset']}: {x['verdict']}" + (
             f" (block B: {x['b_verdict']}, {'held' if x['held'] else 'not held'})" if x["b_verdict"] else "")
             for _, x in prim.iterrows())
-        lines.append(f"- **{regimes.get(profile, profile)}** (`make reproduce PROFILE={profile}`"
-                     + (f", {secs / 60:.0f} min on this 2-core machine" if secs else "") + f"): {words}.")
+        lines.append(f"- **{regimes.get(profile, profile)}** (`make reproduce PROFILE={profile}`{took}): {words}.")
     verdicts = {}
     for profile, x in said:
         verdicts.setdefault(x["dataset"], []).append((profile, x["verdict"], bool(x["held"])))
