@@ -75,6 +75,7 @@ SUPPORTS, CONTRADICTS, INCONCLUSIVE = "supports the paper", "contradicts the pap
 NO_INTERVAL = "no interval"
 VERDICTS = (BETTER, WORSE, NO_DIFFERENCE, AT_CEILING, SUPPORTS, CONTRADICTS, INCONCLUSIVE, NO_INTERVAL)
 PRIMARY, EXPLORATORY = "primary", "exploratory"
+ALPHA_FAMILY = 0.05  # the family-wise level of the primary endpoints (Holm)
 VERDICT_LEGEND = (
     "Verdict: on a stand-in (an embedded or pretrained set, whatever paper row it plays) the sign only: "
     "*ContextCLIP better* / *worse* = the interval lies above / below 0; *at ceiling* = it holds 0 and CLIP's "
@@ -323,6 +324,11 @@ def comparison_table(df: pd.DataFrame, tasks: tuple[str, ...], metrics: tuple[st
     prim = out.index[out["role"] == PRIMARY]
     if len(prim):
         out.loc[prim, "p_holm"] = holm([float(p) for p in out.loc[prim, "p_value"]])
+        # the rule written before the runs (docs/decisions.md, "The answer"): a primary endpoint is called
+        # better or worse only when its interval excludes 0 *and* its Holm-adjusted p is below 0.05
+        for i in prim:
+            if out.at[i, "verdict"] in (BETTER, WORSE) and not float(out.at[i, "p_holm"]) < ALPHA_FAMILY:
+                out.at[i, "verdict"] = NO_DIFFERENCE
     return out
 
 
@@ -356,8 +362,17 @@ def _paper_cell(r) -> str:
     return f"stand-in: {r['plays']} {text}" if is_stand_in(r) else text
 
 
+def _holm_held_back(r) -> bool:
+    """A primary whose interval excludes 0 but whose Holm-adjusted p is not below ``ALPHA_FAMILY``."""
+    p = r.get("p_holm")
+    return (_role_of(r) == PRIMARY and r["verdict"] == NO_DIFFERENCE and p is not None and p == p
+            and not (r["ci_low"] <= 0 <= r["ci_high"]))
+
+
 def _verdict_cell(r) -> str:
     v = r["verdict"]
+    if _holm_held_back(r):
+        return f"{v} after Holm (the interval excludes 0; adjusted p {r['p_holm']:.3f})"
     if v == NO_DIFFERENCE and not math.isnan(r["half_width"]):
         return f"{v} (±{r['half_width']:.1f})"
     return v
@@ -487,6 +502,9 @@ def row_sentence(r) -> str:
     elif v == AT_CEILING:
         tail = (f"; CLIP's headroom ({100 - r['clip_mean']:.1f} points) is smaller than the half-width, so this "
                 "row cannot show a gain")
+    elif v == NO_DIFFERENCE and _holm_held_back(r):
+        tail = (f"; the interval excludes 0, but the Holm-adjusted p over the primary endpoints is "
+                f"{r['p_holm']:.3f}, not below {ALPHA_FAMILY:g}, so the rule does not call it")
     elif v == NO_DIFFERENCE:
         tail = f"; a difference of up to about ±{r['half_width']:.1f} points could hide in the interval"
     else:

@@ -345,3 +345,25 @@ def test_verdicts_can_be_left_out_for_numbers_that_measure_nothing(tmp_path):
     comp = summarize(tmp_path, "smoke", write=False, verdicts=False)
     md = comp.table_markdown("table1_zero_shot")
     assert "| verdict |" not in md and "No verdicts" in md and "measure nothing" in comp.headline()
+
+
+def test_a_primary_is_called_only_when_holm_agrees(tmp_path):
+    """The rule written before the runs: a primary endpoint is better or worse only when its interval
+    excludes 0 *and* its Holm-adjusted p is below 0.05; the same row as an exploratory one is called."""
+    diffs = {"a": [0.9, 0.0, 1.6, 0.4, 1.3, 0.0, 1.0, -0.2], "b": [0.3, -0.2, 0.5, 0.1, -0.4, 0.2, 0.6, -0.1]}
+    rows = []
+    for s in range(8):
+        for ds, d in diffs.items():
+            rows += [row("clip", s, "zero_shot", ds, "top1", 50.0 + s),
+                     row("contextclip", s, "zero_shot", ds, "top1", 50.0 + s + d[s])]
+    append_metrics(tmp_path / "metrics.csv", rows)
+    p_a, p_b = stats.ttest_1samp(diffs["a"], 0).pvalue, stats.ttest_1samp(diffs["b"], 0).pvalue
+    assert p_a < 0.05 <= 2 * p_a < p_b  # a alone excludes 0; Holm over two endpoints does not call it
+    comp = summarize(tmp_path, "x", write=False, primary=("zero_shot/a/top1", "zero_shot/b/top1"))
+    r = comp.rows().set_index("dataset")
+    assert r.loc["a", "ci_low"] > 0 and r.loc["a", "p_holm"] == pytest.approx(2 * p_a)
+    assert r.loc["a", "verdict"] == NO_DIFFERENCE and r.loc["b", "verdict"] == NO_DIFFERENCE
+    assert "after Holm (the interval excludes 0; adjusted p" in comp.table_markdown("table1_zero_shot")
+    assert "does not call it" in comp.reading()
+    alone = summarize(tmp_path, "x", write=False).rows().set_index("dataset")
+    assert alone.loc["a", "verdict"] == BETTER  # exploratory: the interval alone decides
