@@ -129,11 +129,12 @@ else:
 
 # %%
 explorer = explorer_for(cfg)
+k = min(cfg.eval.grid_k, explorer.n_images)  # a small caption set (a rehearsal fixture) has fewer images
 if interactive_frontend():
-    box, search = caption_box(explorer, EXAMPLE_CAPTION, k=cfg.eval.grid_k)
+    box, search = caption_box(explorer, EXAMPLE_CAPTION, k=k)
     display(box)
 else:
-    show_figure(plots.caption_query_figure(explorer.query(EXAMPLE_CAPTION, cfg.eval.grid_k)))
+    show_figure(plots.caption_query_figure(explorer.query(EXAMPLE_CAPTION, k)))
 
 # %% [markdown]
 # ## Exercises

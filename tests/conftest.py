@@ -15,6 +15,17 @@ import torch
 from contextclip import failpoints, frozen_features, image_cache
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread_for_shared_fixtures():
+    """One torch thread for what runs outside a test's own fixtures too: a module- or session-scoped
+    fixture (a baseline run two tests compare against) is built before ``_torch_threads`` applies, and
+    a run built with another thread count gives other floating-point sums."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _torch_threads(request):
     """One torch thread (2 shared cores: one thread per process is faster under load), or the number

@@ -79,8 +79,7 @@ def test_readme_sections_are_regenerated_from_metrics(tmp_path):
 @pytest.mark.parametrize("profile", PROFILES)
 def test_report_and_tables_are_regenerated_from_metrics(profile):
     cfg = load_config(profile)
-    comp = results.summarize(RESULTS / profile, cfg.profile, cfg.eval.bootstrap_samples, write=False,
-                             seeds=cfg.train.seeds)
+    comp = results.summarize(RESULTS / profile, cfg.profile, write=False, **results.profile_options(cfg))
     report = (RESULTS / profile / "report.md").read_text(encoding="utf-8")
     quoted = report.split("\n## Environment", 1)[0]
     new = comp.report_markdown().rstrip("\n")
@@ -153,9 +152,11 @@ def test_readme_plain_words_summary_is_generated(tmp_path):
     new = _regenerated_sections(RESULTS, tmp_path)[(tool.FOUND_BEGIN, tool.FOUND_END)]
     quoted = tool.block((ROOT / "README.md").read_text(encoding="utf-8"), tool.FOUND_BEGIN, tool.FOUND_END)
     assert quoted is not None and not drift(quoted, new), drift(quoted or "", new)
-    comp = tool.comparison("embedded")
+    profile = "answer" if (RESULTS / "answer" / "metrics.csv").exists() else "embedded"  # the verdict's profile
+    comp = tool.comparison(profile)
     row = comp.tables["table1_zero_shot"]
     row = row[(row["dataset"] == "mnist_test") & (row["metric"] == "top1")].iloc[0]
+    assert f"results/{profile}/" in new
     assert f"{row['clip_mean']:.0f}% (CLIP) and {row['contextclip_mean']:.0f}% (ContextCLIP)" in new
     assert f"{row['ci_low']:+.1f} to {row['ci_high']:+.1f}" in new
 
