@@ -130,3 +130,19 @@ class CapSet:
         base = ClassSet.make(n_per_class=1, n_classes=n_images)
         caps = [[f"{c} variant {j}" for j in range(per_image)] for c in base.classnames]
         return cls("fakecaps", base.images, caps), base.classnames
+
+
+def fake_run_with_cache(tmp_path):
+    """A run folder ``clip-seed0`` (config, a placeholder checkpoint) whose embeddings of a 4-class fake set
+    are cached by ``embed_dataset``: ``(run, cfg, dataset, model, first embeddings)``."""
+    from contextclip.config import Config, save_config
+    from contextclip.evaluate import embed_dataset
+
+    run = tmp_path / "clip-seed0"
+    run.mkdir()
+    cfg = Config().updated({"batch_size": 16})
+    save_config(cfg, run / "config.json")
+    (run / "checkpoint.pt").write_bytes(b"weights")
+    ds = ClassSet.make(n_per_class=5, n_classes=4)
+    model = PerfectEncoder(ds.classnames)
+    return run, cfg, ds, model, embed_dataset(run, "fake", cfg, model=model, dataset=ds)

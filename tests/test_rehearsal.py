@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from train_fakes import rehearsal_tree
 
 from contextclip.config import REPO_ROOT, load_config
 from contextclip.data import formats, get_dataset
@@ -37,9 +38,7 @@ SMALL = RehearsalParams(per_class=1, birdsnap_per_class=3, birdsnap_species=50, 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("rehearsal")
-    make_rehearsal_tree(root, SMALL, log=lambda m: None)
-    return root
+    return rehearsal_tree(tmp_path_factory, SMALL)
 
 
 def _cfg(root, **kw):

@@ -16,9 +16,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from train_fakes import rehearsal_tree
 
 from contextclip.cli import main
-from contextclip.data.rehearsal import RehearsalParams, make_rehearsal_tree
+from contextclip.data.rehearsal import RehearsalParams
 
 SMALL = RehearsalParams(per_class=1, birdsnap_per_class=3, birdsnap_species=12, cc3m_pairs=20, flickr_images=12,
                         max_side=64)
@@ -26,9 +27,7 @@ SMALL = RehearsalParams(per_class=1, birdsnap_per_class=3, birdsnap_species=12, 
 
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("rehearsal")
-    make_rehearsal_tree(root, SMALL, log=lambda m: None)
-    return root
+    return rehearsal_tree(tmp_path_factory, SMALL)
 
 
 @pytest.fixture

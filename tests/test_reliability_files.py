@@ -340,18 +340,11 @@ def test_a_history_line_of_the_wrong_shape_is_named(tmp_path):
 
 
 def test_an_embedding_cache_holding_something_else_is_recomputed_or_named(tmp_path):
-    from eval_fakes import ClassSet, PerfectEncoder
+    from eval_fakes import PerfectEncoder, fake_run_with_cache
 
-    from contextclip.config import Config, save_config
     from contextclip.evaluate import cache_path, embed_dataset, load_embeddings
 
-    run = tmp_path / "clip-seed0"
-    run.mkdir()
-    cfg = Config().updated({"batch_size": 16})
-    save_config(cfg, run / "config.json")
-    (run / "checkpoint.pt").write_bytes(b"weights")
-    ds = ClassSet.make(n_per_class=5, n_classes=4)
-    first = embed_dataset(run, "fake", cfg, model=PerfectEncoder(ds.classnames), dataset=ds)
+    run, cfg, ds, model, first = fake_run_with_cache(tmp_path)
     torch.save({"fingerprint": first["fingerprint"], "kind": "classification"}, cache_path(run, "fake"))
     with pytest.raises(DamagedFileError, match="fake.pt is damaged: key 'dataset' is missing"):
         load_embeddings(run, "fake")

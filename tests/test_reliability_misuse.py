@@ -428,17 +428,11 @@ def test_garbage_summary_json_through_the_cli_is_one_line(tmp_path, trained):
 
 
 def test_a_truncated_embeddings_cache_is_recomputed(tmp_path):
-    from eval_fakes import ClassSet, PerfectEncoder
+    from eval_fakes import PerfectEncoder, fake_run_with_cache
 
     from contextclip.evaluate import cache_path, embed_dataset, load_embeddings
 
-    run = tmp_path / "clip-seed0"
-    run.mkdir()
-    cfg = Config().updated({"batch_size": 16})
-    save_config(cfg, run / "config.json")
-    (run / "checkpoint.pt").write_bytes(b"weights")
-    ds = ClassSet.make(n_per_class=5, n_classes=4)
-    first = embed_dataset(run, "fake", cfg, model=PerfectEncoder(ds.classnames), dataset=ds)
+    run, cfg, ds, model, first = fake_run_with_cache(tmp_path)
     path = cache_path(run, "fake")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ConfigError, match="embedding cache .* is damaged"):

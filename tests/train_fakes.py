@@ -74,3 +74,12 @@ def poisoned_loss(cfg, method: str, at: int):
         return out
 
     return forward
+
+
+def rehearsal_tree(tmp_path_factory, params):
+    """A rehearsal fixture tree (``data make-rehearsal``) of ``params`` in a fresh temporary folder."""
+    from contextclip.data.rehearsal import make_rehearsal_tree
+
+    root = tmp_path_factory.mktemp("rehearsal")
+    make_rehearsal_tree(root, params, log=lambda m: None)
+    return root
