@@ -110,6 +110,7 @@ def _writer(root: str, barrier, out):
     out.put(hashlib.sha256(feats.numpy().tobytes()).hexdigest())
 
 
+@pytest.mark.slow  # several seconds: in make test, not in make test-fast
 def test_two_writers_leave_one_whole_file(tmp_path):
     ctx = mp.get_context("spawn")
     barrier, out = ctx.Barrier(2), ctx.Queue()

@@ -143,6 +143,7 @@ def test_skip_if_unchanged_force_and_upstream_change(tmp_path):
     assert all(e["seconds"] > 0 for e in state["notebooks"].values())
 
 
+@pytest.mark.slow  # several seconds: in make test, not in make test-fast
 def test_real_notebook_with_injected_parameters(tmp_path):
     """One papermill run of notebook 00 with a changed knob (bandwidth), the path `reproduce` uses."""
     import papermill as pm

@@ -93,6 +93,7 @@ def test_no_verdict_rendering_on_the_committed_tables():
     assert "no verdict" in bullets and "contradicts" not in bullets
 
 
+@pytest.mark.slow  # several seconds: in make test, not in make test-fast
 def test_notebook_07_by_hand_on_embedded_leaves_git_clean(tmp_path):
     """The real thing: papermill runs 07 on the committed embedded results; nothing tracked changes."""
     pytest.importorskip("papermill")

@@ -225,6 +225,7 @@ def _step_cells(tag: str, kill_where: str | None = None) -> list[str]:
     return cells
 
 
+@pytest.mark.slow  # several seconds: in make test, not in make test-fast
 def test_reproduce_killed_inside_and_between_notebooks_resumes_without_redoing(tmp_path):
     from contextclip.pipeline import read_state, reproduce
 

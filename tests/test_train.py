@@ -235,6 +235,7 @@ def test_training_with_the_cache_matches_training_without(tmp_path):
 
 
 # ----------------------------------------------------------------------------- command line
+@pytest.mark.slow  # several seconds: in make test, not in make test-fast
 def test_cli_smoke_train_then_second_run_returns_without_training(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     cmd = [sys.executable, "-m", "contextclip", "train", "--profile", "smoke", "--method", "contextclip", "--seed",
