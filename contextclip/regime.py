@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 from contextclip import image_cache, results
 from contextclip.config import Config
 from contextclip.data.registry import get_dataset, resolve_root
+from contextclip.encoding import take_images
 from contextclip.model import build_model
 from contextclip.runs import load_trained
 from contextclip.train import autocast_factory, fit
@@ -52,7 +52,7 @@ def feature_timing(cfg: Config, train_ds) -> dict:
     (the second call of a fresh process reads the file the first one wrote)."""
     model = build_model(cfg).eval()
     root = resolve_root(cfg.data.data_root)
-    images = _stacked(train_ds)
+    images = take_images(train_ds, range(len(train_ds)))
     path = image_cache.feature_path(root, image_cache.feature_key(model, images, autocast_factory(model.device, "fp32")))
     had = path.exists()
     image_cache.clear_memory()
@@ -66,10 +66,6 @@ def feature_timing(cfg: Config, train_ds) -> dict:
     return {"images": len(images), "feature_size": int(feats.shape[1]), "first_call_s": round(first, 2),
             "first_call": "read from disk" if had else "computed and written", "from_disk_s": round(again, 3),
             "file": str(path)}
-
-
-def _stacked(ds):
-    return torch.stack([ds[i][0] for i in range(len(ds))])
 
 
 def train_and_score(cfg: Config, seeds, runs_dir: Path, datasets: list[str], train_ds=None, val_ds=None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from contextclip.results import Comparison
+from contextclip.results import BETTER, WORSE, Comparison
 
 #: zero-shot sets the summary speaks about first, with what they measure in plain words
 KEY_SETS = (
@@ -52,9 +52,10 @@ def plain_summary(comp: Comparison, profile: str, val_contextual_loss: dict | No
     rows = comp.rows()
     if rows.empty:
         return f"The `{profile}` profile has no paired CLIP/ContextCLIP results yet."
-    seeds = sorted({int(r.split("seed")[-1]) for r in comp.runs if "seed" in r})
-    lines = [f"In plain words, what the `{profile}` profile found ({len(seeds)} training seeds per method; "
-             "each number is a mean over seeds):", ""]
+    k = int(rows["paired_seeds"].max())  # the seeds the tables summarise (block A when there are two blocks)
+    lines = [f"In plain words, what the `{profile}` profile found ({k} training seeds per method"
+             + ("; a second block of other seeds is in the answer section" if comp.replication else "")
+             + "; each number is a mean over seeds):", ""]
     t1 = rows[(rows["task"] == "zero_shot") & (rows["metric"] == "top1")]
     for name, what in KEY_SETS:
         r = t1[t1["dataset"] == name]
@@ -63,6 +64,8 @@ def plain_summary(comp: Comparison, profile: str, val_contextual_loss: dict | No
         r = r.iloc[0]
         lo, hi, d = r["ci_low"], r["ci_high"], r["diff"]
         way = _direction(lo, hi) if not (math.isnan(lo) or math.isnan(hi)) else "not measurable"
+        if way in ("better", "worse") and r["verdict"] not in (BETTER, WORSE):
+            way = "not called"  # a primary whose Holm-adjusted p is not below 0.05 (results.comparison_table)
         lines.append(
             f"- On {what}, the models name the right class from its name alone {r['clip_mean']:.0f}% (CLIP) and "
             f"{r['contextclip_mean']:.0f}% (ContextCLIP) of the time, where guessing gets {r['chance']:.0f}%. "
@@ -71,11 +74,14 @@ def plain_summary(comp: Comparison, profile: str, val_contextual_loss: dict | No
                "includes 0)." if way == "no detectable difference" else
                f"With the contextual loss ContextCLIP did {way}: {_points(d)} {'higher' if d > 0 else 'lower'} "
                f"(95% interval {lo:+.1f} to {hi:+.1f}, which excludes 0)." if way in ("better", "worse") else
+               f"ContextCLIP {'+' if d >= 0 else '−'}{_points(d)} (95% interval {lo:+.1f} to {hi:+.1f}): the interval "
+               f"alone excludes 0, but with two primary endpoints tested the Holm-adjusted p is {r['p_holm']:.3f}, "
+               "not below 0.05, so it is not counted as a difference." if way == "not called" else
                "The difference has no interval (too few seeds)."))
     rows = rows[~rows["metric"].astype(str).str.endswith("_exact")]  # the old retrieval count, shown beside
     have = rows[rows["ci_low"].notna() & rows["ci_high"].notna()]
-    better = int((have["ci_low"] > 0).sum())
-    worse = int((have["ci_high"] < 0).sum())
+    better = int((have["verdict"] == BETTER).sum())
+    worse = int((have["verdict"] == WORSE).sum())
     lines.append(
         f"- Over all {len(have)} comparisons with an interval (every set and metric of zero-shot, fine-tuning, "
         f"linear probe and retrieval), ContextCLIP was better in {better}, worse in {worse}, and "
