@@ -105,7 +105,8 @@ def fit_runs(cfg, runs: list[tuple[str, int, Path]], train_ds, val_ds, workers: 
         return [fit(cfg, m, s, Path(d), fresh=fresh, train_ds=train_ds, val_ds=val_ds, progress=progress)
                 for m, s, d in runs]
     workers = min(int(workers), len(runs))
-    prefill_augmentations(train_ds, cfg.train.epochs, workers)
+    if not (cfg.train.cache_frozen_features and cfg.model.freeze_image and not cfg.data.augment):
+        prefill_augmentations(train_ds, cfg.train.epochs, workers)  # else the images come from the feature cache
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked children tokenise too
     _SHARED.update(cfg=cfg, train=train_ds, val=val_ds, fresh=fresh)
     threads = max(1, torch.get_num_threads() // workers)

@@ -531,14 +531,15 @@ def _train_epoch(run: Run, epoch: int) -> None:
     st.epoch, st.step = epoch, first
     r, per = run.dist.rank, run.per_device
     local = [b[r * per:(r + 1) * per] for b in batches[first:]]
-    batches_of_rank = loader(run.train_ds, local, run.collate, cfg, run.dist.device, run.seed * 1000 + epoch)
+    caches = FrozenCaches(run.text_cache, run.image_cache_train)
+    batches_of_rank = loader(run.train_ds, local, run.collate, cfg, run.dist.device, run.seed * 1000 + epoch, caches)
     run.model.train()
     run.window.zero_()
     run.n_window = 0
     bar = tqdm(total=run.steps_per_epoch, initial=first, desc=f"{run.method} s{run.seed} epoch {epoch + 1}/"
                f"{cfg.train.epochs}", disable=not (run.progress and run.main), leave=False, dynamic_ncols=True)
     parts = StepParts(run.model, run.loss_fn, run.optimizer, run.autocast, run.scheduler, cfg.train.grad_clip,
-                      run.forward, FrozenCaches(run.text_cache, run.image_cache_train))
+                      run.forward, caches)
     for step, (idx, batch) in enumerate(zip(local, batches_of_rank), start=first + 1):
         t0 = time.perf_counter()
         out = train_step(parts, batch, idx)
@@ -639,7 +640,7 @@ def evaluate_loss(model: ContextCLIPModel, loss_fn: ContextCLIPLoss, ds, collate
     world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if D.is_distributed() else (1, 0)
     mine = batches[rank::world]
     sums = torch.zeros(len(TERMS) + 1, dtype=torch.float64, device=model.device)
-    for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0)):
+    for idx, batch in zip(mine, loader(ds, mine, collate, cfg, model.device, 0, caches)):
         failpoints.hit("val_batch")
         img, txt, scale = forward_with_caches(model, model, batch, idx, autocast, caches)
         # ContextCLIPLoss measures L_CX for CLIP (alpha = 0) too, without adding it to "loss", so the

@@ -85,3 +85,42 @@ def test_prefill_in_workers_handles_thousands_of_items():
     prefill_augmentations(ds, epochs=2, workers=2)
     assert len(ds._memo) == 2 * n
     assert torch.equal(ds[5][0], torch.from_numpy(images[5]).permute(2, 0, 1))
+
+
+def test_a_step_on_cached_features_of_both_towers_reads_captions_alone():
+    """``caption(k)`` is the caption ``ds[k]`` draws (several per image, every epoch); with both towers'
+    features cached the loader yields those captions and never reads an image."""
+    from contextclip.train import FrozenCaches
+    from contextclip.train_caches import FrozenFeatureCache, loader
+
+    images = torch.randint(0, 255, (20, 8, 8, 3), dtype=torch.uint8).numpy()
+
+    class Source:
+        mild, captions, calls = [False] * 20, [[f"c{i}-{j}" for j in range(4)] for i in range(20)], 0
+
+        def __len__(self):
+            return 20
+
+        def image(self, i):
+            Source.calls += 1
+            return images[i]
+
+    ds = PairDataset(Source(), range(20), train=True, augment=False, seed=3)
+    for epoch in (0, 1, 5):
+        ds.set_epoch(epoch)
+        assert [ds.caption(k) for k in range(20)] == [ds[k][1] for k in range(20)]
+    assert len({ds.caption(k) for k in range(20)}) > 1
+    batches, cfg = [[3, 1, 7], [0, 19]], smoke_cfg()
+    both = FrozenCaches(FrozenFeatureCache(torch.zeros(2, 4), {}), FrozenFeatureCache(torch.zeros(20, 4)))
+    ds = PairDataset(Source(), range(20), train=True, augment=False, seed=3)
+    ds.set_epoch(2)
+    Source.calls = 0
+    got = list(loader(ds, batches, None, cfg, torch.device("cpu"), 0, both))
+    assert Source.calls == 0
+    assert [b["captions"] for b in got] == [[ds[k][1] for k in b] for b in batches]
+    assert all(b["images"] is None and b["input_ids"] is None for b in got)
+    text_only = FrozenCaches(FrozenFeatureCache(torch.zeros(2, 4), {}), None)  # images still to be read
+    from contextclip.data.collate import PairCollator
+
+    got = list(loader(ds, batches, PairCollator(None, 8, tokenize=False), cfg, torch.device("cpu"), 0, text_only))
+    assert got[0]["images"].shape == (3, 3, 8, 8)

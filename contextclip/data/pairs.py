@@ -109,6 +109,7 @@ class PairDataset(Dataset):
         # dataset object (all methods and seeds of notebook 02) augments each image once per epoch
         self._memo: dict[tuple[int, int], tuple[torch.Tensor, str]] = {}
         self._memo_bytes = 0
+        self._caption_memo: dict[tuple[int, int], str] = {}  # (epoch, k) -> caption, see ``caption``
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -124,6 +125,18 @@ class PairDataset(Dataset):
 
     def captions_of(self, k: int) -> list[str]:
         return self.source.captions[int(self.indices[k])]
+
+    def caption(self, k: int) -> str:
+        """The caption item ``k`` has in this epoch (``self[k][1]``), without reading its image: the
+        first draw of the item's generator picks it, before any augmentation. Kept per (epoch, k)
+        for the other runs sharing this dataset (a generator costs more than the rest of a lookup)."""
+        caps = self.captions_of(k)
+        if not self.train or len(caps) == 1:
+            return caps[0]
+        key = (self.epoch, int(k))
+        if key not in self._caption_memo:
+            self._caption_memo[key] = caps[int(rng_for(self.seed, self.epoch, k).integers(len(caps)))]
+        return self._caption_memo[key]
 
     def __getitem__(self, k: int):
         if not self.train:
