@@ -146,7 +146,7 @@ class SensitivityConfig:
     sens_alphas: list = field(default_factory=lambda: [0.0, 0.5])  # alpha values swept (0 = CLIP, trained once)
     sens_variants: list = field(default_factory=lambda: ["batch"])  # cx_variant values swept at every alpha
     sens_bandwidths: list = field(default_factory=lambda: [0.5])  # h values swept at the profile's alpha, per variant
-    sens_dataset: str = ""  # zero-shot set the study reports ("": the first of zero_shot_datasets)
+    sens_datasets: list = field(default_factory=list)  # zero-shot sets the study reports ([]: the primary endpoints' sets, else the first of zero_shot_datasets)
 
 
 @dataclass
@@ -290,7 +290,7 @@ def _check_value(key: str, value: Any, expected: type) -> Any:
             if not all(isinstance(v, str) and v.count("/") == 2 and all(v.split("/")) for v in value):
                 raise ConfigError(f"config key 'primary_endpoints': {value!r}; give 'task/dataset/metric' strings, "
                                   "for example [\"zero_shot/novel_classes/top1\"]")
-        elif key in ("methods", "zero_shot_datasets", "fine_tune_datasets"):
+        elif key in ("methods", "zero_shot_datasets", "fine_tune_datasets", "sens_datasets"):
             if not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"config key '{key}': expected a list of names, got {value!r}")
         if key == "methods" and not set(value) <= set(METHODS):

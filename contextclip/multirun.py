@@ -4,7 +4,8 @@ What it is: ``fit_runs(cfg, runs, train_ds, val_ds, workers)``, what notebook 02
 
 - ``workers = 1``: ``train.fit`` for each run in turn, in this process (the smoke default).
 - ``workers = k > 1``: every augmented training item of every epoch is drawn once here (the pair
-  dataset keeps them, see ``data/pairs.py``), then ``k`` forked processes, each with
+  dataset keeps them, see ``data/pairs.py``; only the captions when the images' features come from
+  the frozen-feature cache), then ``k`` forked processes, each with
   ``max(1, threads // k)`` torch threads, train the runs in parallel. Each run sees the same items
   in the same order as with ``workers = 1``, so at the same thread count its weights are the same
   bit for bit (``tests/test_multirun.py``); another thread count changes only the floating-point
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["fit_runs", "prefill_augmentations"]
+__all__ = ["fit_runs", "prefill_augmentations", "prefill_captions"]
 
 _SHARED: dict = {}  # what forked workers inherit: the config and the two pair datasets
 
@@ -57,6 +58,18 @@ def prefill_augmentations(train_ds, epochs: int, workers: int = 1) -> None:
                     train_ds.keep_items(epoch, list(zip(torch.from_numpy(images).unbind(0), captions)))
         finally:
             _SHARED.pop("train", None)
+    train_ds.set_epoch(0)
+
+
+def prefill_captions(train_ds, epochs: int) -> None:
+    """Draw every training item's caption of every epoch once (``train_ds.caption``, no image), here
+    in the parent, so that every forked run looks them up instead of drawing them again."""
+    if not hasattr(train_ds, "caption"):
+        return
+    for epoch in range(epochs):
+        train_ds.set_epoch(epoch)
+        for k in range(len(train_ds)):
+            train_ds.caption(k)
     train_ds.set_epoch(0)
 
 
@@ -105,8 +118,10 @@ def fit_runs(cfg, runs: list[tuple[str, int, Path]], train_ds, val_ds, workers: 
         return [fit(cfg, m, s, Path(d), fresh=fresh, train_ds=train_ds, val_ds=val_ds, progress=progress)
                 for m, s, d in runs]
     workers = min(int(workers), len(runs))
-    if not (cfg.train.cache_frozen_features and cfg.model.freeze_image and not cfg.data.augment):
-        prefill_augmentations(train_ds, cfg.train.epochs, workers)  # else the images come from the feature cache
+    if cfg.train.cache_frozen_features and cfg.model.freeze_image and not cfg.data.augment:
+        prefill_captions(train_ds, cfg.train.epochs)  # the images come from the feature cache
+    else:
+        prefill_augmentations(train_ds, cfg.train.epochs, workers)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked children tokenise too
     _SHARED.update(cfg=cfg, train=train_ds, val=val_ds, fresh=fresh)
     threads = max(1, torch.get_num_threads() // workers)

@@ -467,15 +467,31 @@ VARIANT_COLOURS = {"batch": PALETTE[1], "feature_columns": PALETTE[2], "per_samp
 def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | None = None,
                        name: str = "fig_sensitivity_alpha") -> Figure:
     """Accuracy against alpha per contextual-loss variant, with the 95% band of the mean over seeds
-    (left), and against h at the profile's alpha (right). ``table``: ``sensitivity.study_table``.
+    (left), and against h at the profile's alpha (right); one row of panels per zero-shot set.
+    ``table``: ``sensitivity.study_table``.
 
     alpha = 0 is CLIP, shared by every variant (its band is drawn in grey across the panel);
     the x positions are evenly spaced and labelled with the values.
     """
+    sets = list(dict.fromkeys(table["dataset"]))
+    fig, grid = plt.subplots(len(sets), 2, figsize=(11, 4.2 * len(sets)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})
+    for axes, ds in zip(grid, sets):
+        _sensitivity_row(axes, table[table["dataset"] == ds], alpha, bandwidth)
+    k = int(table["seeds"].min())
+    fig.suptitle(f"When does the contextual term help? Mean over {k} seed{'s' if k > 1 else ''}, "
+                 "band = 95% t-interval of the mean", fontsize=11)
+    fig.tight_layout()
+    if out_dir is not None:
+        save_figure(fig, out_dir, name)
+    return fig
+
+
+def _sensitivity_row(axes, table, alpha: float, bandwidth: float) -> None:
+    """The two panels of one zero-shot set (see ``sensitivity_figure``)."""
     clip = table[table["label"] == "clip"].iloc[0]
     pts = table[table["label"] != "clip"]
     variants = list(dict.fromkeys(pts["variant"]))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     panels = [(axes[0], "alpha", np.isclose(pts["bandwidth"], bandwidth), f"alpha (h = {bandwidth:g})"),
               (axes[1], "bandwidth", np.isclose(pts["alpha"], alpha), f"bandwidth h (alpha = {alpha:g})")]
     for ax, key, keep, xlabel in panels:
@@ -504,15 +520,8 @@ def sensitivity_figure(table, alpha: float, bandwidth: float, out_dir: Path | No
         ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
-    k = int(table["seeds"].min())
     axes[0].set_ylabel(f"{clip['dataset']} zero-shot {clip['metric']} (%)")
     axes[0].legend(fontsize=8, loc="best")
-    fig.suptitle(f"When does the contextual term help? Mean over {k} seed{'s' if k > 1 else ''}, "
-                 "band = 95% t-interval of the mean", fontsize=11)
-    fig.tight_layout()
-    if out_dir is not None:
-        save_figure(fig, out_dir, name)
-    return fig
 
 
 # --------------------------------------------------------------------------- teaching figures (notebook 00)

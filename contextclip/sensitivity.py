@@ -7,7 +7,8 @@ What it is:
   ``sens_bandwidths`` at the profile's alpha, for each variant. Each point is trained for every
   seed of ``seeds``, with the same seeds as CLIP, so each difference is paired by seed.
 - ``run_study(cfg, runs_dir, results_dir)``: trains (or resumes, or reuses) each run with
-  ``train.fit`` and evaluates zero-shot on one set (``sens_dataset``) with ``evaluate_run``; the
+  ``multirun.fit_runs`` and evaluates zero-shot on each set of ``study_datasets`` (``sens_datasets``;
+  by default the primary endpoints' sets) with ``evaluate_runs``; the
   rows go to ``results_dir/sensitivity_metrics.csv`` (the columns of ``metrics.csv``; ``method``
   is the point's label, ``clip`` or ``cx-<variant>-a<alpha>-h<h>``).
 - ``study_table(results_dir)``: per point, the mean ± std over seeds, the 95% t-band of that mean,
@@ -36,8 +37,8 @@ from contextclip import fileio, results
 from contextclip.config import Config, ConfigError
 from contextclip.errors import MissingFileError
 
-__all__ = ["GridPoint", "grid", "study_dataset", "run_study", "study_table", "variant_sentence",
-           "bandwidth_sentence", "table_sentence", "figure_sentence", "markdown", "write_outputs", "readme_section",
+__all__ = ["GridPoint", "grid", "study_datasets", "run_study", "study_table", "variant_sentence",
+           "bandwidth_sentence", "by_dataset", "table_sentence", "figure_sentence", "markdown", "write_outputs", "readme_section",
            "METRICS_FILE", "TABLE_NAME", "FIGURE_NAME"]
 
 METRICS_FILE = "sensitivity_metrics.csv"
@@ -101,37 +102,53 @@ def grid(cfg: Config) -> list[GridPoint]:
     return list(dict.fromkeys(points))
 
 
-def study_dataset(cfg: Config) -> str:
-    name = cfg.sensitivity.sens_dataset or (cfg.data.zero_shot_datasets or [""])[0]
-    if not name:
-        raise ConfigError("config key 'sens_dataset': empty, and the profile has no zero_shot_datasets to default to")
-    return name
+def study_datasets(cfg: Config) -> list[str]:
+    """The zero-shot sets the study reports: ``sens_datasets``; else the sets of the profile's zero-shot
+    top-1 primary endpoints (``eval.primary_endpoints``); else its first zero-shot set."""
+    if cfg.sensitivity.sens_datasets:
+        return list(cfg.sensitivity.sens_datasets)
+    primary = [e.split("/")[1] for e in cfg.eval.primary_endpoints if e.startswith("zero_shot/") and e.endswith("/top1")]
+    if primary:
+        return primary
+    if not cfg.data.zero_shot_datasets:
+        raise ConfigError("config key 'sens_datasets': empty, and the profile has no primary endpoints or "
+                          "zero_shot_datasets to default to; name the zero-shot sets, e.g. [mnist_test]")
+    return [cfg.data.zero_shot_datasets[0]]
 
 
 # --------------------------------------------------------------------------- running
 def run_study(cfg: Config, runs_dir: Path, results_dir: Path, *, progress: bool = True,
               log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Train and evaluate every point and seed (finished runs are reused); returns the new rows."""
+    """Train and evaluate every point and seed (finished runs are reused); returns the new rows.
+
+    A point's seeds are trained ``train_workers`` at a time (``multirun.fit_runs``: side by side in
+    worker processes, bit for bit the runs one after another would give at one thread each), then
+    each run is evaluated on every set of ``study_datasets``.
+    """
     from contextclip.data import build_pair_datasets
-    from contextclip.evaluate import evaluate_run
-    from contextclip.train import fit
+    from contextclip.evaluate import evaluate_runs
+    from contextclip.multirun import fit_runs
 
     runs_dir, results_dir = Path(runs_dir), Path(results_dir)
-    dataset = study_dataset(cfg)
+    datasets = study_datasets(cfg)
     points = grid(cfg)
     train_ds, val_ds = build_pair_datasets(cfg)  # one set of pairs for every run, as notebook 02
     rows = []
     for k, point in enumerate(points, 1):
         pcfg = point.config(cfg)
-        for seed in cfg.train.seeds:
-            run_dir = runs_dir / f"{point.run_name(cfg)}-seed{seed}"
-            log(f"[{k}/{len(points)}] {point.label}, seed {seed} -> {run_dir}")
-            fit(pcfg, point.method, seed, run_dir, train_ds=train_ds, val_ds=val_ds, progress=progress)
-            # per-run scratch results: the run's own rows and per-item credits, then relabelled here
-            evaluated = evaluate_run(run_dir, "zero_shot", dataset, results_dir=run_dir / "eval")
-            per_item = results.load_per_item(run_dir / "eval", point.method, seed, "zero_shot", dataset)
-            if per_item is not None:
-                results.save_per_item(results_dir / PER_ITEM_DIR, point.label, seed, "zero_shot", dataset, per_item)
+        jobs = [(point.method, seed, runs_dir / f"{point.run_name(cfg)}-seed{seed}") for seed in cfg.train.seeds]
+        log(f"[{k}/{len(points)}] {point.label}, seeds {', '.join(str(s) for s in cfg.train.seeds)} -> "
+            f"{runs_dir / point.run_name(cfg)}-seed*")
+        fit_runs(pcfg, jobs, train_ds, val_ds, workers=cfg.train.train_workers, progress=progress)
+        for _, seed, run_dir in jobs:
+            # per-run scratch results (the model loaded once for every set): the run's own rows and
+            # per-item credits, then relabelled here
+            evaluated = evaluate_runs([run_dir], "zero_shot", datasets, results_dir=run_dir / "eval")
+            for dataset in datasets:
+                per_item = results.load_per_item(run_dir / "eval", point.method, seed, "zero_shot", dataset)
+                if per_item is not None:
+                    results.save_per_item(results_dir / PER_ITEM_DIR, point.label, seed, "zero_shot", dataset,
+                                          per_item)
             new = [{**r, "method": point.label} for r in evaluated]
             results.append_metrics(results_dir / METRICS_FILE, new)  # after each run: a stop loses nothing
             rows += new
@@ -274,17 +291,38 @@ def figure_sentence(table: pd.DataFrame) -> str:
             f"{worst['mean']:.1f}%.")
 
 
+def by_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The table's rows per zero-shot set, in the order the table lists them."""
+    return [(ds, table[table["dataset"] == ds]) for ds in dict.fromkeys(table["dataset"])]
+
+
 def sentences(table: pd.DataFrame, cfg: Config) -> list[str]:
-    """One sentence per variant, then one on h."""
+    """Per zero-shot set of the table: one sentence per variant, then one on h."""
     variants = [v for v in cfg.sensitivity.sens_variants if v in set(table["variant"])]
-    return ([variant_sentence(table, v, cfg.loss.bandwidth) for v in variants]
-            + [bandwidth_sentence(table, cfg.loss.alpha)])
+    return [s for _, t in by_dataset(table)
+            for s in [variant_sentence(t, v, cfg.loss.bandwidth) for v in variants]
+            + [_on(t, bandwidth_sentence(t, cfg.loss.alpha))]]
+
+
+def _on(table: pd.DataFrame, sentence: str) -> str:
+    """``sentence`` prefixed with the set it is about when the study has several."""
+    return sentence if table["dataset"].nunique() != 1 else f"{table['dataset'].iloc[0]}: {sentence}"
 
 
 def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:
+    """The table in Markdown: one per zero-shot set (under a heading each when there are several)."""
+    parts = by_dataset(table)
+    if len(parts) == 1:
+        return _one_table_markdown(table, title)
+    return "\n".join(([f"## {title}", ""] if title else [])
+                     + [_one_table_markdown(t, f"{ds} zero-shot {t['metric'].iloc[0]}", level=3) for ds, t in parts])
+
+
+def _one_table_markdown(table: pd.DataFrame, title: str | None = None, level: int = 2) -> str:
     head = ["variant", "alpha", "h", "seeds", "accuracy (mean ± std)", "95% band of the mean",
             "ContextCLIP − CLIP [95% CI]", "half-width ±", "verdict"]
-    lines = ([f"## {title}", ""] if title else []) + ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = ([f"{'#' * level} {title}", ""] if title else []) + ["| " + " | ".join(head) + " |",
+                                                               "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         band = "-" if math.isnan(r["band_low"]) else f"[{r['band_low']:.1f}, {r['band_high']:.1f}]"
         diff = "-" if math.isnan(r["diff"]) else results.diff_text(r, 1, False)
@@ -330,7 +368,7 @@ def _coverage(table: pd.DataFrame, cfg: Config) -> str:
 
 
 def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sensitivity",
-                   facts: dict | None = None) -> str:
+                   facts: dict | None = None, regime: str = "") -> str:
     """The README's sensitivity section: a link to the table and to the figure, one generated sentence each.
 
     What was run is read from the results (settings, seeds) and ``facts`` (epochs per run and the
@@ -347,7 +385,7 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
     epochs = facts.get("epochs") or []
     seconds = sum(t for _, t in facts.get("notebook_seconds", []))
     rel = f"results/{profile}"
-    lines = [begin, "## Sensitivity: when does the contextual term help?", "",
+    lines = [begin, "## Sensitivity: when does the contextual term help?" + (f" ({regime})" if regime else ""), "",
              f"`make reproduce PROFILE={profile}` (notebook `08_sensitivity`) trains CLIP and ContextCLIP for alpha "
              f"in {{{', '.join(f'{a:g}' for a in alphas)}}} with each contextual-loss variant "
              f"({', '.join(f'`{v}`' for v in dict.fromkeys(pts['variant']))}) and h in "
@@ -356,7 +394,8 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
              + (f"; {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
              + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; nothing is chosen from it."
              + _coverage(table, cfg), "",
-             f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): {table_sentence(table)}",
+             f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): "
+             + " ".join(table_sentence(t) for _, t in by_dataset(table)),
              f"- [Figure (`figures/{profile}/{FIGURE_NAME}.png`)](figures/{profile}/{FIGURE_NAME}.png): "
-             f"{figure_sentence(table)}", "", end]
+             + " ".join(figure_sentence(t) for _, t in by_dataset(table)), "", end]
     return "\n".join(lines)

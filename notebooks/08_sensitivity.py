@@ -23,7 +23,8 @@
 # seed by seed: a 95 % interval per setting, a figure of accuracy against $\alpha$ with its band, and
 # one sentence per variant generated from the intervals. The study reports; nothing is chosen from it.
 #
-# **Inputs.** The profile's pairs (as `02_train`) and its zero-shot set `sens_dataset`.
+# **Inputs.** The profile's pairs (as `02_train`) and its zero-shot sets `sens_datasets` (by default the
+# sets of the profile's primary endpoints).
 # **Outputs.** Runs in `runs/<profile>/`; `results/<profile>/sensitivity_metrics.csv`,
 # `results/<profile>/sensitivity.{md,csv}`; `figures/<profile>/fig_sensitivity_alpha.{png,pdf}`.
 #
@@ -32,11 +33,11 @@
 # embedded and paper do not run this notebook (their `notebooks` list stops at 07).
 
 # %% tags=["parameters"]
-profile = "smoke"  # which configs/<profile>.yaml to read: smoke | sensitivity
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | sensitivity | sensitivity_pretrained
 sens_alphas = None  # alpha values, 0 (CLIP) included (None: the profile value)
 sens_variants = None  # contextual-loss variants swept at every alpha (None: the profile value)
 sens_bandwidths = None  # h values swept at the profile alpha (None: the profile value)
-sens_dataset = None  # zero-shot set the study reports (None: the profile value; empty: the first zero-shot set)
+sens_datasets = None  # zero-shot sets the study reports (None: the profile value; empty: the primary endpoints' sets)
 seeds = None  # seeds of every setting, paired across settings (None: the profile value)
 epochs = None  # passes over the training pairs per run (None: the profile value)
 bootstrap_samples = None  # resamples for the interval when only one seed is paired (None: the profile value)
@@ -53,13 +54,13 @@ from contextclip.notebook_utils import (
 )
 
 cfg = setup_notebook(profile, sens_alphas=sens_alphas, sens_variants=sens_variants, sens_bandwidths=sens_bandwidths,
-                     sens_dataset=sens_dataset, seeds=seeds, epochs=epochs, bootstrap_samples=bootstrap_samples)
+                     sens_datasets=sens_datasets, seeds=seeds, epochs=epochs, bootstrap_samples=bootstrap_samples)
 paths = profile_paths(cfg)
 points = sensitivity.grid(cfg)
 show_table(knob_table(cfg, ["sens_alphas", "sens_variants", "sens_bandwidths", "alpha", "bandwidth", "seeds",
                             "epochs", "image_tower", "n_pairs"]), caption="The study")
 print(f"{len(points)} settings x {len(cfg.train.seeds)} seeds = {len(points) * len(cfg.train.seeds)} runs, "
-      f"zero-shot on {sensitivity.study_dataset(cfg)}")
+      f"zero-shot on {', '.join(sensitivity.study_datasets(cfg))}")
 
 # %% [markdown]
 # ## 1. Train and evaluate every setting
@@ -99,9 +100,13 @@ show_figure(plots.sensitivity_figure(table, cfg.loss.alpha, cfg.loss.bandwidth, 
 # %%
 said = sensitivity.sentences(table, cfg)
 show_markdown("\n".join(f"- {s}" for s in said))
-# every alpha of every variant is accounted for in its sentence
-for variant, sentence in zip(cfg.sensitivity.sens_variants, said):  # one sentence per variant, in order
-    assert f"`{variant}`" in sentence and all(f"{a:g}" in sentence for a in cfg.sensitivity.sens_alphas if a > 0)
+# every alpha of every variant is accounted for in its sentence (per zero-shot set: one sentence per variant, in
+# order, then one on h)
+variants = cfg.sensitivity.sens_variants
+for k, (dataset, _) in enumerate(sensitivity.by_dataset(table)):
+    for variant, sentence in zip(variants, said[k * (len(variants) + 1):]):
+        assert f"`{variant}`" in sentence and dataset in sentence
+        assert all(f"{a:g}" in sentence for a in cfg.sensitivity.sens_alphas if a > 0)
 
 # %% [markdown]
 # ## Exercises

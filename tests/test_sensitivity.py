@@ -59,7 +59,7 @@ def test_each_profile_runs_its_notebooks():
         select_notebooks(nbs, load_config("smoke", {"notebooks": ["42"]}))
 
 
-def _study(tmp_path, shifts: dict, seeds=(0, 1, 2, 3), noise=0.5):
+def _study(tmp_path, shifts: dict, seeds=(0, 1, 2, 3), noise=0.5, dataset="mnist_real"):
     """sensitivity_metrics.csv with CLIP and points shifted by ``shifts[label]`` (+ seeded noise)."""
     rng = np.random.default_rng(0)
     rows, values = [], {}
@@ -70,7 +70,7 @@ def _study(tmp_path, shifts: dict, seeds=(0, 1, 2, 3), noise=0.5):
             jitter = 0.0 if label == "clip" else rng.normal(0, noise) if shift else [1, -1, 1.5, -1.5][s % 4]
             v = float(f"{base + shift + jitter:.6g}")  # as metrics.csv stores it
             values[(label, s)] = v
-            rows.append(dict(method=label, seed=s, task="zero_shot", dataset="mnist_real", metric="top1", value=v,
+            rows.append(dict(method=label, seed=s, task="zero_shot", dataset=dataset, metric="top1", value=v,
                              n=4000))
     append_metrics(tmp_path / sensitivity.METRICS_FILE, rows)
     return values
@@ -127,3 +127,28 @@ def test_one_seed_falls_back_to_the_item_bootstrap_or_says_no_interval(tmp_path)
     r = table.set_index("label").loc["cx-batch-a0.5-h0.5"]
     assert math.isnan(r["ci_low"]) and r["verdict"] == "no interval"
     assert "has no interval at alpha 0.5" in sensitivity.variant_sentence(table, "batch", 0.5)
+
+
+def test_the_study_reports_each_of_its_sets_apart(tmp_path):
+    """Two zero-shot sets (the primary endpoints by default): a table, sentences and a row of panels each."""
+    cfg = load_config("sensitivity_pretrained")
+    assert sensitivity.study_datasets(cfg) == ["novel_classes", "mnist_test"]  # the primary endpoints' sets
+    assert sensitivity.study_datasets(load_config("sensitivity")) == ["mnist_test"]  # pinned: its results' set
+    assert sensitivity.study_datasets(load_config("smoke", {"sens_datasets": ["digits"]})) == ["digits"]
+    assert {p.variant for p in sensitivity.grid(cfg)} == {"", "batch", "feature_columns"}
+    _study(tmp_path, {"cx-batch-a1-h0.5": -10.0, "cx-batch-a0.5-h0.1": 0.0}, dataset="novel_classes")
+    _study(tmp_path, {"cx-batch-a1-h0.5": 5.0, "cx-batch-a0.5-h0.1": 0.0}, dataset="mnist_test")
+    table = sensitivity.study_table(tmp_path)
+    assert [ds for ds, _ in sensitivity.by_dataset(table)] == ["mnist_test", "novel_classes"]
+    assert (table["verdict"] == "baseline").sum() == 2
+    said = sensitivity.sentences(table, cfg.updated({"sens_variants": ["batch"]}))
+    assert len(said) == 4  # per set: one on the variant, one on h
+    assert "mnist_test zero-shot" in said[0] and "better than CLIP at alpha 1" in said[0]
+    assert "novel_classes zero-shot" in said[2] and "worse than CLIP at alpha 1" in said[2]
+    assert said[1].startswith("mnist_test: Bandwidth h") and said[3].startswith("novel_classes: Bandwidth h")
+    md = sensitivity.table_markdown(table, "Study")
+    assert md.startswith("## Study") and "### mnist_test zero-shot top1" in md and "### novel_classes zero-shot" in md
+    fig = plots.sensitivity_figure(table, 0.5, 0.5)
+    assert len(fig.axes) == 4
+    assert [ax.get_ylabel() for ax in fig.axes[::2]] == ["mnist_test zero-shot top1 (%)",
+                                                         "novel_classes zero-shot top1 (%)"]

@@ -10,7 +10,8 @@ Usage: ``.venv/bin/python tools/update_readme_results.py [--profile embedded]`` 
   summary of ``contextclip.results.summarize`` (``results/<profile>/metrics.csv``), plus the run
   facts (notebook times, training seconds, held-out contextual loss);
 - "Ablation": an overlay profile's ContextCLIP beside the baseline's two methods;
-- "Sensitivity": one generated sentence per contextual-loss variant from ``results/sensitivity/``;
+- "Sensitivity" (one section per study of ``SENS_PROFILES``): one generated sentence per zero-shot set on
+  the table and on the figure, from ``results/<study>/``;
 - "What the kit found": the plain-words summary of ``contextclip.summary_text`` (same comparison).
 
 The run facts are read from ``runs/<profile>/`` (git-ignored) and written to
@@ -46,6 +47,10 @@ ANSWER_PROFILES = (("answer", "embedded regime: ResNet-10 trained from scratch a
                                   "the paper's tau = 1.0 (learned) and lambda = 0.75"))
 ABL_BEGIN, ABL_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 SENS_BEGIN, SENS_END = "<!-- sensitivity:begin -->", "<!-- sensitivity:end -->"
+#: the sensitivity studies: profile -> (markers, the README heading's regime)
+SENS_PROFILES = {"sensitivity": ((SENS_BEGIN, SENS_END), "embedded regime, 1 epoch per run"),
+                 "sensitivity_pretrained": (("<!-- sensitivity_pretrained:begin -->",
+                                             "<!-- sensitivity_pretrained:end -->"), "pretrained regime")}
 FOUND_BEGIN, FOUND_END = "<!-- findings:begin -->", "<!-- findings:end -->"
 RUN_FACTS = "run_facts.json"
 
@@ -319,10 +324,12 @@ def sections(profile: str, ablation: str | None, runs_root: Path | None = None, 
                                                      comp, ablation_variant(ablation))
     from contextclip import sensitivity
 
-    sens = results_root / "sensitivity"
-    if (sens / sensitivity.METRICS_FILE).exists():
-        out[(SENS_BEGIN, SENS_END)] = sensitivity.readme_section(
-            sens, SENS_BEGIN, SENS_END, facts=run_facts("sensitivity", runs_root, write_facts, results_root))
+    for sens_profile, ((begin, end), regime) in SENS_PROFILES.items():
+        sens = results_root / sens_profile
+        if (sens / sensitivity.METRICS_FILE).exists():
+            out[(begin, end)] = sensitivity.readme_section(
+                sens, begin, end, profile=sens_profile, regime=regime,
+                facts=run_facts(sens_profile, runs_root, write_facts, results_root))
     if "answer" in answers:  # the plain words speak of the verdict: the answer profile's, when it is there
         out[(FOUND_BEGIN, FOUND_END)] = findings_section("answer", answers["answer"],
                                                          run_facts("answer", runs_root, write_facts, results_root))

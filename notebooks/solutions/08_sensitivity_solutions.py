@@ -20,7 +20,7 @@
 # (`results/<profile>/sensitivity_metrics.csv`; run 08 first). **Runtime:** a few seconds.
 
 # %% tags=["parameters"]
-profile = "smoke"  # which configs/<profile>.yaml to read: smoke | sensitivity
+profile = "smoke"  # which configs/<profile>.yaml to read: smoke | sensitivity | sensitivity_pretrained
 
 # %%
 from contextclip import exercises, sensitivity
@@ -37,8 +37,9 @@ table = sensitivity.study_table(paths.results, bootstrap_samples=cfg.eval.bootst
 # CLIP (trained once per seed and shared by every variant): the table's baseline row.
 
 # %%
-show_table(table[["label", "variant", "alpha", "bandwidth", "seeds", "mean", "verdict"]])
-exercises.clip_is_the_baseline(table["verdict"].tolist(), table["alpha"].tolist())
+show_table(table[["dataset", "label", "variant", "alpha", "bandwidth", "seeds", "mean", "verdict"]])
+for _, rows in sensitivity.by_dataset(table):  # one baseline per zero-shot set of the study
+    exercises.clip_is_the_baseline(rows["verdict"].tolist(), rows["alpha"].tolist())
 
 # %% [markdown]
 # ## 2. More seeds
