@@ -2,9 +2,9 @@
 profile) with a banner that its numbers measure nothing and no verdict column.
 
 What it is: a thin layer over ``contextclip.results``: it takes what ``Comparison`` and
-``to_markdown`` render and, for a profile without verdicts, puts a banner first, drops the
-verdict column from the Markdown tables and leaves out the verdict sentences. Notebooks 03, 04
-and 07 and ``report.md`` render through it.
+``to_markdown`` render (a comparison built with ``verdicts=False`` has no verdict column: that is
+decided there, once) and, for such a comparison, puts a banner first and leaves out the verdict
+sentences. Notebooks 03, 04, 06 and 07 and ``report.md`` render through it.
 
 What it is not: no statistics and no verdict rule (``results.three_way`` decides; nothing here
 changes a number).
@@ -30,37 +30,13 @@ def banner(profile: str | None, verdicts: bool) -> str:
     return "" if verdicts else NO_VERDICT_BANNER.format(profile=profile or "this")
 
 
-def drop_verdict_column(markdown: str) -> str:
-    """Remove the ``verdict`` column of every Markdown table in ``markdown`` and the verdict legend.
-
-    A table is a run of lines starting with ``|``; its header names the columns. Tables without a
-    ``verdict`` column and all other lines are left as they are.
-    """
-    out: list[str] = []
-    drop: int | None = None
-    for line in markdown.splitlines():
-        if not line.startswith("|"):
-            drop = None
-            out.append(line)
-            continue
-        cells = line.strip().strip("|").split("|")
-        if drop is None:  # a table's header
-            names = [c.strip() for c in cells]
-            drop = names.index("verdict") if "verdict" in names else -1
-        if drop >= 0 and drop < len(cells):
-            del cells[drop]
-        out.append("|" + "|".join(cells) + "|")
-    text = "\n".join(out) + ("\n" if markdown.endswith("\n") else "")
-    legend = getattr(results, "VERDICT_LEGEND", "")
-    return text.replace(" " + legend, "").replace(legend, "") if legend else text
-
-
-def table_markdown(comparison: results.Comparison, name: str, verdicts: bool, **kwargs) -> str:
-    """``comparison.table_markdown(name)``, with the banner and without the verdict column when not ``verdicts``."""
+def table_markdown(comparison: results.Comparison, name: str, **kwargs) -> str:
+    """``comparison.table_markdown(name)`` (no verdict column when the comparison has no verdicts),
+    with the banner first when it has none."""
     text = comparison.table_markdown(name, **kwargs)
-    if verdicts:
+    if comparison.verdicts:
         return text
-    return banner(comparison.profile, verdicts) + "\n\n" + drop_verdict_column(text)
+    return banner(comparison.profile, False) + "\n\n" + text
 
 
 def differences(table, verdicts: bool) -> str:
@@ -75,25 +51,25 @@ def differences(table, verdicts: bool) -> str:
     return "\n".join(lines)
 
 
-def report_markdown(comparison: results.Comparison, environment: dict | None, verdicts: bool) -> str:
+def report_markdown(comparison: results.Comparison, environment: dict | None) -> str:
     """``report.md``: ``comparison.report_markdown`` with verdicts; otherwise the banner, the tables
-    without their verdict column, and the environment (no headline, no verdict sentences)."""
-    if verdicts:
+    (without a verdict column) and the environment (no headline, no verdict sentences)."""
+    if comparison.verdicts:
         return comparison.report_markdown(environment)
-    text = f"# Report ({comparison.profile} profile)\n\n{banner(comparison.profile, verdicts)}\n\n"
-    text += "\n".join(drop_verdict_column(comparison.table_markdown(name)) for name in comparison.tables)
+    text = f"# Report ({comparison.profile} profile)\n\n{banner(comparison.profile, False)}\n\n"
+    text += "\n".join(comparison.table_markdown(name) for name in comparison.tables)
     if environment:
         text += "\n## Environment\n\n" + "\n".join(f"- {k}: {v}" for k, v in environment.items()) + "\n"
     return text
 
 
-def rewrite_table_files(results_dir: Path, comparison: results.Comparison, verdicts: bool) -> None:
-    """For a profile without verdicts, rewrite the ``table*.md`` files ``results.summarize`` wrote
-    with the banner and without the verdict column (the ``.csv`` files keep every column)."""
-    if verdicts:
+def rewrite_table_files(results_dir: Path, comparison: results.Comparison) -> None:
+    """For a comparison without verdicts, put the banner first in the ``table*.md`` files
+    ``results.summarize`` wrote (they already have no verdict column; the ``.csv`` files keep every column)."""
+    if comparison.verdicts:
         return
     for name in comparison.tables:
-        text = banner(comparison.profile, verdicts) + "\n\n" + drop_verdict_column(comparison.table_file(name))
+        text = banner(comparison.profile, False) + "\n\n" + comparison.table_file(name)
         fileio.atomic_write(Path(results_dir) / f"{name}.md", text)
 
 

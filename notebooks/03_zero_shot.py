@@ -100,8 +100,8 @@ show_table(per_run.pivot_table(index=["dataset", "metric"], columns=["method", "
 comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  # writes tables only when computing
                                **results.profile_options(cfg))
 if out.compute:
-    presentation.rewrite_table_files(paths.results, comparison, cfg.eval.verdicts)
-show_markdown(presentation.table_markdown(comparison, "table1_zero_shot", cfg.eval.verdicts))
+    presentation.rewrite_table_files(paths.results, comparison)
+show_markdown(presentation.table_markdown(comparison, "table1_zero_shot"))
 show_markdown(presentation.differences(comparison.tables["table1_zero_shot"], cfg.eval.verdicts))
 # Table 1 has every set of the profile; per run, top-1 never exceeds top-5 and both are percentages
 assert set(cfg.data.zero_shot_datasets) <= set(comparison.tables["table1_zero_shot"]["dataset"])

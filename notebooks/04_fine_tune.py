@@ -81,8 +81,8 @@ show_table(per_run.pivot_table(index=["task", "dataset", "metric"], columns=["me
 comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  # writes tables only when computing
                                **results.profile_options(cfg))
 if out.compute:
-    presentation.rewrite_table_files(paths.results, comparison, cfg.eval.verdicts)
-show_markdown(presentation.table_markdown(comparison, "table2_fine_tune", cfg.eval.verdicts))
+    presentation.rewrite_table_files(paths.results, comparison)
+show_markdown(presentation.table_markdown(comparison, "table2_fine_tune"))
 show_markdown(presentation.differences(comparison.tables["table2_fine_tune"], cfg.eval.verdicts))
 # both evaluations ran for every run and set, and their accuracies are percentages
 assert set(map(tuple, per_run[["task", "dataset"]].drop_duplicates().to_numpy())) == {

@@ -89,8 +89,8 @@ show_table(per_run.pivot_table(index="metric", columns=["method", "seed"], value
 comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  # writes tables only when computing
                                **results.profile_options(cfg))
 if out.compute:
-    presentation.rewrite_table_files(paths.results, comparison, cfg.eval.verdicts)
-show_markdown(presentation.table_markdown(comparison, "table3_retrieval", cfg.eval.verdicts))
+    presentation.rewrite_table_files(paths.results, comparison)
+show_markdown(presentation.table_markdown(comparison, "table3_retrieval"))
 # recall@K never falls as K grows, in both directions, for every run
 recall = per_run.pivot_table(index=["method", "seed"], columns="metric", values="value")
 for direction in ("text_to_image", "image_to_text"):

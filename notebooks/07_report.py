@@ -68,25 +68,25 @@ comparison = results.summarize(paths.results, cfg.profile, write=out.compute,  #
                                **results.profile_options(cfg))
 verdicts = cfg.eval.verdicts  # False on smoke: a banner instead of verdicts
 if out.compute:
-    presentation.rewrite_table_files(paths.results, comparison, verdicts)
+    presentation.rewrite_table_files(paths.results, comparison)
 
 # %% [markdown]
 # ## 1. Table 1: zero-shot classification
 
 # %%
-show_markdown(presentation.table_markdown(comparison, "table1_zero_shot", verdicts))
+show_markdown(presentation.table_markdown(comparison, "table1_zero_shot"))
 
 # %% [markdown]
 # ## 2. Table 2: fine-tuning and linear probe
 
 # %%
-show_markdown(presentation.table_markdown(comparison, "table2_fine_tune", verdicts))
+show_markdown(presentation.table_markdown(comparison, "table2_fine_tune"))
 
 # %% [markdown]
 # ## 3. Retrieval
 
 # %%
-show_markdown(presentation.table_markdown(comparison, "table3_retrieval", verdicts))
+show_markdown(presentation.table_markdown(comparison, "table3_retrieval"))
 
 # %% [markdown]
 # ## 4. Verdict
@@ -161,7 +161,7 @@ if len(timings):
 # %%
 report = paths.results / "report.md"
 if out.compute:
-    report.write_text(presentation.report_markdown(comparison, env, verdicts), encoding="utf-8")
+    report.write_text(presentation.report_markdown(comparison, env), encoding="utf-8")
     print(f"wrote {report}")
 else:
     print(f"showing the saved {report.relative_to(REPO_ROOT)} (not rewritten; only make reproduce rewrites it)")

@@ -76,10 +76,12 @@ def test_smoke_has_no_verdicts_embedded_has():
 
 
 def test_no_verdict_rendering_on_the_committed_tables():
+    """The comparison built without verdicts is the one mechanism: no column, no sentences, a banner."""
     comparison = results.summarize(REPO_ROOT / "results" / "embedded", "embedded", write=False)
-    full = presentation.table_markdown(comparison, "table1_zero_shot", True)
+    without = results.summarize(REPO_ROOT / "results" / "embedded", "embedded", write=False, verdicts=False)
+    full = presentation.table_markdown(comparison, "table1_zero_shot")
     assert full == comparison.table_markdown("table1_zero_shot")  # with verdicts: untouched
-    bare = presentation.table_markdown(comparison, "table1_zero_shot", False)
+    bare = presentation.table_markdown(without, "table1_zero_shot")
     assert bare.startswith("> **These numbers measure nothing.**")
     rows_full = [line for line in full.splitlines() if line.startswith("|")]
     rows_bare = [line for line in bare.splitlines() if line.startswith("|")]
@@ -87,9 +89,11 @@ def test_no_verdict_rendering_on_the_committed_tables():
     for a, b in zip(rows_full, rows_bare):
         assert a.count("|") == b.count("|") + 1  # one column fewer on every line
     assert "verdict" not in rows_bare[0] and "contradicts" not in bare and "supports" not in bare
-    report = presentation.report_markdown(comparison, {"python": sys.version.split()[0]}, False)
+    report = presentation.report_markdown(without, {"python": sys.version.split()[0]})
     assert "measure nothing" in report and "contradicts" not in report and "inconclusive" not in report
-    bullets = presentation.differences(comparison.tables["table1_zero_shot"], False)
+    assert "verdict" not in report.split("## Environment")[0].replace("no verdict", "").replace("No verdicts", "")
+    assert presentation.report_markdown(comparison, None) == comparison.report_markdown(None)
+    bullets = presentation.differences(without.tables["table1_zero_shot"], False)
     assert "no verdict" in bullets and "contradicts" not in bullets
 
 
