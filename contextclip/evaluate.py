@@ -42,7 +42,7 @@ from contextclip.data import DatasetMissing
 from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
-from contextclip.image_cache import cached_image_features, embed_features
+from contextclip.image_cache import embed_features, frozen_tower_features
 from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN
@@ -223,8 +223,8 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         if any(len(c) == 0 for c in captions):
             raise DatasetError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
-        image = (_image_embeddings_and_features(model, dataset.images, bs, cfg, _images_key(key))[0]
-                 if _frozen_image(model) else encode_images(model, dataset.images, bs))
+        feats = frozen_tower_features(model, dataset.images, resolve_root(cfg.data.data_root), bs, _images_key(key))
+        image = embed_features(model, feats, bs) if feats is not None else encode_images(model, dataset.images, bs)
         out.update(kind="captions", index=torch.arange(len(captions)),
                    image=image,  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,
@@ -259,10 +259,6 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
     return out
 
 
-def _frozen_image(model) -> bool:
-    return getattr(model, "freeze_image", False) is True and hasattr(model, "embed_image_features")
-
-
 def _images_key(key: dict) -> dict:
     """What a dataset's images depend on (its file-list digest, cap and size): the embedding cache's
     key without the checkpoint, for the shared image-feature cache."""
@@ -276,10 +272,9 @@ def _image_embeddings_and_features(model, images, bs: int, cfg: Config | None = 
     A frozen image tower's features come from the disk cache that every run of the profile shares
     (``contextclip.image_cache``); only the head runs per run.
     Models without ``embed_image_features`` (test fakes) are encoded twice."""
-    if _frozen_image(model) and cfg is not None:
-        feats = cached_image_features(model, images, resolve_root(cfg.data.data_root), batch_size=bs,
-                                      images_key=images_key)
-    else:
+    feats = frozen_tower_features(model, images, resolve_root(cfg.data.data_root) if cfg is not None else None, bs,
+                                  images_key)
+    if feats is None:
         feats = image_features(model, images, bs)
     if not hasattr(model, "embed_image_features"):
         return encode_images(model, images, bs), feats

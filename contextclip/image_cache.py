@@ -38,7 +38,8 @@ from contextclip.encoding import n_images, take_images
 from contextclip.model import tower_fingerprint
 
 __all__ = ["CACHE_VERSION", "image_tower_fingerprint", "images_digest", "feature_key", "feature_path",
-           "cached_image_features", "compute_image_features", "embed_features", "clear_memory"]
+           "cached_image_features", "compute_image_features", "embed_features", "frozen_tower_features",
+           "clear_memory"]
 
 CACHE_VERSION = 1
 _MEMORY: dict[str, torch.Tensor] = {}  # key digest -> features, for the runs of one process
@@ -167,6 +168,17 @@ def cached_image_features(model, images, data_root: str | Path | None, *, batch_
         _MEMORY.clear()
     _MEMORY[digest] = feats
     return feats
+
+
+def frozen_tower_features(model, images, data_root: str | Path | None, batch_size: int = 256,
+                          images_key: dict | None = None) -> torch.Tensor | None:
+    """The cached tower features of ``images`` when ``model``'s image tower is frozen (and has a head to
+    apply to them) and the images can be keyed (one uint8 tensor, or ``images_key``); else None, and
+    the caller encodes the images itself. The one place evaluation decides to use the cache."""
+    frozen = getattr(model, "freeze_image", False) is True and hasattr(model, "embed_image_features")
+    if not frozen or data_root is None or not (isinstance(images, torch.Tensor) or images_key is not None):
+        return None
+    return cached_image_features(model, images, data_root, batch_size=batch_size, images_key=images_key)
 
 
 @torch.no_grad()

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from contextclip.data.registry import resolve_root
 from contextclip.encoding import encode_images, encode_texts
-from contextclip.image_cache import cached_image_features, embed_features
+from contextclip.image_cache import embed_features, frozen_tower_features
 from contextclip.retrieval import hits_at_k
 
 __all__ = [
@@ -160,11 +160,9 @@ def zero_shot_from_embeddings(image_emb: torch.Tensor, labels: torch.Tensor, cla
 def evaluate_zero_shot(model, dataset, cfg=None, per_item: bool = False) -> dict:
     """Zero-shot evaluation of ``model`` on a ``ClassificationSet`` (its images, labels, classnames, templates)."""
     bs = cfg.eval.eval_batch_size if cfg is not None else 256
-    if getattr(model, "freeze_image", False) is True and cfg is not None and isinstance(dataset.images, torch.Tensor):
-        # a frozen image tower: its features from the disk cache every run shares, then this run's head
-        feats = cached_image_features(model, dataset.images, resolve_root(cfg.data.data_root), batch_size=bs)
-        image_emb = embed_features(model, feats, bs)
-    else:
-        image_emb = encode_images(model, dataset.images, bs)
+    # a frozen image tower: its features from the disk cache every run shares, then this run's head
+    feats = frozen_tower_features(model, dataset.images, resolve_root(cfg.data.data_root) if cfg is not None else None,
+                                  bs)
+    image_emb = embed_features(model, feats, bs) if feats is not None else encode_images(model, dataset.images, bs)
     class_emb = class_embeddings(model, dataset.classnames, dataset.templates, bs)
     return zero_shot_from_embeddings(image_emb, dataset.labels, class_emb, per_item=per_item)
