@@ -96,10 +96,11 @@ def _run(args) -> int:
         return reproduce(args.profile, force=args.force, wait=args.wait)
     if args.command == "train":
         from contextclip.config import check_seed, load_config
-        from contextclip.train import fit
 
         check_seed(args.seed, "--seed")
-        cfg = load_config(args.profile, args.overrides)
+        cfg = load_config(args.profile, args.overrides)  # a mistake in it is named before torch is imported
+        from contextclip.train import fit
+
         summary = fit(cfg, args.method, args.seed, args.out, fresh=args.fresh, progress=not args.no_progress,
                       wait=args.wait)
         if summary is not None and os.environ.get("RANK", "0") == "0":  # once under torchrun

@@ -366,10 +366,12 @@ class Config:
         return cfg.updated(d, source=source)
 
     def updated(self, d: dict[str, Any], *, source: str = "override") -> Config:
-        """A copy with the keys of ``d`` (sectioned or flat) applied and checked."""
+        """A copy with the keys of ``d`` (sectioned or flat) applied and checked; a renamed key
+        (``RENAMED_KEYS``, e.g. in the config saved with an older run) is read under its new name."""
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a mapping of keys to values, got {type(d).__name__}")
         new = Config.from_sections(self.to_dict())
+        d = _renamed(d)
         for key, value in d.items():
             if key == "profile":
                 if not isinstance(value, str):
@@ -452,6 +454,30 @@ _Loader.add_implicit_resolver(
     re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"""),
     list("-+0123456789"),
 )
+
+
+#: a key's former name -> (its name now, the former value converted); older run folders keep working
+RENAMED_KEYS: dict[str, tuple[str, Any]] = {
+    "sens_dataset": ("sens_datasets", lambda v: [v] if isinstance(v, str) and v else ([] if v in ("", None) else v)),
+}
+
+
+def _renamed(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with every former key name (flat, dotted or inside its section) under its name now."""
+    def one(key: str, value: Any) -> tuple[str, Any]:
+        sec, _, name = key.rpartition(".")
+        if name in RENAMED_KEYS:
+            new, convert = RENAMED_KEYS[name]
+            return (f"{sec}.{new}" if sec else new), convert(value)
+        return key, value
+
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if key in SECTIONS and isinstance(value, dict):
+            value = dict(one(k, v) for k, v in value.items())
+        k, v = one(key, value) if key not in SECTIONS else (key, value)
+        out[k] = v
+    return out
 
 
 def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:

@@ -299,14 +299,10 @@ def by_dataset(table: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 def sentences(table: pd.DataFrame, cfg: Config) -> list[str]:
     """Per zero-shot set of the table: one sentence per variant, then one on h."""
     variants = [v for v in cfg.sensitivity.sens_variants if v in set(table["variant"])]
-    return [s for _, t in by_dataset(table)
+    several = table["dataset"].nunique() > 1  # then the sentence on h names its set
+    return [s for ds, t in by_dataset(table)
             for s in [variant_sentence(t, v, cfg.loss.bandwidth) for v in variants]
-            + [_on(t, bandwidth_sentence(t, cfg.loss.alpha))]]
-
-
-def _on(table: pd.DataFrame, sentence: str) -> str:
-    """``sentence`` prefixed with the set it is about when the study has several."""
-    return sentence if table["dataset"].nunique() != 1 else f"{table['dataset'].iloc[0]}: {sentence}"
+            + [(f"{ds}: " if several else "") + bandwidth_sentence(t, cfg.loss.alpha)]]
 
 
 def table_markdown(table: pd.DataFrame, title: str | None = None) -> str:

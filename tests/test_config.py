@@ -221,3 +221,14 @@ def test_primary_endpoints_and_seed_blocks_are_checked():
         c = load_config(profile)
         b = set(c.eval.replication_seeds)
         assert len(b) >= 15 and len(set(c.train.seeds) - b) == len(b), profile
+
+
+def test_a_config_saved_under_a_former_key_name_still_loads():
+    """Run folders keep the config they were trained with; a key renamed since is read under its new name."""
+    d = load_config("smoke").to_dict()
+    d["sensitivity"].pop("sens_datasets")
+    for old, new in (("", []), ("digits", ["digits"])):
+        d["sensitivity"]["sens_dataset"] = old
+        assert Config.from_dict(d).sensitivity.sens_datasets == new
+    assert load_config("smoke", {"sens_dataset": "mnist_test"}).sensitivity.sens_datasets == ["mnist_test"]
+    assert load_config("smoke", ["sensitivity.sens_dataset=digits"]).sensitivity.sens_datasets == ["digits"]
