@@ -30,11 +30,19 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)  ## create .venv and install the pinned requirements (idempotent)
 
 # Tests run in one worker process per CPU core (pytest-xdist), each test file in one worker so that
-# a file's shared fixtures are built once; the notebooks run in order in one process (03-07 read
-# the runs 02 trains).
-test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax)
-	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile tests
-	$(BATCH) $(PY) -m pytest -q --nbval-lax notebooks
+# a file's shared fixtures are built once. Beside them, in one more process, the notebooks run in
+# order (03-07 read the smoke runs 02 trains; a notebook's kernel mostly keeps one core busy), then
+# the JupyterLab browser test, which opens notebook 06 on those same runs. Their output is shown
+# after the unit tests'; the target fails when either fails.
+NB_LOG := runs/make-test-notebooks.log
+test: $(STAMP)  ## run the whole test suite: unit tests + every notebook (nbval-lax) + the browser test
+	@mkdir -p $(dir $(NB_LOG)); \
+	{ $(BATCH) $(PY) -m pytest -q --nbval-lax notebooks && \
+	  $(BATCH) $(PY) -m pytest -q tests/test_browser.py; } > $(NB_LOG) 2>&1 & nb=$$!; \
+	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile --ignore=tests/test_browser.py tests; unit=$$?; \
+	wait $$nb; nbrc=$$?; \
+	echo "--- notebooks, then the browser test (run beside the unit tests; $(NB_LOG)) ---"; cat $(NB_LOG); \
+	if [ $$unit -ne 0 ] || [ $$nbrc -ne 0 ]; then echo "make test: unit tests exit $$unit, notebooks + browser exit $$nbrc" >&2; exit 1; fi
 
 test-fast: $(STAMP)  ## unit tests only, without the slow ones
 	$(BATCH) $(PY) -m pytest -q -n auto --dist loadfile -m "not slow" tests

@@ -332,7 +332,8 @@ def _one_table_markdown(table: pd.DataFrame, title: str | None = None, level: in
               "contextual term is off, so variant and h do not apply), trained once per seed; every other row "
               "is compared with it seed by seed (95% t-interval of the paired differences; with one seed, a "
               "paired bootstrap over the test images). *Half-width ±* is the interval's half-width; the verdict "
-              "is its sign (ContextCLIP better, worse, or no detectable difference)."]
+              "is its sign (ContextCLIP better, worse, or no detectable difference). Exploratory: no interval "
+              "is adjusted for the number of settings compared, and nothing is chosen from them."]
     return "\n".join(lines) + "\n"
 
 
@@ -379,7 +380,8 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
     alphas = sorted({0.0, *pts["alpha"]})
     hs = sorted(set(pts["bandwidth"]))
     epochs = facts.get("epochs") or []
-    seconds = sum(t for _, t in facts.get("notebook_seconds", []))
+    # the notebook's time only from a pass that trained every run (one that reused runs took seconds)
+    seconds = sum(t for _, t in facts.get("notebook_seconds", [])) if not facts.get("reused_runs") else 0
     rel = f"results/{profile}"
     lines = [begin, "## Sensitivity: when does the contextual term help?" + (f" ({regime})" if regime else ""), "",
              f"`make reproduce PROFILE={profile}` (notebook `08_sensitivity`) trains CLIP and ContextCLIP for alpha "
@@ -388,7 +390,8 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
              f"{{{', '.join(f'{h:g}' for h in hs)}}}, {int(table['seeds'].min())} seeds each"
              + (f", {'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''} per run" if epochs else "")
              + (f"; {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
-             + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; nothing is chosen from it."
+             + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; exploratory (no "
+             "interval adjusted for the number of settings), and nothing is chosen from it."
              + _coverage(table, cfg), "",
              f"- [Table (`{rel}/{TABLE_NAME}.md`)]({rel}/{TABLE_NAME}.md): "
              + " ".join(table_sentence(t) for _, t in by_dataset(table)),

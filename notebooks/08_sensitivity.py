@@ -80,9 +80,11 @@ print(f"{len(rows)} rows written to {paths.results / sensitivity.METRICS_FILE}")
 table = sensitivity.study_table(paths.results, bootstrap_samples=cfg.eval.bootstrap_samples)
 sensitivity.write_outputs(table, cfg, paths.results)
 show_markdown(sensitivity.table_markdown(table))
-# what this notebook is for: every setting of the grid is in the table, each compared with CLIP
-assert sorted(table["label"]) == sorted(p.label for p in points), table["label"].tolist()
-assert (table["verdict"] != "baseline").sum() == len(points) - 1
+# what this notebook is for: every setting of the grid is in the table of every set, each compared with CLIP
+for dataset, rows in sensitivity.by_dataset(table):
+    assert sorted(rows["label"]) == sorted(p.label for p in points), (dataset, rows["label"].tolist())
+    assert (rows["verdict"] != "baseline").sum() == len(points) - 1, dataset
+assert [d for d, _ in sensitivity.by_dataset(table)] == sorted(sensitivity.study_datasets(cfg))
 
 # %% [markdown]
 # ## 3. Accuracy against alpha, with its band
