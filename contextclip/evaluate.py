@@ -42,7 +42,7 @@ from contextclip.data import DatasetMissing
 from contextclip.encoding import encode_images, encode_texts, image_features
 from contextclip.errors import DatasetError, MissingFileError
 from contextclip.finetune import fine_tune, linear_probe, make_splits
-from contextclip.image_cache import embed_features, frozen_tower_features
+from contextclip.image_cache import embed_features, frozen_tower_features, image_embeddings
 from contextclip.layout import paths_for, resolve_root
 from contextclip.lock import folder_lock
 from contextclip.results import NOT_RUN
@@ -223,8 +223,7 @@ def embed_dataset(run_dir: Path, name: str, cfg: Config | None = None, *, model=
         if any(len(c) == 0 for c in captions):
             raise DatasetError(f"dataset {name}: some images have no caption; every image needs at least one")
         flat = [c for caps in captions for c in caps]
-        feats = frozen_tower_features(model, dataset.images, resolve_root(cfg.data.data_root), bs, _images_key(key))
-        image = embed_features(model, feats, bs) if feats is not None else encode_images(model, dataset.images, bs)
+        image = image_embeddings(model, dataset.images, resolve_root(cfg.data.data_root), bs, _images_key(key))
         out.update(kind="captions", index=torch.arange(len(captions)),
                    image=image,  # each image once
                    text=encode_texts(model, flat, bs), captions=flat,

@@ -34,12 +34,12 @@ from pathlib import Path
 import torch
 
 from contextclip import fileio
-from contextclip.encoding import n_images, take_images
+from contextclip.encoding import encode_images, n_images, take_images
 from contextclip.model import tower_fingerprint
 
 __all__ = ["CACHE_VERSION", "image_tower_fingerprint", "images_digest", "feature_key", "feature_path",
            "cached_image_features", "compute_image_features", "embed_features", "frozen_tower_features",
-           "clear_memory"]
+           "image_embeddings", "clear_memory"]
 
 CACHE_VERSION = 1
 _MEMORY: dict[str, torch.Tensor] = {}  # key digest -> features, for the runs of one process
@@ -179,6 +179,14 @@ def frozen_tower_features(model, images, data_root: str | Path | None, batch_siz
     if not frozen or data_root is None or not (isinstance(images, torch.Tensor) or images_key is not None):
         return None
     return cached_image_features(model, images, data_root, batch_size=batch_size, images_key=images_key)
+
+
+def image_embeddings(model, images, data_root: str | Path | None, batch_size: int = 256,
+                     images_key: dict | None = None) -> torch.Tensor:
+    """Every image's joint-space embedding [N, D]: the run's head on the cached features of a frozen
+    tower (``frozen_tower_features``), else ``encode_images`` (the whole model)."""
+    feats = frozen_tower_features(model, images, data_root, batch_size, images_key)
+    return embed_features(model, feats, batch_size) if feats is not None else encode_images(model, images, batch_size)
 
 
 @torch.no_grad()

@@ -118,8 +118,10 @@ def fit_runs(cfg, runs: list[tuple[str, int, Path]], train_ds, val_ds, workers: 
         return [fit(cfg, m, s, Path(d), fresh=fresh, train_ds=train_ds, val_ds=val_ds, progress=progress)
                 for m, s, d in runs]
     workers = min(int(workers), len(runs))
-    if cfg.train.cache_frozen_features and cfg.model.freeze_image and not cfg.data.augment:
-        prefill_captions(train_ds, cfg.train.epochs)  # the images come from the feature cache
+    from contextclip.train_caches import inputs_all_cached
+
+    if inputs_all_cached(cfg):
+        prefill_captions(train_ds, cfg.train.epochs)  # the steps read captions alone
     else:
         prefill_augmentations(train_ds, cfg.train.epochs, workers)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # forked children tokenise too

@@ -387,7 +387,8 @@ def readme_section(results_dir: Path, begin: str, end: str, profile: str = "sens
              f"`make reproduce PROFILE={profile}` (notebook `08_sensitivity`) trains CLIP and ContextCLIP for alpha "
              f"in {{{', '.join(f'{a:g}' for a in alphas)}}} with each contextual-loss variant "
              f"({', '.join(f'`{v}`' for v in dict.fromkeys(pts['variant']))}) and h in "
-             f"{{{', '.join(f'{h:g}' for h in hs)}}}, {int(table['seeds'].min())} seeds each"
+             f"{{{', '.join(f'{h:g}' for h in hs)}}}, {int(table['seeds'].min())} seeds each (one block of seeds: "
+             "no second block replicates these intervals)"
              + (f", {'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''} per run" if epochs else "")
              + (f"; {seconds / 60:.0f} minutes on this 2-core machine" if seconds else "")
              + f" (`configs/{profile}.yaml`). Beyond the paper, which reports one setting; exploratory (no "

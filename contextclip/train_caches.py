@@ -34,7 +34,14 @@ from contextclip.frozen_features import (
 from contextclip.layout import resolve_root
 from contextclip.model import ContextCLIPModel
 
-__all__ = ["FrozenFeatureCache", "cached_caption_features", "caption_batches", "loader"]
+__all__ = ["FrozenFeatureCache", "cached_caption_features", "caption_batches", "inputs_all_cached", "loader"]
+
+
+def inputs_all_cached(cfg: Config) -> bool:
+    """Whether a run of ``cfg`` caches the features of both towers for its training set (``train.fit``
+    builds both caches then), so that its steps read captions alone (``caption_batches``)."""
+    return bool(cfg.train.cache_frozen_features and cfg.model.freeze_image and cfg.model.freeze_text
+                and not cfg.data.augment)
 
 
 def loader(ds, batches: Sequence[Sequence[int]], collate, cfg: Config, device: torch.device, seed: int,

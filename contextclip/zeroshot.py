@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from contextclip.data.registry import resolve_root
-from contextclip.encoding import encode_images, encode_texts
-from contextclip.image_cache import embed_features, frozen_tower_features
+from contextclip.encoding import encode_texts
+from contextclip.image_cache import image_embeddings
 from contextclip.retrieval import hits_at_k
 
 __all__ = [
@@ -161,8 +161,7 @@ def evaluate_zero_shot(model, dataset, cfg=None, per_item: bool = False) -> dict
     """Zero-shot evaluation of ``model`` on a ``ClassificationSet`` (its images, labels, classnames, templates)."""
     bs = cfg.eval.eval_batch_size if cfg is not None else 256
     # a frozen image tower: its features from the disk cache every run shares, then this run's head
-    feats = frozen_tower_features(model, dataset.images, resolve_root(cfg.data.data_root) if cfg is not None else None,
-                                  bs)
-    image_emb = embed_features(model, feats, bs) if feats is not None else encode_images(model, dataset.images, bs)
+    image_emb = image_embeddings(model, dataset.images, resolve_root(cfg.data.data_root) if cfg is not None else None,
+                                 bs)
     class_emb = class_embeddings(model, dataset.classnames, dataset.templates, bs)
     return zero_shot_from_embeddings(image_emb, dataset.labels, class_emb, per_item=per_item)
