@@ -81,16 +81,56 @@ def _check_pair(image_emb: Tensor, text_emb: Tensor, what: str) -> None:
         )
 
 
-def _unit(v: Tensor, dim: int = -1, tol: float = DEGENERATE_NORM) -> Tensor:
-    """L2-normalise along ``dim``; vectors with norm <= ``tol`` become exactly zero.
+def _unit_rows(x: Tensor, tol: float, rescale: bool) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """Forward of the row normalisation: (unit rows, what ``_unit_rows_backward`` needs).
 
-    The norm is computed from the sum of squares (no division by a zero norm in backward), the
-    divisor is clamped at ``tol``, and ``torch.where`` routes no gradient into the dropped
-    vectors, so both the value and the gradient are finite for zero and near-zero vectors.
+    ``y = x / s`` (``s`` = the row's max |x|, when ``rescale``; then squares can neither overflow nor
+    underflow), ``n = sqrt(max(|y|^2, tol^2))``, rows ``y / n`` where ``n > tol``, else exactly 0.
     """
-    norm = (v * v).sum(dim=dim, keepdim=True).clamp_min(tol * tol).sqrt()  # [.., 1, ..]
+    scale = x.abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny) if rescale else None
+    y = x / scale if rescale else x
+    norm = (y * y).sum(dim=-1, keepdim=True).clamp_min(tol * tol).sqrt()  # [N, 1]
     keep = ~(norm <= tol)  # NaN norms are kept, so NaN inputs give a NaN loss (not a silent zero)
-    return torch.where(keep, v / norm, torch.zeros_like(v))
+    out = torch.where(keep, y / norm, torch.zeros_like(y))
+    return out, (out, norm, keep, *((scale,) if rescale else ()))
+
+
+def _unit_rows_backward(g: Tensor, out: Tensor, norm: Tensor, keep: Tensor, *scale: Tensor) -> Tensor:
+    """``(g - out <out, g>) / (n s)`` on kept rows (the Jacobian of ``y / |y|``), exactly 0 on dropped rows."""
+    grad = (g - out * (out * g).sum(dim=-1, keepdim=True)) / norm
+    if scale:
+        grad = grad / scale[0]
+    return torch.where(keep, grad, torch.zeros_like(grad))
+
+
+class _UnitRows(torch.autograd.Function):
+    """Rows L2-normalised (``_unit_rows``) as one autograd node with a closed-form backward.
+
+    The forward values of the elementwise autograd graph it replaces, and its gradient up to float
+    rounding, in 5 backward ops instead of about 15 (those normalisations were most of a
+    locked-tower step's cost); ``tests/test_losses.py`` checks it against that graph and with
+    ``gradcheck``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, tol: float, rescale: bool) -> Tensor:  # noqa: D102 - see the class
+        out, saved = _unit_rows(x, tol, rescale)
+        ctx.save_for_backward(*saved)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):  # noqa: D102 - see the class
+        return _unit_rows_backward(g, *ctx.saved_tensors), None, None
+
+
+def _unit(v: Tensor, tol: float = DEGENERATE_NORM) -> Tensor:
+    """L2-normalise the rows of ``v``; rows with norm <= ``tol`` become exactly zero.
+
+    The divisor is clamped at ``tol`` and no gradient reaches a dropped row, so both the value and
+    the gradient are finite for zero and near-zero vectors (``_UnitRows``).
+    """
+    return _UnitRows.apply(v, tol, False)
 
 
 def _directions(emb: Tensor) -> Tensor:
@@ -98,11 +138,9 @@ def _directions(emb: Tensor) -> Tensor:
 
     Each row is first divided by its (detached) largest absolute entry so that squares can
     neither overflow (norms up to fp32 max) nor underflow; the result is scale invariant, so
-    dividing by a detached per-row constant leaves the gradient exact. All-zero rows stay zero.
+    dividing by a per-row constant leaves the gradient exact. All-zero rows stay zero.
     """
-    x = emb.float()
-    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    return _unit(x / scale)  # [N, D], rows of norm 1 or exactly 0
+    return _UnitRows.apply(emb.float(), DEGENERATE_NORM, True)  # [N, D], rows of norm 1 or exactly 0
 
 
 def _cx_from_distances(d: Tensor, bandwidth: float, eps: float) -> Tensor:
@@ -160,10 +198,14 @@ def clip_loss(
     if not isinstance(temperature, Tensor) and not float(temperature) > 0:
         raise ValueError(f"clip_loss: temperature must be > 0, got {temperature}")
     with torch.autocast(device_type=image_emb.device.type, enabled=False):
-        img, txt = _directions(image_emb), _directions(text_emb)  # [N, D] each
-        tau = temperature.float() if isinstance(temperature, Tensor) else float(temperature)
-        logits = img @ txt.t() / tau  # Eq. 2-3: cosine similarities / tau, [N, N]
-        return _clip_from_logits(logits, lam)
+        return _clip_from_directions(_directions(image_emb), _directions(text_emb), temperature, lam)
+
+
+def _clip_from_directions(img: Tensor, txt: Tensor, temperature: float | Tensor, lam: float) -> Tensor:
+    """Eq. 2-4 on unit rows ``img``, ``txt`` ([N, D] fp32)."""
+    tau = temperature.float() if isinstance(temperature, Tensor) else float(temperature)
+    logits = img @ txt.t() / tau  # Eq. 2-3: cosine similarities / tau, [N, N]
+    return _clip_from_logits(logits, lam)
 
 
 # ----------------------------------------------------------------------------- contextual (Eq. 5-9)
@@ -175,10 +217,58 @@ def _batch_distances(img: Tensor, txt: Tensor) -> Tensor:
     return 1.0 - x @ y.t()  # cosine distance d_ij = 1 - cos(x_i, y_j), [N, N]
 
 
+class _CXBatch(torch.autograd.Function):
+    """``-log CX`` of the ``"batch"`` variant (Eq. 5-9 on ``_batch_distances``) as one autograd node.
+
+    The forward runs the same operations as ``_batch_distances`` and ``_cx_from_distances`` (the same
+    values); the backward is written out (the derivative of each step, in reverse, with PyTorch's own
+    conventions: ``clamp_min`` passes the gradient where its input is >= 0, ``amin``/``amax`` share it
+    evenly between tied entries). About 40 ops instead of an autograd graph of about 30 nodes, which
+    made most of a locked-tower step's time. ``tests/test_losses.py`` checks it against the autograd
+    graph of the same formulas and with ``gradcheck``.
+    """
+
+    @staticmethod
+    def forward(ctx, img: Tensor, txt: Tensor, bandwidth: float, eps: float) -> Tensor:  # noqa: D102
+        mu_y = txt.mean(dim=0, keepdim=True)  # mean of the target set, [1, D]
+        x, saved_x = _unit_rows(img - mu_y, DEGENERATE_NORM, False)  # centred, L2-normalised, [N, D]
+        y, saved_y = _unit_rows(txt - mu_y, DEGENERATE_NORM, False)  # [M, D]
+        raw = 1.0 - x @ y.t()  # cosine distance d_ij = 1 - cos(x_i, y_j), [N, M]
+        d = raw.clamp_min(0.0)  # >= 0 (rounding can make 1 - cos slightly negative)
+        d_min = d.amin(dim=-1, keepdim=True)  # [N, 1]
+        den = d_min + eps
+        d_tilde = d / den  # Eq. 6
+        cx_ij = torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)  # Eq. 7-8, [N, M]
+        best = cx_ij.amax(dim=-2, keepdim=True)  # Eq. 5: max over the generated points, [1, M]
+        cx = best.mean()
+        ctx.bandwidth = bandwidth
+        ctx.n_saved = (len(saved_x), len(saved_y))
+        ctx.save_for_backward(x, y, raw, d, d_min, den, d_tilde, cx_ij, best, cx, *saved_x, *saved_y)
+        return 0.0 - torch.log(cx)  # Eq. 9
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):  # noqa: D102 - see the class
+        x, y, raw, d, d_min, den, d_tilde, cx_ij, best, cx, *rest = ctx.saved_tensors
+        saved_x, saved_y = rest[:ctx.n_saved[0]], rest[ctx.n_saved[0]:]
+        g_best = (-g / cx) / best.shape[-1]  # through -log and the mean over targets, one value
+        at_max = cx_ij == best  # [N, M]
+        g_cx = at_max * (g_best / at_max.sum(dim=-2, keepdim=True))  # amax over i, ties share
+        g_z = cx_ij * (g_cx - (g_cx * cx_ij).sum(dim=-1, keepdim=True))  # softmax over j
+        g_dt = g_z * (-1.0 / ctx.bandwidth)
+        g_den = -(g_dt * d_tilde).sum(dim=-1, keepdim=True) / den  # d(d / den)/d den = -d_tilde / den
+        at_min = d == d_min  # amin over j, ties share
+        g_d = g_dt / den + at_min * (g_den / at_min.sum(dim=-1, keepdim=True))
+        g_cos = torch.where(raw >= 0, g_d, torch.zeros_like(g_d)).neg_()  # clamp_min, then d = 1 - cos
+        g_xc = _unit_rows_backward(g_cos @ y, *saved_x)
+        g_yc = _unit_rows_backward(g_cos.t() @ x, *saved_y)
+        g_mu = -(g_xc.sum(dim=0, keepdim=True) + g_yc.sum(dim=0, keepdim=True))  # both were centred on mu_y
+        return g_xc, g_yc + g_mu / g_yc.shape[0], None, None
+
+
 def _cx_batch(img: Tensor, txt: Tensor, bandwidth: float, eps: float) -> Tensor:
     """Points are the batch items: X = image rows (generated), Y = text rows (target)."""
-    cx = _cx_from_distances(_batch_distances(img, txt), bandwidth, eps)  # Eq. 5-8, []
-    return 0.0 - torch.log(cx)  # Eq. 9 (0 - log: an exact match reads 0.0, not -0.0)
+    return _CXBatch.apply(img, txt, bandwidth, eps)  # Eq. 5-9 (0 - log: an exact match reads 0.0, not -0.0)
 
 
 def _cx_feature_columns(img: Tensor, txt: Tensor, bandwidth: float, eps: float) -> Tensor:
@@ -194,8 +284,8 @@ def _cx_per_sample_features(img: Tensor, txt: Tensor, bandwidth: float, eps: flo
     Eq. 5-9 per sample and the mean over the batch. Without the authors' x10000 scale and abs().
     """
     mu_y = txt.mean(dim=1, keepdim=True)  # per-sample scalar target mean, [N, 1]
-    x = _unit(img - mu_y, dim=1)  # [N, D]
-    y = _unit(txt - mu_y, dim=1)  # [N, D]
+    x = _unit(img - mu_y)  # [N, D]
+    y = _unit(txt - mu_y)  # [N, D]
     d = 1.0 - x.unsqueeze(2) * y.unsqueeze(1)  # d[n, i, j] = 1 - x_ni * y_nj, [N, D, D]
     cx = _cx_from_distances(d, bandwidth, eps)  # Eq. 5-8 per sample, [N]
     return (0.0 - torch.log(cx)).mean()  # Eq. 9 per sample, then the batch mean
@@ -309,16 +399,20 @@ class ContextCLIPLoss(nn.Module):
         if not isinstance(logit_scale, Tensor) and not float(logit_scale) > 0:
             raise ValueError(f"ContextCLIPLoss: logit_scale (1/temperature) must be > 0, got {logit_scale}")
         temperature = 1.0 / (logit_scale.float() if isinstance(logit_scale, Tensor) else float(logit_scale))
-        # Eq. 2-4: literally clip_loss, so that alpha = 0 reproduces the CLIP baseline bit for bit.
-        contrastive = clip_loss(image_emb, text_emb, temperature, self.image_to_text_weight)
-        if self.alpha == 0:
-            # CLIP trains on the contrastive term alone; L_CX is measured (detached, so the loss and
-            # its gradient are exactly CLIP's) and reported, so a CLIP run's L_CX can be compared.
-            with torch.no_grad():
-                measured = contextual_loss(image_emb.detach(), text_emb.detach(), self.bandwidth, self.eps,
-                                           self.variant)
-            return {"contrastive_loss": contrastive, "contextual_loss": measured, "loss": contrastive}
-        contextual = contextual_loss(image_emb, text_emb, self.bandwidth, self.eps, self.variant)  # Eq. 5-9
+        _check_pair(image_emb, text_emb, "ContextCLIPLoss")
+        with torch.autocast(device_type=image_emb.device.type, enabled=False):
+            # Algorithm 1, lines 10-11, once: both terms read the same unit rows (fp32)
+            img, txt = _directions(image_emb), _directions(text_emb)
+            # Eq. 2-4: clip_loss's own code, so that alpha = 0 reproduces the CLIP baseline bit for bit.
+            contrastive = _clip_from_directions(img, txt, temperature, self.image_to_text_weight)
+            cx = CX_VARIANTS[self.variant]
+            if self.alpha == 0:
+                # CLIP trains on the contrastive term alone; L_CX is measured (detached, so the loss and
+                # its gradient are exactly CLIP's) and reported, so a CLIP run's L_CX can be compared.
+                with torch.no_grad():
+                    measured = cx(img.detach(), txt.detach(), self.bandwidth, self.eps)
+                return {"contrastive_loss": contrastive, "contextual_loss": measured, "loss": contrastive}
+            contextual = cx(img, txt, self.bandwidth, self.eps)  # Eq. 5-9
         return {
             "contrastive_loss": contrastive,
             "contextual_loss": contextual,

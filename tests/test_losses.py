@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contextclip import losses as L
 from contextclip.losses import CX_VARIANTS, DEGENERATE_NORM, ContextCLIPLoss, clip_loss, contextual_loss
 
 VARIANTS = list(CX_VARIANTS)
@@ -428,3 +429,80 @@ def test_cx_matrix_is_the_matrix_behind_the_batch_loss():
     assert torch.allclose(-torch.log(m.amax(dim=0).mean()), contextual_loss(img, txt, 0.3, 1e-5, "batch"))
     aligned = cx_matrix(txt + 0.01 * img, txt)
     assert torch.equal(aligned.argmax(dim=1), torch.arange(7))  # aligned pairs: the diagonal dominates
+
+
+# ----------------------------------------------------------------------------- closed-form backward
+def _graph_unit(v, tol=DEGENERATE_NORM):
+    """The elementwise autograd graph the library's one-node normalisation replaces (same formulas)."""
+    norm = (v * v).sum(dim=-1, keepdim=True).clamp_min(tol * tol).sqrt()
+    return torch.where(~(norm <= tol), v / norm, torch.zeros_like(v))
+
+
+def _graph_directions(emb):
+    x = emb.float() if emb.dtype != torch.float64 else emb
+    scale = x.detach().abs().amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
+    return _graph_unit(x / scale)
+
+
+def _graph_cx_batch(img, txt, h, eps):
+    mu = txt.mean(dim=0, keepdim=True)
+    d = (1.0 - _graph_unit(img - mu) @ _graph_unit(txt - mu).t()).clamp_min(0.0)
+    cx_ij = torch.softmax((1.0 - d / (d.amin(dim=-1, keepdim=True) + eps)) / h, dim=-1)
+    return 0.0 - torch.log(cx_ij.amax(dim=-2).mean(dim=-1))
+
+
+def _graph_loss(img, txt, variant, h, eps, alpha, tau, lam):
+    i, t = _graph_directions(img), _graph_directions(txt)
+    logits = i @ t.t() / tau
+    labels = torch.arange(len(i))
+    clip = lam * torch.nn.functional.cross_entropy(logits, labels) + \
+        (1 - lam) * torch.nn.functional.cross_entropy(logits.t(), labels)
+    cx = _graph_cx_batch(i, t, h, eps) if variant == "batch" else _graph_cx_batch(i.t(), t.t(), h, eps)
+    return clip + alpha * cx
+
+
+def _degenerate_batches():
+    """Random, plus the cases where a closed-form backward can go wrong: ties and dropped rows."""
+    g = torch.Generator().manual_seed(21)
+    img, txt = torch.randn(8, 12, generator=g), torch.randn(8, 12, generator=g)
+    dup_img = img.clone()
+    dup_img[3] = dup_img[5]  # tied maxima of CX_ij over the images
+    dup_txt = txt.clone()
+    dup_txt[1] = dup_txt[6]  # tied minima of d_ij over the captions
+    zero = img.clone()
+    zero[2] = 0.0  # a dropped row (no direction)
+    same = txt[:1].repeat(8, 1)  # every caption identical: every centred caption is dropped
+    return {"random": (img, txt), "tied images": (dup_img, txt), "tied captions": (img, dup_txt),
+            "zero image": (zero, txt), "identical captions": (img, same), "aligned": (txt + 1e-3 * img, txt)}
+
+
+@pytest.mark.parametrize("variant", ["batch", "feature_columns"])
+@pytest.mark.parametrize("case", sorted(_degenerate_batches()))
+def test_one_node_loss_matches_the_elementwise_graph(variant, case):
+    """The loss and both gradients equal those of the plain autograd graph of the same formulas."""
+    img, txt = _degenerate_batches()[case]
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-5)):
+        got_in = [img.to(dtype).requires_grad_(), txt.to(dtype).requires_grad_()]
+        want_in = [img.to(dtype).requires_grad_(), txt.to(dtype).requires_grad_()]
+        if dtype == torch.float64:  # the library's loss computes in fp32: call its pieces in float64
+            i, t = (L._UnitRows.apply(v, DEGENERATE_NORM, True) for v in got_in)
+            got = L._clip_from_directions(i, t, 0.5, 0.75) + 0.5 * L.CX_VARIANTS[variant](i, t, 0.3, 1e-5)
+        else:
+            loss_fn = ContextCLIPLoss(alpha=0.5, bandwidth=0.3, variant=variant, image_to_text_weight=0.75)
+            got = loss_fn(*got_in, torch.tensor(2.0))["loss"]  # logit scale 2: tau 0.5
+        want = _graph_loss(*want_in, variant, 0.3, 1e-5, 0.5, 0.5, 0.75)
+        got.backward()
+        want.backward()
+        assert torch.allclose(got, want, rtol=tol, atol=tol), (case, dtype, got.item(), want.item())
+        for a, b in zip(got_in, want_in):
+            assert torch.isfinite(a.grad).all()
+            assert torch.allclose(a.grad, b.grad, rtol=tol, atol=tol), (case, dtype, (a.grad - b.grad).abs().max())
+
+
+def test_one_node_functions_pass_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: L._UnitRows.apply(v, DEGENERATE_NORM, True), (x,))
+    assert torch.autograd.gradcheck(lambda v: L._UnitRows.apply(v, DEGENERATE_NORM, False), (x,))
+    assert torch.autograd.gradcheck(lambda a, b: L._CXBatch.apply(a, b, 0.4, 1e-5), (x, y))
