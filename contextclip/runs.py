@@ -151,6 +151,20 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- is it the same run?
+#: The version of the training arithmetic. Bumped when a change of the kit alters the floating-point
+#: results of training while the config stays the same (2: the losses' normalisations and the batch
+#: contextual term as single autograd nodes with closed-form gradients). A run folder or checkpoint
+#: saved under another version is another run: it is refused for reuse and for resuming, with the
+#: usual message (``training_numerics: 1 -> 2``), so that no profile mixes runs of both.
+TRAINING_NUMERICS = 2
+NUMERICS_KEY = "training_numerics"
+
+
+def run_identity(method: str, seed: int, numerics: int | None = TRAINING_NUMERICS) -> dict[str, Any]:
+    """What besides the config says which run a folder holds (``numerics`` None: saved before the key, 1)."""
+    return {"method": method, "seed": seed, NUMERICS_KEY: 1 if numerics is None else numerics}
+
+
 def result_config(cfg_dict: dict[str, Any]) -> dict[str, Any]:
     """Flat view of a saved config restricted to the keys that change a run's result."""
     flat: dict[str, Any] = {}
@@ -174,6 +188,8 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     for extra in ("method", "seed"):
         if extra in saved or extra in current:
             a[extra], b[extra] = saved.get(extra), current.get(extra)
+    if NUMERICS_KEY in saved or NUMERICS_KEY in current:  # a run saved before the key existed: numerics 1
+        a[NUMERICS_KEY], b[NUMERICS_KEY] = saved.get(NUMERICS_KEY, 1), current.get(NUMERICS_KEY, 1)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
@@ -334,9 +350,9 @@ def check_checkpoint(out_dir: Path, summary: dict[str, Any], config: dict[str, A
             f"SHA-256 {rec['sha256'][:12]}; the file has {st.st_size} bytes and other contents): it was replaced "
             f"or copied from another run, so its numbers would be reported under this run's name; {fix}")
     ckpt = load_checkpoint(path)
-    saved = {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]}
-    claimed = {**(config if config is not None else ckpt["config"]), "method": summary["method"],
-               "seed": summary["seed"]}
+    saved = {**ckpt["config"], **run_identity(ckpt["method"], ckpt["seed"], ckpt.get(NUMERICS_KEY))}
+    claimed = {**(config if config is not None else ckpt["config"]),
+               **run_identity(summary["method"], summary["seed"], summary.get(NUMERICS_KEY))}
     diff = config_differences(saved, claimed)
     if diff:
         raise RunMismatchError(

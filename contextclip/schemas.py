@@ -156,8 +156,8 @@ PIPELINE_STATE = {"version": int, "notebooks": MapOf(PIPELINE_STEP), "running?":
 
 #: what ``train._finish`` writes last in a run folder (``checkpoint`` since the kit pins it)
 CHECKPOINT_RECORD = {"size": int, "mtime_ns": int, "sha256": SHA256}
-SUMMARY = {"method": str, "seed": int, "final_val_loss?": NUMBER_OR_NULL, "epochs?": int, "steps?": int,
-           "seconds?": float, "pairs_per_second?": NUMBER_OR_NULL, "checkpoint?": CHECKPOINT_RECORD}
+SUMMARY = {"method": str, "seed": int, "training_numerics?": int, "final_val_loss?": NUMBER_OR_NULL, "epochs?": int,
+           "steps?": int, "seconds?": float, "pairs_per_second?": NUMBER_OR_NULL, "checkpoint?": CHECKPOINT_RECORD}
 
 #: one line of ``history.jsonl``
 HISTORY_LINE = {"type": Choice("step", "epoch"), "global_step": int, "epoch?": int}

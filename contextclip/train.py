@@ -342,7 +342,7 @@ class Run:
                 "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 **self.state.as_checkpoint(), "rng": R.rng_state(), "config": self.cfg.to_dict(),
-                "method": self.method, "seed": self.seed, "data": self.data,
+                "method": self.method, "seed": self.seed, R.NUMERICS_KEY: R.TRAINING_NUMERICS, "data": self.data,
                 "history_bytes": hist.stat().st_size if hist.exists() else 0,
                 "world_size": self.dist.world_size, "torch": str(torch.__version__),
             }, self.checkpoint_path)
@@ -407,8 +407,9 @@ def _open_run_folder(cfg: Config, method: str, seed: int, out_dir: Path, fresh: 
     if summary_path.exists() and (out_dir / R.CONFIG).exists():
         summary = R.read_summary(out_dir)
         saved_config = read_json(out_dir / R.CONFIG)
-        saved = {**saved_config, **{k: summary.get(k) for k in ("method", "seed")}}
-        R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), "method": method, "seed": seed})
+        saved = {**saved_config, **R.run_identity(summary.get("method"), summary.get("seed"),
+                                                   summary.get(R.NUMERICS_KEY))}
+        R.refuse_other_config(out_dir, saved, {**cfg.to_dict(), **R.run_identity(method, seed)})
         R.check_checkpoint(out_dir, summary, saved_config)  # the checkpoint it reports on is the run's own
         if dist.is_main:
             print(R.already_trained_line(out_dir, summary.get("final_val_loss")), flush=True)
@@ -422,8 +423,9 @@ def _start(cfg: Config, method: str, seed: int, out_dir: Path, dist: D.DistInfo,
     ckpt_path = out_dir / R.CHECKPOINT
     ckpt = R.load_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if ckpt is not None:
-        R.refuse_other_config(out_dir, {**ckpt["config"], "method": ckpt["method"], "seed": ckpt["seed"]},
-                              {**cfg.to_dict(), "method": method, "seed": seed})
+        R.refuse_other_config(out_dir, {**ckpt["config"], **R.run_identity(ckpt["method"], ckpt["seed"],
+                                                                            ckpt.get(R.NUMERICS_KEY))},
+                              {**cfg.to_dict(), **R.run_identity(method, seed)})
     if train_ds is None and val_ds is None:
         train_ds, val_ds = build_pair_datasets(cfg, seed=seed)
     global_batch = cfg.train.batch_size
@@ -611,7 +613,8 @@ def _finish(run: Run) -> dict:
         "train_seconds": round(st.train_seconds, 3),
         "pairs_per_second": (round(st.global_step * run.global_batch / st.train_seconds, 2)
                              if st.train_seconds > 0 else None),
-        "method": run.method, "seed": run.seed, "profile": run.cfg.profile, "n_train": len(run.train_ds),
+        "method": run.method, "seed": run.seed, R.NUMERICS_KEY: R.TRAINING_NUMERICS, "profile": run.cfg.profile,
+        "n_train": len(run.train_ds),
         "n_val": n_val, "per_device_batch": run.per_device, "global_batch": run.global_batch,
         "world_size": run.dist.world_size, "device": R.device_name(run.dist.device), "torch": str(torch.__version__),
         "data": run.data,

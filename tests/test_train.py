@@ -180,6 +180,31 @@ def test_other_config_is_refused_unless_fresh(tmp_path, fail_at):
             progress=False)
 
 
+def test_a_run_of_other_training_numerics_is_refused_not_reused(tmp_path, fail_at):
+    """A run saved before the arithmetic changed (no key: version 1) would mix two numerics in a profile."""
+    from contextclip import runs as R
+
+    ds, val = SquaresPairs(32), SquaresPairs(8, offset=32)
+    cfg = _cfg(epochs=1, batch_size=16)
+    s = fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    assert s[R.NUMERICS_KEY] == R.TRAINING_NUMERICS
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    del summary[R.NUMERICS_KEY]  # as written before the key existed
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(RunMismatchError, match=rf"training_numerics: 1 -> {R.TRAINING_NUMERICS}.*--fresh"):
+        fit(cfg, "clip", 0, tmp_path, train_ds=ds, val_ds=val, progress=False)
+    # a mid-run checkpoint of the older arithmetic is not resumed either
+    fail_at("step#1")
+    mid = cfg.updated({"checkpoint_every": 1, "epochs": 2})
+    with pytest.raises(FailPointError):
+        fit(mid, "clip", 0, tmp_path / "mid", train_ds=ds, val_ds=val, progress=False)
+    ckpt = torch.load(tmp_path / "mid" / "checkpoint.pt", weights_only=False)
+    assert ckpt.pop(R.NUMERICS_KEY) == R.TRAINING_NUMERICS
+    torch.save(ckpt, tmp_path / "mid" / "checkpoint.pt")
+    with pytest.raises(RunMismatchError, match="training_numerics: 1 ->"):
+        fit(mid, "clip", 0, tmp_path / "mid", train_ds=ds, val_ds=val, progress=False)
+
+
 def test_non_finite_loss_stops_with_the_step_named(tmp_path):
     cfg = _cfg(epochs=1, batch_size=8, checkpoint_every=1)
     with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 3 .*contrastive_loss=nan.*contextual_loss="):
