@@ -197,9 +197,13 @@ def refuse_other_config(out_dir: Path, saved: dict[str, Any], current: dict[str,
     """Raise ``RunMismatchError`` naming the differing keys when ``saved`` is another run's config."""
     diff = config_differences(saved, current)
     if diff:
+        why = ("; the kit's training arithmetic changed since it was trained (same config, other floating-point "
+               "results), so it is not mixed with new runs: delete the folder (or the profile's whole runs folder "
+               "before make reproduce) to train it again"
+               if any(d.startswith(NUMERICS_KEY) for d in diff) else "")
         raise RunMismatchError(f"run folder {out_dir} was made with a different config ({'; '.join(diff)}; "
-                               "saved -> now). Pass --fresh (fit(..., fresh=True)) to discard it and start over, "
-                               "or choose another --out")
+                               f"saved -> now){why}. Pass --fresh (fit(..., fresh=True)) to discard it and start "
+                               "over, or choose another --out")
 
 
 def dataset_captions(ds) -> list[str]:
