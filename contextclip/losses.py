@@ -22,6 +22,11 @@ Numerics, for every function here:
   This keeps a degenerate batch from stopping a long run; see docs/decisions.md.
 - Non-finite inputs (NaN/inf) are not checked (that would cost a device sync every step)
   and give a non-finite loss, which the training loop reports.
+- Each normalisation and the ``"batch"`` contextual term are single autograd nodes with their
+  gradients written out (``_UnitRows``, ``_CXBatch``), and ``ContextCLIPLoss`` normalises each input
+  once for both terms: per-operation overhead, not arithmetic, was most of a locked-tower training
+  step. tests/test_losses.py holds them to the plain autograd graph of the same formulas (ties and
+  dropped rows included) and to ``gradcheck``.
 
 Where our contextual loss differs from the paper's wording (details in docs/decisions.md):
 - The paper calls ``d_ij`` a cosine *similarity*, but Eq. 6-7 only make sense for a
@@ -243,14 +248,15 @@ class _CXBatch(torch.autograd.Function):
         cx = best.mean()
         ctx.bandwidth = bandwidth
         ctx.n_saved = (len(saved_x), len(saved_y))
-        ctx.save_for_backward(x, y, raw, d, d_min, den, d_tilde, cx_ij, best, cx, *saved_x, *saved_y)
+        ctx.save_for_backward(raw, d, d_min, den, d_tilde, cx_ij, best, cx, *saved_x, *saved_y)  # saved_x[0] is x
         return 0.0 - torch.log(cx)  # Eq. 9
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g: Tensor):  # noqa: D102 - see the class
-        x, y, raw, d, d_min, den, d_tilde, cx_ij, best, cx, *rest = ctx.saved_tensors
+        raw, d, d_min, den, d_tilde, cx_ij, best, cx, *rest = ctx.saved_tensors
         saved_x, saved_y = rest[:ctx.n_saved[0]], rest[ctx.n_saved[0]:]
+        x, y = saved_x[0], saved_y[0]  # the centred unit rows
         g_best = (-g / cx) / best.shape[-1]  # through -log and the mean over targets, one value
         at_max = cx_ij == best  # [N, M]
         g_cx = at_max * (g_best / at_max.sum(dim=-2, keepdim=True))  # amax over i, ties share
