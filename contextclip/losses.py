@@ -112,9 +112,9 @@ class _UnitRows(torch.autograd.Function):
     """Rows L2-normalised (``_unit_rows``) as one autograd node with a closed-form backward.
 
     The forward values of the elementwise autograd graph it replaces, and its gradient up to float
-    rounding, in 5 backward ops instead of about 15 (those normalisations were most of a
-    locked-tower step's cost); ``tests/test_losses.py`` checks it against that graph and with
-    ``gradcheck``.
+    rounding, in about 8 backward ops instead of a graph of about 15 nodes (those normalisations
+    were most of a locked-tower step's cost); ``tests/test_losses.py`` checks it against that graph
+    and with ``gradcheck``.
     """
 
     @staticmethod
@@ -228,8 +228,8 @@ class _CXBatch(torch.autograd.Function):
     The forward runs the same operations as ``_batch_distances`` and ``_cx_from_distances`` (the same
     values); the backward is written out (the derivative of each step, in reverse, with PyTorch's own
     conventions: ``clamp_min`` passes the gradient where its input is >= 0, ``amin``/``amax`` share it
-    evenly between tied entries). About 40 ops instead of an autograd graph of about 30 nodes, which
-    made most of a locked-tower step's time. ``tests/test_losses.py`` checks it against the autograd
+    evenly between tied entries). One node instead of an autograd graph of about 30 nodes, whose
+    bookkeeping made most of a locked-tower step's time. ``tests/test_losses.py`` checks it against the autograd
     graph of the same formulas and with ``gradcheck``.
     """
 
