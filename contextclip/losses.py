@@ -160,12 +160,19 @@ def _cx_from_distances(d: Tensor, bandwidth: float, eps: float) -> Tensor:
 
 def _cx_ij(d: Tensor, bandwidth: float, eps: float) -> Tensor:
     """Eq. 6-8: the matrix CX_ij (rows: generated points i, a distribution over the targets j)."""
-    d = d.clamp_min(0.0)  # distances are >= 0 (rounding can make 1 - cos slightly negative)
+    return _cx_ij_steps(d, bandwidth, eps)[-1]  # [..., N, M]
+
+
+def _cx_ij_steps(raw: Tensor, bandwidth: float, eps: float) -> tuple[Tensor, ...]:
+    """Eq. 6-8 step by step: (d, d_min, d_min + eps, d_tilde, CX_ij) for distances ``raw``
+    (``_CXBatch``'s backward reads the intermediate ones)."""
+    d = raw.clamp_min(0.0)  # distances are >= 0 (rounding can make 1 - cos slightly negative)
     d_min = d.amin(dim=-1, keepdim=True)  # nearest target of each generated point, [..., N, 1]
-    d_tilde = d / (d_min + eps)  # Eq. 6: relative distance, [..., N, M]
+    den = d_min + eps
+    d_tilde = d / den  # Eq. 6: relative distance, [..., N, M]
     # Eq. 7-8: w_ij = exp((1 - dt_ij)/h), CX_ij = w_ij / sum_k w_ik, as a stable softmax over
     # the targets j (never raw exp: (1 - dt)/h reaches -1e7 for h = 0.01).
-    return torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)  # [..., N, M]
+    return d, d_min, den, d_tilde, torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)
 
 
 # ----------------------------------------------------------------------------- CLIP (Eq. 2-4)
@@ -226,7 +233,7 @@ class _CXBatch(torch.autograd.Function):
     """``-log CX`` of the ``"batch"`` variant (Eq. 5-9 on ``_batch_distances``) as one autograd node.
 
     The forward runs the same operations as ``_batch_distances`` and ``_cx_from_distances`` (the same
-    values); the backward is written out (the derivative of each step, in reverse, with PyTorch's own
+    values; Eq. 6-8 through the same ``_cx_ij_steps``); the backward is written out (the derivative of each step, in reverse, with PyTorch's own
     conventions: ``clamp_min`` passes the gradient where its input is >= 0, ``amin``/``amax`` share it
     evenly between tied entries). One node instead of an autograd graph of about 30 nodes, whose
     bookkeeping made most of a locked-tower step's time. ``tests/test_losses.py`` checks it against the autograd
@@ -239,11 +246,7 @@ class _CXBatch(torch.autograd.Function):
         x, saved_x = _unit_rows(img - mu_y, DEGENERATE_NORM, False)  # centred, L2-normalised, [N, D]
         y, saved_y = _unit_rows(txt - mu_y, DEGENERATE_NORM, False)  # [M, D]
         raw = 1.0 - x @ y.t()  # cosine distance d_ij = 1 - cos(x_i, y_j), [N, M]
-        d = raw.clamp_min(0.0)  # >= 0 (rounding can make 1 - cos slightly negative)
-        d_min = d.amin(dim=-1, keepdim=True)  # [N, 1]
-        den = d_min + eps
-        d_tilde = d / den  # Eq. 6
-        cx_ij = torch.softmax((1.0 - d_tilde) / bandwidth, dim=-1)  # Eq. 7-8, [N, M]
+        d, d_min, den, d_tilde, cx_ij = _cx_ij_steps(raw, bandwidth, eps)  # Eq. 6-8
         best = cx_ij.amax(dim=-2, keepdim=True)  # Eq. 5: max over the generated points, [1, M]
         cx = best.mean()
         ctx.bandwidth = bandwidth

@@ -185,11 +185,9 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
     for k in set(b) - set(a):
         if k in KNOB_SECTION:
             a[k] = knob_default(k)
-    for extra in ("method", "seed"):
+    for extra in ("method", "seed", NUMERICS_KEY):  # NUMERICS_KEY: from ``run_identity``, 1 for older runs
         if extra in saved or extra in current:
             a[extra], b[extra] = saved.get(extra), current.get(extra)
-    if NUMERICS_KEY in saved or NUMERICS_KEY in current:  # a run saved before the key existed: numerics 1
-        a[NUMERICS_KEY], b[NUMERICS_KEY] = saved.get(NUMERICS_KEY, 1), current.get(NUMERICS_KEY, 1)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 

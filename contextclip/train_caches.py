@@ -102,10 +102,7 @@ class FrozenFeatureCache:
         return cls(torch.cat(parts))
 
     def lookup(self, keys) -> torch.Tensor:
-        if self.index is not None:
-            keys = [self.index[k] for k in keys]
-        # index_select: a copy of the rows as ``feats[keys]`` gives, in a third of the time
-        return self.feats.index_select(0, torch.as_tensor(list(keys), device=self.feats.device))
+        return self._rows([self.index[k] for k in keys] if self.index is not None else list(keys))
 
     def lookup_captions(self, model: ContextCLIPModel, captions: Sequence[str], autocast) -> torch.Tensor:
         """Features of ``captions``; any caption not seen when the cache was built is added first."""
@@ -116,6 +113,10 @@ class FrozenFeatureCache:
             self.index.update({c: j + len(self.feats) for c, j in extra.index.items()})
             self.feats = torch.cat([self.feats, extra.feats])
             rows = [self.index[c] for c in captions]
+        return self._rows(rows)
+
+    def _rows(self, rows: list[int]) -> torch.Tensor:
+        # index_select: a copy of the rows as ``feats[rows]`` gives, in a third of the time
         return self.feats.index_select(0, torch.as_tensor(rows, device=self.feats.device))
 
 
